@@ -1,0 +1,161 @@
+//! The agent boundary: `boundary.enter(token)`, `boundary.exit()` and the accessors that row
+//! level security policies call.
+//!
+//! Accessors are STABLE (never IMMUTABLE: a folded value would outlive the boundary in a cached
+//! plan) and PARALLEL SAFE (workers get the boundary through the GUC), read a per-backend parse
+//! cache keyed on the exact GUC value, and fail closed with SQLSTATE 42501 when no boundary is set.
+
+pub mod claims;
+pub mod keys;
+pub mod state;
+pub mod token;
+
+use crate::error::{BoundaryError, OrRaise, Result};
+use crate::gucs;
+use claims::{Requested, Scope};
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use std::rc::Rc;
+
+fn verify_and_narrow(token: &str, scope: Scope) -> Result<claims::Boundary> {
+    let refused = BoundaryError::TokenRefused;
+    let (kid, _alg) = token::peek_header(token).map_err(refused)?;
+    let key = keys::active_key(&kid)?
+        .ok_or_else(|| refused(format!("signed with an unknown or retired key id \"{kid}\"")))?;
+    let now = state::now_unix();
+    let time = token::TimePolicy {
+        now,
+        skew: gucs::clock_skew_secs(),
+        max_lifetime: gucs::max_token_lifetime_secs(),
+    };
+    let verified = token::verify(token, &key.material(), time).map_err(refused)?;
+    let requested = Requested::from_claims(&verified).map_err(refused)?;
+    let principal = crate::registry::lookup(
+        &requested.tenant_id,
+        &requested.workspace_id,
+        &requested.user_id,
+    )?
+    .ok_or_else(|| {
+        BoundaryError::PrincipalRefused(format!(
+            "no registered principal for tenant_id \"{}\", workspace_id \"{}\", user_id \"{}\"",
+            requested.tenant_id, requested.workspace_id, requested.user_id
+        ))
+    })?;
+    requested.narrow(&principal, &kid, scope, now).map_err(BoundaryError::PrincipalRefused)
+}
+
+/// Verifies a signed boundary token (signature, expiry, audience, registry) and puts the
+/// resulting boundary on the current transaction. Returns the boundary as `current()` shows it.
+///
+/// SECURITY DEFINER so it can read the signing keys and the registry, which no ordinary role
+/// can; the search_path is pinned and every name it uses is schema-qualified.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn enter(token: &str, scope: default!(&str, "'transaction'")) -> JsonB {
+    let enter = || -> Result<JsonB> {
+        let scope = Scope::parse(scope).map_err(BoundaryError::InvalidArgument)?;
+        if scope == Scope::Session && !gucs::allow_session_scope() {
+            return Err(BoundaryError::NotAllowed {
+                what: "session-scoped agent boundaries are disabled".into(),
+                hint: "A superuser can enable them with agent_boundary.allow_session_scope = on; \
+                       do not use them behind a transaction-mode pooler."
+                    .into(),
+            });
+        }
+        let boundary = verify_and_narrow(token, scope)?;
+        let shown = boundary.to_public_json();
+        state::install(boundary)?;
+        if scope == Scope::Transaction && !state::in_transaction_block() {
+            pgrx::warning!(
+                "boundary.enter() ran outside a transaction block, so the boundary ends \
+                 with this statement; wrap it and the queries it guards in BEGIN ... COMMIT"
+            );
+        }
+        Ok(JsonB(shown))
+    };
+    enter().or_raise()
+}
+
+/// Removes the boundary (transaction or session scope) for the rest of the transaction; a
+/// ROLLBACK undoes the removal.
+#[pg_extern(volatile, parallel_unsafe)]
+fn exit() {
+    state::clear();
+}
+
+/// True when a boundary is set; never raises for a missing one.
+#[pg_extern(stable, parallel_safe)]
+fn is_active() -> bool {
+    state::current().is_ok()
+}
+
+fn current_boundary() -> Rc<claims::Boundary> {
+    state::current().or_raise()
+}
+
+#[pg_extern(stable, parallel_safe)]
+fn tenant_id() -> String {
+    current_boundary().tenant_id.clone()
+}
+
+#[pg_extern(stable, parallel_safe)]
+fn workspace_id() -> String {
+    current_boundary().workspace_id.clone()
+}
+
+#[pg_extern(stable, parallel_safe)]
+fn user_id() -> String {
+    current_boundary().user_id.clone()
+}
+
+#[pg_extern(stable, parallel_safe)]
+fn role() -> &'static str {
+    current_boundary().role.as_str()
+}
+
+#[pg_extern(stable, parallel_safe)]
+fn plan() -> &'static str {
+    current_boundary().plan.as_str()
+}
+
+#[pg_extern(stable, parallel_safe)]
+fn region() -> &'static str {
+    current_boundary().region.as_str()
+}
+
+#[pg_extern(stable, parallel_safe)]
+fn tool_ids() -> Vec<String> {
+    current_boundary().tool_ids.clone()
+}
+
+#[pg_extern(stable, parallel_safe)]
+fn datasource_ids() -> Vec<String> {
+    current_boundary().datasource_ids.clone()
+}
+
+#[pg_extern(stable, parallel_safe)]
+fn memory_namespace() -> String {
+    current_boundary().memory_namespace()
+}
+
+#[pg_extern(stable, parallel_safe)]
+fn trace_id() -> Option<String> {
+    current_boundary().trace_id.clone()
+}
+
+#[pg_extern(stable, parallel_safe)]
+fn run_id() -> Option<String> {
+    current_boundary().run_id.clone()
+}
+
+#[pg_extern(stable, parallel_safe)]
+fn prompt_version() -> Option<String> {
+    current_boundary().prompt_version.clone()
+}
+
+/// The whole boundary as jsonb: ids, role, plan, region, allow-lists, namespace, trace and run
+/// ids, issued/expiry times, the verifying key id and the scope. Never the token.
+#[pg_extern(stable, parallel_safe)]
+fn current() -> JsonB {
+    JsonB(current_boundary().to_public_json())
+}

@@ -1,0 +1,183 @@
+//! The boundary on the transaction: putting it on the GUC, guarding the GUC, reading it back.
+//!
+//! PostgreSQL's GUC machinery gives us transaction scope (SET LOCAL), savepoint rollback,
+//! RESET/DISCARD ALL and propagation to parallel workers. What it does not give is
+//! unforgeability, so the value is sealed (HS256) with a secret that exists only in this
+//! backend's memory, and a check hook refuses any value whose seal does not verify. Restores at
+//! COMMIT/ROLLBACK/ROLLBACK TO do not call the check hook; they only bring back values that
+//! passed it.
+
+use super::claims::{Boundary, Scope};
+use super::token;
+use crate::error::{BoundaryError, Result};
+use crate::gucs;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::cell::RefCell;
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::rc::Rc;
+
+const SEAL_SECRET_BYTES: usize = 32;
+/// Seconds between 1970-01-01 and PostgreSQL's epoch, 2000-01-01.
+const PG_EPOCH_UNIX: i64 = 946_684_800;
+
+thread_local! {
+    /// (pid, secret): backends fork from the postmaster, so a secret made before a fork (when
+    /// the library is preloaded) must not be shared; the pid check makes each process its own.
+    static SEAL_SECRET: RefCell<Option<(u32, [u8; SEAL_SECRET_BYTES])>> = const { RefCell::new(None) };
+    /// The parsed boundary, keyed by the exact GUC value it was parsed from.
+    static PARSED: RefCell<Option<(Vec<u8>, Rc<Boundary>)>> = const { RefCell::new(None) };
+}
+
+fn seal_secret() -> std::result::Result<[u8; SEAL_SECRET_BYTES], String> {
+    let pid = std::process::id();
+    SEAL_SECRET.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        match *slot {
+            Some((owner, secret)) if owner == pid => Ok(secret),
+            _ => {
+                let mut secret = [0u8; SEAL_SECRET_BYTES];
+                getrandom::fill(&mut secret)
+                    .map_err(|e| format!("no randomness for the boundary seal: {e}"))?;
+                *slot = Some((pid, secret));
+                Ok(secret)
+            }
+        }
+    })
+}
+
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn transaction_start_unix() -> i64 {
+    // SAFETY: reads backend-local transaction state; parallel workers inherit the leader's.
+    let micros = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
+    micros.div_euclid(1_000_000) + PG_EPOCH_UNIX
+}
+
+/// GUC check hook for `agent_boundary.boundary`: accepts the empty value (no boundary) and
+/// values sealed by this backend that have not expired. Everything else is refused with
+/// SQLSTATE 42501, whoever tries (SET, set_config, PGOPTIONS, ALTER ROLE/DATABASE SET, a
+/// function's SET clause), and the refused value is never echoed.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn check_boundary_value(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    let value = if newval.is_null() || (*newval).is_null() {
+        &[][..]
+    } else {
+        CStr::from_ptr(*newval).to_bytes()
+    };
+    if value.is_empty() {
+        return true;
+    }
+    // A parallel worker restoring the leader's settings: the leader's check hook accepted this
+    // value, and the leader's seal secret is not (and must not be) known here.
+    if pg_sys::InitializingParallelWorker {
+        return true;
+    }
+    let verdict = seal_secret().and_then(|secret| {
+        token::unseal_verified(value, &secret, now_unix(), gucs::clock_skew_secs())
+    });
+    match verdict {
+        Ok(_) => true,
+        Err(why) => {
+            refuse_in_check_hook(&why);
+            false
+        }
+    }
+}
+
+fn refuse_in_check_hook(why: &str) {
+    let in_error_context = |text: &str| {
+        let text = CString::new(text.replace('\0', "")).unwrap_or_default();
+        // SAFETY: PostgreSQL reads these right after the hook returns and then resets
+        // ErrorContext, which is where its own GUC_check_errmsg() allocates them too.
+        unsafe { pg_sys::MemoryContextStrdup(pg_sys::ErrorContext, text.as_ptr()) }
+    };
+    unsafe {
+        pg_sys::GUC_check_errcode(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE as i32);
+        pg_sys::GUC_check_errmsg_string =
+            in_error_context("agent_boundary.boundary can only be set by boundary.enter()");
+        pg_sys::GUC_check_errdetail_string = in_error_context(&format!("Refused: {why}."));
+        pg_sys::GUC_check_errhint_string = in_error_context(
+            "Call boundary.enter(token) with a token signed by a registered key.",
+        );
+    }
+}
+
+/// The boundary of the current transaction, or SQLSTATE 42501 when there is none.
+pub fn current() -> Result<Rc<Boundary>> {
+    let boundary = current_if_any()?.ok_or(BoundaryError::NoBoundary)?;
+    if boundary.exp + gucs::clock_skew_secs() < transaction_start_unix() {
+        return Err(BoundaryError::BoundaryExpired { expired_at: boundary.exp });
+    }
+    Ok(boundary)
+}
+
+/// Like [`current`] but `None` instead of an error when no boundary is set.
+pub fn current_if_any() -> Result<Option<Rc<Boundary>>> {
+    gucs::with_boundary_value(|value| {
+        if value.is_empty() {
+            return Ok(None);
+        }
+        PARSED.with(|cell| {
+            let mut cache = cell.borrow_mut();
+            if let Some((raw, parsed)) = cache.as_ref() {
+                if raw.as_slice() == value {
+                    return Ok(Some(parsed.clone()));
+                }
+            }
+            let parsed = Rc::new(token::unseal_trusted(value).map_err(BoundaryError::Internal)?);
+            *cache = Some((value.to_vec(), parsed.clone()));
+            Ok(Some(parsed))
+        })
+    })
+}
+
+fn set_boundary_value(value: &CStr, action: pg_sys::GucAction::Type) {
+    // SAFETY: plain call into guc.c; on failure it raises an ERROR, which pgrx turns into a
+    // Rust panic and back into a PostgreSQL error at the function boundary.
+    unsafe {
+        pg_sys::set_config_option(
+            gucs::BOUNDARY_NAME.as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_SUSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            action,
+            true,
+            PgLogLevel::ERROR as i32,
+            false,
+        );
+    }
+}
+
+/// Seals `boundary` and puts it on the transaction (or the session, for session scope).
+pub fn install(boundary: Boundary) -> Result<()> {
+    let secret = seal_secret().map_err(BoundaryError::Internal)?;
+    let sealed = token::seal(&boundary, &secret).map_err(BoundaryError::Internal)?;
+    let value = CString::new(sealed).map_err(|e| BoundaryError::Internal(e.to_string()))?;
+    let action = match boundary.scope {
+        Scope::Transaction => pg_sys::GucAction::GUC_ACTION_LOCAL,
+        Scope::Session => pg_sys::GucAction::GUC_ACTION_SET,
+    };
+    set_boundary_value(&value, action);
+    PARSED.with(|cell| *cell.borrow_mut() = Some((value.into_bytes(), Rc::new(boundary))));
+    Ok(())
+}
+
+/// Clears the boundary, transaction and session scope alike (undone if the transaction aborts).
+pub fn clear() {
+    set_boundary_value(c"", pg_sys::GucAction::GUC_ACTION_SET);
+}
+
+pub fn in_transaction_block() -> bool {
+    // SAFETY: reads backend-local transaction state.
+    unsafe { pg_sys::IsTransactionBlock() }
+}

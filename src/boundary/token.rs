@@ -1,0 +1,419 @@
+//! Signed tokens, in plain Rust: verifying what trusted code hands to `boundary.enter`, signing
+//! for `boundary.sign`, and sealing the effective boundary into the GUC value.
+//!
+//! All cryptography is the `jsonwebtoken` crate's (RustCrypto backend); nothing is hand-rolled.
+
+use super::claims::Boundary;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde_json::Value;
+
+/// Larger inputs are refused before any parsing.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+/// Every boundary token is for this audience; a token naming another audience is refused.
+pub const AUDIENCE: &str = "agent_boundary";
+/// Algorithms a signing key may use.
+pub const ALGORITHMS: &[&str] = &["HS256", "HS384", "HS512", "EdDSA", "ES256", "RS256"];
+/// Shortest HMAC secret accepted (RFC 7518 §3.2: at least the hash size; we ask 32 for all).
+pub const MIN_HMAC_SECRET_BYTES: usize = 32;
+/// Key id in the header of sealed values, so they are never mistaken for app tokens.
+const SEAL_KID: &str = "agent_boundary.seal";
+
+pub fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
+    if !ALGORITHMS.contains(&name) {
+        return Err(format!("alg must be one of {}, not {:?}", ALGORITHMS.join(", "), name));
+    }
+    name.parse::<Algorithm>().map_err(|_| format!("unsupported alg {name:?}"))
+}
+
+pub fn is_hmac(alg: Algorithm) -> bool {
+    matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
+}
+
+/// Key ids: 1..=64 of `[A-Za-z0-9._-]`, so they are safe to print in any message.
+pub fn validate_kid(kid: &str) -> Result<(), String> {
+    let ok = !kid.is_empty()
+        && kid.len() <= 64
+        && kid.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err("key id must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'".into())
+    }
+}
+
+/// Key material as stored in `boundary.signing_keys`.
+pub struct KeyMaterial<'a> {
+    pub alg: Algorithm,
+    /// HMAC secret, or the public key as PEM.
+    pub verify_key: &'a [u8],
+    /// The private key as PEM (asymmetric keys the database itself signs with); None for HMAC.
+    pub signing_key: Option<&'a [u8]>,
+}
+
+impl KeyMaterial<'_> {
+    pub fn decoding_key(&self) -> Result<DecodingKey, String> {
+        let bad = |e: jsonwebtoken::errors::Error| format!("the {:?} key cannot be read: {e}", self.alg);
+        match self.alg {
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+                Ok(DecodingKey::from_secret(self.verify_key))
+            }
+            Algorithm::EdDSA => DecodingKey::from_ed_pem(self.verify_key).map_err(bad),
+            Algorithm::ES256 => DecodingKey::from_ec_pem(self.verify_key).map_err(bad),
+            Algorithm::RS256 => DecodingKey::from_rsa_pem(self.verify_key).map_err(bad),
+            other => Err(format!("unsupported alg {other:?}")),
+        }
+    }
+
+    pub fn encoding_key(&self) -> Result<Option<EncodingKey>, String> {
+        let bad = |e: jsonwebtoken::errors::Error| format!("the {:?} private key cannot be read: {e}", self.alg);
+        if is_hmac(self.alg) {
+            return Ok(Some(EncodingKey::from_secret(self.verify_key)));
+        }
+        let Some(pem) = self.signing_key else { return Ok(None) };
+        match self.alg {
+            Algorithm::EdDSA => EncodingKey::from_ed_pem(pem).map(Some).map_err(bad),
+            Algorithm::ES256 => EncodingKey::from_ec_pem(pem).map(Some).map_err(bad),
+            Algorithm::RS256 => EncodingKey::from_rsa_pem(pem).map(Some).map_err(bad),
+            other => Err(format!("unsupported alg {other:?}")),
+        }
+    }
+
+    /// Checks a key before it is stored: long enough, parseable, and (when a private key is
+    /// given) matching its public half.
+    pub fn check(&self) -> Result<(), String> {
+        if is_hmac(self.alg) {
+            if self.signing_key.is_some() {
+                return Err("an HMAC key is one secret; pass it as key and leave signing_key NULL".into());
+            }
+            if self.verify_key.len() < MIN_HMAC_SECRET_BYTES {
+                return Err(format!(
+                    "an HMAC secret must be at least {MIN_HMAC_SECRET_BYTES} bytes, got {}",
+                    self.verify_key.len()
+                ));
+            }
+            return Ok(());
+        }
+        let decoding = self.decoding_key()?;
+        if let Some(encoding) = self.encoding_key()? {
+            let probe = serde_json::json!({"probe": true, "exp": 4_000_000_000u64});
+            let token = jsonwebtoken::encode(&Header::new(self.alg), &probe, &encoding)
+                .map_err(|e| format!("the private key cannot sign: {e}"))?;
+            let mut validation = Validation::new(self.alg);
+            validation.validate_exp = false;
+            jsonwebtoken::decode::<Value>(&token, &decoding, &validation)
+                .map_err(|_| "the private key does not match the public key".to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads the header of an untrusted token: which key (kid) and which algorithm it claims.
+pub fn peek_header(token: &str) -> Result<(String, Algorithm), String> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(format!("token is {} bytes; the limit is {MAX_TOKEN_BYTES}", token.len()));
+    }
+    if token.is_empty() {
+        return Err("token is empty".into());
+    }
+    if token.bytes().filter(|b| *b == b'.').count() != 2 {
+        return Err("token is malformed: a JWT has three dot-separated parts".into());
+    }
+    let header =
+        jsonwebtoken::decode_header(token).map_err(|_| "token is malformed: unreadable header".to_string())?;
+    let kid = header.kid.ok_or("token header has no kid (key id)")?;
+    validate_kid(&kid).map_err(|e| format!("token header kid is invalid: {e}"))?;
+    if kid == SEAL_KID {
+        return Err("a sealed boundary value is not a token".into());
+    }
+    Ok((kid, header.alg))
+}
+
+/// Clock and lifetime rules for verification.
+#[derive(Clone, Copy, Debug)]
+pub struct TimePolicy {
+    pub now: i64,
+    pub skew: i64,
+    pub max_lifetime: i64,
+}
+
+fn describe(kind: &ErrorKind) -> String {
+    match kind {
+        ErrorKind::InvalidSignature => "signature does not verify (tampered, or signed with another key)".into(),
+        ErrorKind::ExpiredSignature => "token has expired".into(),
+        ErrorKind::ImmatureSignature => "token is not valid yet (nbf is in the future)".into(),
+        ErrorKind::InvalidAudience => format!("token audience is not {AUDIENCE:?}"),
+        ErrorKind::InvalidAlgorithm => "token alg does not match the alg of its key".into(),
+        ErrorKind::MissingRequiredClaim(c) => format!("claim {c} is missing"),
+        ErrorKind::InvalidClaimFormat(c) => format!("claim {c} has the wrong type"),
+        ErrorKind::Json(_) => "token is malformed: the payload is not a JSON object".into(),
+        ErrorKind::Base64(_) | ErrorKind::Utf8(_) | ErrorKind::InvalidToken => {
+            "token is malformed".into()
+        }
+        other => format!("token cannot be verified ({other:?})"),
+    }
+}
+
+/// Verifies signature, audience, exp, nbf, iat and lifetime; returns the claims.
+pub fn verify(token: &str, key: &KeyMaterial, time: TimePolicy) -> Result<Value, String> {
+    let decoding = key.decoding_key()?;
+    let mut validation = Validation::new(key.alg);
+    validation.leeway = time.skew.max(0) as u64;
+    validation.validate_nbf = true;
+    validation.set_audience(&[AUDIENCE]);
+    validation.set_required_spec_claims(&["exp"]);
+    let data = jsonwebtoken::decode::<Value>(token, &decoding, &validation)
+        .map_err(|e| describe(e.kind()))?;
+    let claims = data.claims;
+    // jsonwebtoken checks exp against the system clock; recheck against the policy's clock too.
+    let exp = claims.get("exp").and_then(Value::as_i64).ok_or("claim exp must be an integer")?;
+    if exp + time.skew < time.now {
+        return Err("token has expired".into());
+    }
+    let iat = match claims.get("iat") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_i64().ok_or("claim iat must be an integer")?),
+    };
+    if let Some(iat) = iat {
+        if iat > time.now + time.skew {
+            return Err("token is issued in the future (iat)".into());
+        }
+    }
+    let lifetime = exp - iat.unwrap_or(time.now);
+    if lifetime > time.max_lifetime {
+        return Err(format!(
+            "token lifetime is {lifetime}s; agent_boundary.max_token_lifetime allows {}s",
+            time.max_lifetime
+        ));
+    }
+    Ok(claims)
+}
+
+/// Signs `claims` (already complete: iat, exp, aud set by the caller) with `kid`'s key.
+pub fn sign(claims: &Value, kid: &str, alg: Algorithm, key: &EncodingKey) -> Result<String, String> {
+    let mut header = Header::new(alg);
+    header.kid = Some(kid.to_string());
+    jsonwebtoken::encode(&header, claims, key).map_err(|e| format!("cannot sign: {e}"))
+}
+
+/// Seals the effective boundary with a secret only this backend knows.
+pub fn seal(boundary: &Boundary, secret: &[u8]) -> Result<String, String> {
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some(SEAL_KID.to_string());
+    jsonwebtoken::encode(&header, boundary, &EncodingKey::from_secret(secret))
+        .map_err(|e| format!("cannot seal the boundary: {e}"))
+}
+
+/// Opens a sealed value, checking the seal and that it has not expired at `now`.
+pub fn unseal_verified(value: &[u8], secret: &[u8], now: i64, skew: i64) -> Result<Boundary, String> {
+    if value.len() > 2 * MAX_TOKEN_BYTES {
+        return Err("the value is too large".into());
+    }
+    let header = jsonwebtoken::decode_header(value).map_err(|_| "the value is not a sealed boundary")?;
+    if header.kid.as_deref() != Some(SEAL_KID) {
+        return Err("the value is not a sealed boundary (use boundary.enter(token))".into());
+    }
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    let boundary = jsonwebtoken::decode::<Boundary>(value, &DecodingKey::from_secret(secret), &validation)
+        .map_err(|e| match e.kind() {
+            ErrorKind::InvalidSignature => "the seal does not verify in this backend".to_string(),
+            _ => "the value is not a sealed boundary".to_string(),
+        })?
+        .claims;
+    if boundary.exp + skew < now {
+        return Err("the sealed boundary has expired".into());
+    }
+    Ok(boundary)
+}
+
+/// Opens a sealed value that PostgreSQL already accepted through the check hook.
+pub fn unseal_trusted(value: &[u8]) -> Result<Boundary, String> {
+    jsonwebtoken::dangerous::insecure_decode::<Boundary>(value)
+        .map(|data| data.claims)
+        .map_err(|e| format!("cannot read the sealed boundary: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::boundary::claims::{Plan, Region, Role, Scope};
+    use serde_json::json;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const NOW: i64 = 1_900_000_000;
+    const TIME: TimePolicy = TimePolicy { now: NOW, skew: 30, max_lifetime: 3600 };
+
+    fn hmac_key() -> KeyMaterial<'static> {
+        KeyMaterial { alg: Algorithm::HS256, verify_key: SECRET, signing_key: None }
+    }
+
+    fn token(claims: Value) -> String {
+        sign(&claims, "k1", Algorithm::HS256, &EncodingKey::from_secret(SECRET)).unwrap()
+    }
+
+    fn good_claims() -> Value {
+        json!({"tenant_id": "t", "workspace_id": "w", "user_id": "u", "role": "member",
+               "iat": NOW - 10, "exp": NOW + 300, "aud": AUDIENCE})
+    }
+
+    fn boundary() -> Boundary {
+        Boundary {
+            tenant_id: "t".into(),
+            workspace_id: "w".into(),
+            user_id: "u".into(),
+            role: Role::Member,
+            plan: Plan::Free,
+            region: Region::Us,
+            tool_ids: vec![],
+            datasource_ids: vec![],
+            memory_namespace: None,
+            trace_id: Some("trace".into()),
+            run_id: None,
+            prompt_version: None,
+            iat: NOW,
+            exp: NOW + 60,
+            kid: "k1".into(),
+            scope: Scope::Transaction,
+        }
+    }
+
+    #[test]
+    fn verifies_a_good_token() {
+        let t = token(good_claims());
+        assert_eq!(peek_header(&t).unwrap(), ("k1".to_string(), Algorithm::HS256));
+        // jsonwebtoken also checks exp against the real clock; NOW is in 2030.
+        let claims = verify(&t, &hmac_key(), TIME).unwrap();
+        assert_eq!(claims["tenant_id"], "t");
+    }
+
+    #[test]
+    fn refuses_tampered_payload() {
+        let t = token(good_claims());
+        let parts: Vec<&str> = t.split('.').collect();
+        let mut forged = good_claims();
+        forged["tenant_id"] = json!("other");
+        let payload = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            serde_json::to_vec(&forged).unwrap(),
+        );
+        let tampered = format!("{}.{}.{}", parts[0], payload, parts[2]);
+        assert_eq!(
+            verify(&tampered, &hmac_key(), TIME).unwrap_err(),
+            "signature does not verify (tampered, or signed with another key)"
+        );
+    }
+
+    #[test]
+    fn refuses_other_key_expired_future_and_long_lived_tokens() {
+        let other = KeyMaterial { alg: Algorithm::HS256, verify_key: b"another-secret-another-secret-xx", signing_key: None };
+        assert!(verify(&token(good_claims()), &other, TIME).unwrap_err().starts_with("signature does not verify"));
+
+        let mut c = good_claims();
+        c["exp"] = json!(NOW - 31);
+        c["iat"] = json!(NOW - 100);
+        assert_eq!(verify(&token(c), &hmac_key(), TIME).unwrap_err(), "token has expired");
+
+        let mut c = good_claims();
+        c["iat"] = json!(NOW + 100);
+        assert_eq!(verify(&token(c), &hmac_key(), TIME).unwrap_err(), "token is issued in the future (iat)");
+
+        let mut c = good_claims();
+        c["exp"] = json!(NOW + 7200);
+        assert_eq!(
+            verify(&token(c), &hmac_key(), TIME).unwrap_err(),
+            "token lifetime is 7210s; agent_boundary.max_token_lifetime allows 3600s"
+        );
+
+        let mut c = good_claims();
+        c["aud"] = json!("some-other-service");
+        assert_eq!(verify(&token(c), &hmac_key(), TIME).unwrap_err(), "token audience is not \"agent_boundary\"");
+    }
+
+    #[test]
+    fn refuses_alg_confusion_and_alg_none() {
+        // A token claiming HS384 checked against an HS256 key.
+        let t = sign(&good_claims(), "k1", Algorithm::HS384, &EncodingKey::from_secret(SECRET)).unwrap();
+        assert_eq!(verify(&t, &hmac_key(), TIME).unwrap_err(), "token alg does not match the alg of its key");
+        // "alg": "none" with an empty signature.
+        let b64 = |v: Value| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, serde_json::to_vec(&v).unwrap());
+        let none = format!("{}.{}.", b64(json!({"alg": "none", "kid": "k1"})), b64(good_claims()));
+        assert!(peek_header(&none).is_err() || verify(&none, &hmac_key(), TIME).is_err());
+    }
+
+    #[test]
+    fn refuses_malformed_and_huge_input() {
+        assert_eq!(peek_header("").unwrap_err(), "token is empty");
+        assert_eq!(peek_header("abc").unwrap_err(), "token is malformed: a JWT has three dot-separated parts");
+        assert_eq!(peek_header("a.b.c").unwrap_err(), "token is malformed: unreadable header");
+        let huge = "a".repeat(MAX_TOKEN_BYTES + 1);
+        assert_eq!(peek_header(&huge).unwrap_err(), format!("token is {} bytes; the limit is 16384", MAX_TOKEN_BYTES + 1));
+        let no_kid = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &good_claims(), &EncodingKey::from_secret(SECRET)).unwrap();
+        assert_eq!(peek_header(&no_kid).unwrap_err(), "token header has no kid (key id)");
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("k 1; drop table".into());
+        let bad_kid = jsonwebtoken::encode(&header, &good_claims(), &EncodingKey::from_secret(SECRET)).unwrap();
+        assert!(peek_header(&bad_kid).unwrap_err().starts_with("token header kid is invalid"));
+    }
+
+    #[test]
+    fn seal_round_trips_and_rejects_foreign_seals() {
+        let sealed = seal(&boundary(), SECRET).unwrap();
+        assert_eq!(unseal_verified(sealed.as_bytes(), SECRET, NOW, 30).unwrap(), boundary());
+        assert_eq!(unseal_trusted(sealed.as_bytes()).unwrap(), boundary());
+        assert_eq!(
+            unseal_verified(sealed.as_bytes(), b"a different backend's secret....", NOW, 30).unwrap_err(),
+            "the seal does not verify in this backend"
+        );
+        assert_eq!(
+            unseal_verified(sealed.as_bytes(), SECRET, NOW + 1000, 30).unwrap_err(),
+            "the sealed boundary has expired"
+        );
+        // An app token is not a sealed value, even with a valid signature.
+        let app = token(good_claims());
+        assert_eq!(
+            unseal_verified(app.as_bytes(), SECRET, NOW, 30).unwrap_err(),
+            "the value is not a sealed boundary (use boundary.enter(token))"
+        );
+        assert_eq!(peek_header(&sealed).unwrap_err(), "a sealed boundary value is not a token");
+        assert_eq!(unseal_verified(b"forged", SECRET, NOW, 30).unwrap_err(), "the value is not a sealed boundary");
+    }
+
+    #[test]
+    fn eddsa_tokens_verify_with_only_the_public_key() {
+        let public = include_bytes!("../../tests/fixtures/ed25519-test-public.pem");
+        let private = include_bytes!("../../tests/fixtures/ed25519-test-private.pem");
+        let signer = KeyMaterial { alg: Algorithm::EdDSA, verify_key: public, signing_key: Some(private) };
+        signer.check().unwrap();
+        let t = sign(&good_claims(), "ed1", Algorithm::EdDSA, &signer.encoding_key().unwrap().unwrap()).unwrap();
+        let verifier = KeyMaterial { alg: Algorithm::EdDSA, verify_key: public, signing_key: None };
+        assert!(verifier.encoding_key().unwrap().is_none(), "a public key alone cannot sign");
+        assert_eq!(verify(&t, &verifier, TIME).unwrap()["user_id"], "u");
+        // An HMAC token whose "secret" is the public key PEM (classic alg confusion) is refused.
+        let confused = sign(&good_claims(), "ed1", Algorithm::HS256, &EncodingKey::from_secret(public)).unwrap();
+        assert_eq!(verify(&confused, &verifier, TIME).unwrap_err(), "token alg does not match the alg of its key");
+    }
+
+    #[test]
+    fn key_checks() {
+        let short = KeyMaterial { alg: Algorithm::HS256, verify_key: b"short", signing_key: None };
+        assert_eq!(short.check().unwrap_err(), "an HMAC secret must be at least 32 bytes, got 5");
+        assert!(hmac_key().check().is_ok());
+        let garbage = KeyMaterial { alg: Algorithm::EdDSA, verify_key: b"not a pem", signing_key: None };
+        assert!(garbage.check().unwrap_err().starts_with("the EdDSA key cannot be read"));
+        let other_private = b"-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n-----END PRIVATE KEY-----\n";
+        let mismatched = KeyMaterial {
+            alg: Algorithm::EdDSA,
+            verify_key: include_bytes!("../../tests/fixtures/ed25519-test-public.pem"),
+            signing_key: Some(other_private),
+        };
+        assert_eq!(mismatched.check().unwrap_err(), "the private key does not match the public key");
+        assert!(validate_kid("k-2026.01_a").is_ok());
+        assert!(validate_kid("").is_err());
+        assert!(validate_kid("k\u{0}").is_err());
+        assert!(validate_kid(&"k".repeat(65)).is_err());
+        assert_eq!(parse_algorithm("none").unwrap_err(), "alg must be one of HS256, HS384, HS512, EdDSA, ES256, RS256, not \"none\"");
+    }
+}

@@ -1,0 +1,110 @@
+//! One error type for the whole extension, each variant mapped to a real SQLSTATE.
+//!
+//! A bare `Err` out of a `#[pg_extern]` becomes SQLSTATE 22000, which tells a client nothing;
+//! every refusal goes through [`BoundaryError::raise`] instead.
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BoundaryError {
+    /// An accessor or protected read ran with no boundary on the transaction.
+    NoBoundary,
+    /// A session-scoped boundary outlived its token.
+    BoundaryExpired { expired_at: i64 },
+    /// The token itself was refused: malformed, unsigned, tampered, expired, unknown key, ...
+    TokenRefused(String),
+    /// The token verified but the registry says no (missing, revoked, or claims it exceeds).
+    PrincipalRefused(String),
+    /// A configuration switch forbids what was asked (e.g. session scope).
+    NotAllowed { what: String, hint: String },
+    /// A caller-supplied argument is out of range or malformed.
+    InvalidArgument(String),
+    /// A named object (signing key, principal) does not exist.
+    UndefinedObject(String),
+    /// A named object already exists.
+    DuplicateObject(String),
+    /// Something that should not happen; reported instead of panicking.
+    Internal(String),
+}
+
+impl BoundaryError {
+    pub fn sqlstate(&self) -> PgSqlErrorCode {
+        use PgSqlErrorCode::*;
+        match self {
+            Self::NoBoundary
+            | Self::BoundaryExpired { .. }
+            | Self::PrincipalRefused(_)
+            | Self::NotAllowed { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE,
+            Self::TokenRefused(_) => ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+            Self::InvalidArgument(_) => ERRCODE_INVALID_PARAMETER_VALUE,
+            Self::UndefinedObject(_) => ERRCODE_UNDEFINED_OBJECT,
+            Self::DuplicateObject(_) => ERRCODE_DUPLICATE_OBJECT,
+            Self::Internal(_) => ERRCODE_INTERNAL_ERROR,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::NoBoundary => Some(
+                "Trusted code must call boundary.enter(token) inside the same transaction first."
+                    .into(),
+            ),
+            Self::BoundaryExpired { .. } => {
+                Some("Enter a fresh boundary with boundary.enter(token).".into())
+            }
+            Self::NotAllowed { hint, .. } => Some(hint.clone()),
+            _ => None,
+        }
+    }
+
+    /// Raise as a PostgreSQL ERROR with this error's SQLSTATE, message and hint.
+    pub fn raise(self) -> ! {
+        let mut report = ErrorReport::new(self.sqlstate(), self.to_string(), "agent_boundary");
+        if let Some(hint) = self.hint() {
+            report = report.set_hint(hint);
+        }
+        report.report(PgLogLevel::ERROR);
+        unreachable!("ERROR does not return")
+    }
+}
+
+impl fmt::Display for BoundaryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoBoundary => f.write_str("no agent boundary is set"),
+            Self::BoundaryExpired { expired_at } => {
+                write!(f, "agent boundary expired (exp {expired_at})")
+            }
+            Self::TokenRefused(why) => write!(f, "agent boundary token refused: {why}"),
+            Self::PrincipalRefused(why) => write!(f, "agent boundary refused: {why}"),
+            Self::NotAllowed { what, .. } => f.write_str(what),
+            Self::InvalidArgument(why)
+            | Self::UndefinedObject(why)
+            | Self::DuplicateObject(why)
+            | Self::Internal(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for BoundaryError {}
+
+pub type Result<T> = std::result::Result<T, BoundaryError>;
+
+/// `result.or_raise()` at the SQL edge: unwrap or raise with the right SQLSTATE.
+pub trait OrRaise<T> {
+    fn or_raise(self) -> T;
+}
+
+impl<T> OrRaise<T> for Result<T> {
+    fn or_raise(self) -> T {
+        self.unwrap_or_else(|e| e.raise())
+    }
+}
+
+impl From<pgrx::spi::SpiError> for BoundaryError {
+    fn from(e: pgrx::spi::SpiError) -> Self {
+        Self::Internal(format!("agent_boundary internal query failed: {e}"))
+    }
+}

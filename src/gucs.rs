@@ -1,0 +1,90 @@
+//! Every `agent_boundary.*` setting, with typed accessors. The prefix is reserved, so a typo'd or
+//! invented `agent_boundary.*` name is refused instead of becoming a user-settable placeholder.
+//!
+//! Contexts follow trust: nothing here is `USERSET`. The boundary itself is `SUSET` *and* guarded
+//! by a check hook that accepts only values sealed by this backend's `boundary.enter()`, so neither
+//! an ordinary role (no permission) nor a superuser or a role granted `SET` on it (no seal) can
+//! forge one.
+
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+use std::ffi::{CStr, CString};
+
+pub const PREFIX: &CStr = c"agent_boundary";
+pub const BOUNDARY_NAME: &CStr = c"agent_boundary.boundary";
+
+/// The current boundary, as a value sealed by this backend (see `boundary::seal`). Empty = none.
+static BOUNDARY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+static ALLOW_SESSION_SCOPE: GucSetting<bool> = GucSetting::<bool>::new(false);
+static MAX_TOKEN_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(3600);
+static CLOCK_SKEW: GucSetting<i32> = GucSetting::<i32>::new(30);
+
+pub fn init() {
+    // SAFETY: the check hook is a #[pg_guard] function that never unwinds into PostgreSQL.
+    unsafe {
+        GucRegistry::define_string_guc_with_hooks(
+            BOUNDARY_NAME,
+            c"The agent boundary of the current transaction (set only by boundary.enter).",
+            c"A value sealed by this backend. Any other value is refused, whoever sets it.",
+            &BOUNDARY,
+            GucContext::Suset,
+            // Not NOT_WHILE_SEC_REST: boundary.enter() is itself SECURITY DEFINER.
+            GucFlags::NO_SHOW_ALL | GucFlags::SUPERUSER_ONLY | GucFlags::DISALLOW_IN_FILE,
+            Some(crate::boundary::state::check_boundary_value),
+            None,
+            None,
+        );
+    }
+    GucRegistry::define_bool_guc(
+        c"agent_boundary.allow_session_scope",
+        c"Allow boundary.enter(token, 'session') to keep a boundary past COMMIT.",
+        c"Off by default: a session-scoped boundary survives on a pooled connection.",
+        &ALLOW_SESSION_SCOPE,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"agent_boundary.max_token_lifetime",
+        c"Longest lifetime (exp - iat) a boundary token may have.",
+        c"Tokens that live longer are refused; boundary.sign caps its ttl at this value.",
+        &MAX_TOKEN_LIFETIME,
+        1,
+        7 * 24 * 3600,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"agent_boundary.clock_skew",
+        c"Tolerance for clock differences when checking exp, nbf and iat.",
+        c"",
+        &CLOCK_SKEW,
+        0,
+        300,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    // SAFETY: plain C call with a static NUL-terminated string.
+    unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(PREFIX.as_ptr()) };
+}
+
+/// Runs `f` on the raw bytes of the current boundary value (empty when none), without copying.
+pub fn with_boundary_value<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+    // SAFETY: PostgreSQL owns the string and only replaces it between statements of this backend.
+    let raw = unsafe { *BOUNDARY.as_ptr() };
+    if raw.is_null() {
+        f(&[])
+    } else {
+        f(unsafe { CStr::from_ptr(raw) }.to_bytes())
+    }
+}
+
+pub fn allow_session_scope() -> bool {
+    ALLOW_SESSION_SCOPE.get()
+}
+
+pub fn max_token_lifetime_secs() -> i64 {
+    i64::from(MAX_TOKEN_LIFETIME.get())
+}
+
+pub fn clock_skew_secs() -> i64 {
+    i64::from(CLOCK_SKEW.get())
+}

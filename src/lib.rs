@@ -1,0 +1,34 @@
+//! agent_boundary: tenant isolation for AI-agent backends, enforced inside PostgreSQL.
+//!
+//! This file only wires modules together; each capability lives in its own module with its SQL.
+
+use pgrx::prelude::*;
+
+pgrx::pg_module_magic!(name, version);
+
+pub mod boundary;
+pub mod error;
+pub mod gucs;
+pub mod keyspace;
+pub mod registry;
+
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
+
+extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    gucs::init();
+}
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}
