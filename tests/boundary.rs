@@ -1,0 +1,517 @@
+//! The boundary foundation, driven from a real client (tokio-postgres) against a real server
+//! started here, with two lookalike tenants: "Northstar Dental" and "Northstar Design" share a
+//! workspace name ("support") and a user name ("alice").
+//!
+//! Run through `scripts/test.sh`, which installs the extension into the embedded PostgreSQL
+//! first. Every trial checks exact rows or an exact SQLSTATE + message.
+
+mod support;
+
+use libtest_mimic::{Arguments, Trial};
+use std::sync::OnceLock;
+use support::*;
+use tokio_postgres::types::Type;
+
+const DENIED_SET: &str = "permission denied to set parameter \"agent_boundary.boundary\"";
+const NOT_BY_ENTER: &str = "agent_boundary.boundary can only be set by boundary.enter()";
+const NO_BOUNDARY: &str = "no agent boundary is set";
+
+const DENTAL_ROWS: [&str; 2] = ["1 Crown fitting follow-up", "2 Renewal risk: billing dispute"];
+const DESIGN_ROWS: [&str; 2] = ["1 Logo refresh for spring", "2 Renewal risk: slow feedback"];
+
+/// Extension, app key, registry, roles and a table with a hand-written tenant policy (the
+/// generated policies of `boundary.protect` are tested in their own suite).
+const FIXTURE: &str = r#"
+CREATE EXTENSION agent_boundary CASCADE;
+SELECT boundary.add_signing_key('app-2026', 'HS256', convert_to('integration-test-secret-0123456789abcdef', 'UTF8'));
+SELECT boundary.register_principal('northstar-dental', 'support', 'alice', 'admin',  'pro',  'us', ARRAY['search', 'crm'], ARRAY['tickets']);
+SELECT boundary.register_principal('northstar-dental', 'support', 'bob',   'viewer', 'pro',  'us', ARRAY['search'], ARRAY['tickets']);
+SELECT boundary.register_principal('northstar-design', 'support', 'alice', 'member', 'free', 'eu', ARRAY['search'], ARRAY['tickets']);
+CREATE ROLE app LOGIN NOBYPASSRLS;
+CREATE ROLE app_granted LOGIN NOBYPASSRLS;
+GRANT SET ON PARAMETER agent_boundary.boundary TO app_granted;
+CREATE ROLE app_session LOGIN NOBYPASSRLS;
+CREATE ROLE app_victim LOGIN NOBYPASSRLS;
+ALTER ROLE app_session SET agent_boundary.allow_session_scope = on;
+ALTER ROLE app_session SET agent_boundary.clock_skew = 0;
+CREATE TABLE public.tickets (
+    tenant_id text NOT NULL, id bigint NOT NULL, subject text NOT NULL,
+    PRIMARY KEY (tenant_id, id));
+ALTER TABLE public.tickets ENABLE ROW LEVEL SECURITY;
+ALTER TABLE public.tickets FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON public.tickets
+    USING (tenant_id = boundary.tenant_id()) WITH CHECK (tenant_id = boundary.tenant_id());
+GRANT SELECT, INSERT ON public.tickets TO app, app_granted, app_session, app_victim;
+INSERT INTO public.tickets VALUES
+    ('northstar-dental', 1, 'Crown fitting follow-up'),
+    ('northstar-dental', 2, 'Renewal risk: billing dispute'),
+    ('northstar-design', 1, 'Logo refresh for spring'),
+    ('northstar-design', 2, 'Renewal risk: slow feedback');
+"#;
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+
+/// The shared cluster with the fixture loaded; `main` starts it before any trial runs.
+fn cluster() -> &'static Cluster {
+    CLUSTER.get().expect("main starts the cluster first")
+}
+
+fn start_shared_cluster() {
+    let cluster = Cluster::start("boundary", &[]);
+    block_on(async {
+        let admin = cluster.connect("postgres").await;
+        admin.batch_execute(FIXTURE).await.expect("fixture");
+    });
+    assert!(CLUSTER.set(cluster).is_ok());
+}
+
+fn dental_alice() -> String {
+    app_token("northstar-dental", "support", "alice", "admin", json!({}))
+}
+
+fn design_alice() -> String {
+    app_token("northstar-design", "support", "alice", "member", json!({}))
+}
+
+async fn tickets(client: &Client) -> Result<Vec<String>, tokio_postgres::Error> {
+    column(client, "SELECT id || ' ' || subject FROM public.tickets ORDER BY id").await
+}
+
+async fn tenant(client: &Client) -> Result<String, tokio_postgres::Error> {
+    Ok(column(client, "SELECT boundary.tenant_id()").await?.remove(0))
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async fn lookalike_tenants_each_see_only_their_rows() {
+    let app = cluster().connect("app").await;
+    for (token, rows, who) in
+        [(dental_alice(), DENTAL_ROWS, "northstar-dental"), (design_alice(), DESIGN_ROWS, "northstar-design")]
+    {
+        app.batch_execute("BEGIN").await.unwrap();
+        let shown = enter(&app, &token).await.unwrap();
+        assert_eq!(shown["tenant_id"], who);
+        assert_eq!(tickets(&app).await.unwrap(), rows);
+        // Writing into the other tenant is refused by the policy's WITH CHECK.
+        let other = if who == "northstar-dental" { "northstar-design" } else { "northstar-dental" };
+        assert_refused(
+            app.query_typed(
+                "INSERT INTO public.tickets VALUES ($1, 99, 'planted')",
+                &[(&other, Type::TEXT)],
+            )
+            .await,
+            "42501",
+            "new row violates row-level security policy for table \"tickets\"",
+        );
+        app.batch_execute("ROLLBACK").await.unwrap();
+    }
+    // The registry shaped each boundary: same user name, different role/plan/region per tenant.
+    app.batch_execute("BEGIN").await.unwrap();
+    enter(&app, &design_alice()).await.unwrap();
+    assert_eq!(
+        column(&app, "SELECT concat_ws(' ', boundary.role(), boundary.plan(), boundary.region())").await.unwrap(),
+        ["member free eu"]
+    );
+    app.batch_execute("COMMIT").await.unwrap();
+}
+
+async fn no_boundary_fails_closed_and_commit_clears_it() {
+    let (app, notices) = connect_with_notices(cluster().config("app")).await.unwrap();
+    assert_refused(tickets(&app).await, "42501", NO_BOUNDARY);
+    for end in ["COMMIT", "ROLLBACK"] {
+        app.batch_execute("BEGIN").await.unwrap();
+        enter(&app, &dental_alice()).await.unwrap();
+        assert_eq!(tickets(&app).await.unwrap(), DENTAL_ROWS);
+        app.batch_execute(end).await.unwrap();
+        assert_refused(tickets(&app).await, "42501", NO_BOUNDARY);
+        assert_eq!(column(&app, "SELECT boundary.is_active()").await.unwrap(), ["f"]);
+    }
+    // Outside a transaction block the boundary lasts one statement, and enter() says so.
+    assert!(notices.lock().unwrap().is_empty());
+    enter(&app, &dental_alice()).await.unwrap();
+    assert_refused(tenant(&app).await, "42501", NO_BOUNDARY);
+    assert_eq!(
+        *notices.lock().unwrap(),
+        ["WARNING: boundary.enter() ran outside a transaction block, so the boundary ends with this \
+          statement; wrap it and the queries it guards in BEGIN ... COMMIT"]
+    );
+}
+
+async fn pooled_connection_reuse_never_carries_a_boundary() {
+    let bouncer = Pgbouncer::start(cluster(), "transaction", 1, &["app"]);
+    let first = bouncer.connect("app").await;
+    let second = bouncer.connect("app").await;
+    for round in 0..10 {
+        let (token, rows) = if round % 2 == 0 { (dental_alice(), DENTAL_ROWS) } else { (design_alice(), DESIGN_ROWS) };
+        first.batch_execute("BEGIN").await.unwrap();
+        enter(&first, &token).await.unwrap();
+        let first_pid = column(&first, "SELECT pg_backend_pid()").await.unwrap();
+        assert_eq!(tickets(&first).await.unwrap(), rows);
+        first.batch_execute("COMMIT").await.unwrap();
+
+        let second_pid = column(&second, "SELECT pg_backend_pid()").await.unwrap();
+        assert_eq!(first_pid, second_pid, "pool size 1: both clients share one server backend");
+        assert_eq!(column(&second, "SELECT boundary.is_active()").await.unwrap(), ["f"]);
+        assert_refused(tickets(&second).await, "42501", NO_BOUNDARY);
+    }
+    // The escape hatch that would survive COMMIT on a pooled backend is off by default.
+    first.batch_execute("BEGIN").await.unwrap();
+    assert_refused(
+        first
+            .query_typed("SELECT boundary.enter($1, 'session')", &[(&dental_alice().as_str(), Type::TEXT)])
+            .await,
+        "42501",
+        "session-scoped agent boundaries are disabled",
+    );
+    first.batch_execute("ROLLBACK").await.unwrap();
+}
+
+async fn parallel_workers_see_the_same_boundary() {
+    let app = cluster().connect("app").await;
+    app.batch_execute(
+        "SET debug_parallel_query = on; SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0;",
+    )
+    .await
+    .unwrap();
+    app.batch_execute("BEGIN").await.unwrap();
+    enter(&app, &design_alice()).await.unwrap();
+    let plan = column(&app, "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT * FROM public.tickets")
+        .await
+        .unwrap()
+        .join("\n");
+    assert!(plan.contains("Workers Launched: 1"), "the scan ran in a parallel worker:\n{plan}");
+    assert!(plan.contains("boundary.tenant_id()"), "the policy ran in the worker:\n{plan}");
+    assert_eq!(tickets(&app).await.unwrap(), DESIGN_ROWS);
+    assert_eq!(
+        column(&app, "SELECT count(*) FROM public.tickets WHERE subject LIKE 'Renewal risk%'").await.unwrap(),
+        ["1"]
+    );
+    app.batch_execute("COMMIT").await.unwrap();
+    // Still fails closed when the worker has no boundary to restore.
+    assert_refused(tickets(&app).await, "42501", NO_BOUNDARY);
+}
+
+async fn savepoint_rollback_restores_the_outer_boundary() {
+    let app = cluster().connect("app").await;
+    app.batch_execute("BEGIN").await.unwrap();
+    enter(&app, &dental_alice()).await.unwrap();
+    app.batch_execute("SAVEPOINT inner_work").await.unwrap();
+    enter(&app, &design_alice()).await.unwrap();
+    assert_eq!(tickets(&app).await.unwrap(), DESIGN_ROWS);
+    app.batch_execute("ROLLBACK TO SAVEPOINT inner_work").await.unwrap();
+    assert_eq!(tenant(&app).await.unwrap(), "northstar-dental");
+    assert_eq!(tickets(&app).await.unwrap(), DENTAL_ROWS);
+    // exit() inside a savepoint is undone by rolling it back too.
+    app.batch_execute("SAVEPOINT leave; SELECT boundary.exit()").await.unwrap();
+    assert_refused(tickets(&app).await, "42501", NO_BOUNDARY);
+    app.batch_execute("ROLLBACK TO SAVEPOINT leave").await.unwrap();
+    assert_eq!(tickets(&app).await.unwrap(), DENTAL_ROWS);
+    // RELEASE keeps the inner boundary.
+    app.batch_execute("SAVEPOINT keep").await.unwrap();
+    enter(&app, &design_alice()).await.unwrap();
+    app.batch_execute("RELEASE SAVEPOINT keep").await.unwrap();
+    assert_eq!(tenant(&app).await.unwrap(), "northstar-design");
+    app.batch_execute("COMMIT").await.unwrap();
+    assert_refused(tenant(&app).await, "42501", NO_BOUNDARY);
+}
+
+/// Loads the library in this session, the way any call to a boundary function does.
+async fn load_library(client: &Client) {
+    assert_eq!(column(client, "SELECT boundary.is_active()").await.unwrap(), ["f"]);
+}
+
+async fn forgery_through_set_and_set_config_is_refused() {
+    // Before this session has loaded the library, a SET only creates an inert placeholder: it
+    // is discarded (with a WARNING) the moment the library loads, before any accessor runs.
+    let (app, notices) = connect_with_notices(cluster().config("app")).await.unwrap();
+    app.batch_execute("SET agent_boundary.boundary = 'forged'").await.unwrap();
+    load_library(&app).await;
+    assert_eq!(*notices.lock().unwrap(), [format!("WARNING: {DENIED_SET}")]);
+    assert_refused(tickets(&app).await, "42501", NO_BOUNDARY);
+    assert_refused(
+        column(&app, "SELECT current_setting('agent_boundary.boundary')").await,
+        "42501",
+        "permission denied to examine \"agent_boundary.boundary\"",
+    );
+    // Once loaded, every path is refused outright.
+    for attempt in [
+        "SET agent_boundary.boundary = 'forged'",
+        "SET SESSION agent_boundary.boundary = 'forged'",
+        "RESET agent_boundary.boundary",
+        "SELECT set_config('agent_boundary.boundary', 'forged', false)",
+    ] {
+        assert_refused(app.batch_execute(attempt).await, "42501", DENIED_SET);
+    }
+    app.batch_execute("BEGIN").await.unwrap();
+    assert_refused(app.batch_execute("SET LOCAL agent_boundary.boundary = 'forged'").await, "42501", DENIED_SET);
+    app.batch_execute("ROLLBACK").await.unwrap();
+    // Even a genuine token cannot be set directly: only enter() verifies and seals it.
+    assert_refused(
+        app.query_typed("SELECT set_config('agent_boundary.boundary', $1, true)", &[(&dental_alice().as_str(), Type::TEXT)])
+            .await,
+        "42501",
+        DENIED_SET,
+    );
+    assert_refused(tenant(&app).await, "42501", NO_BOUNDARY);
+}
+
+async fn forgery_through_pgoptions_is_refused() {
+    for (user, warning) in [("app", DENIED_SET), ("postgres", NOT_BY_ENTER)] {
+        let mut config = cluster().config(user);
+        config.options("-c agent_boundary.boundary=eyJhbGciOiJIUzI1NiJ9.e30.forged");
+        let (client, notices) =
+            connect_with_notices(config).await.expect("the library is not loaded yet at connect");
+        load_library(&client).await;
+        assert_eq!(*notices.lock().unwrap(), [format!("WARNING: {warning}")], "as {user}");
+        assert_refused(tenant(&client).await, "42501", NO_BOUNDARY);
+        if user == "app" {
+            assert_refused(tickets(&client).await, "42501", NO_BOUNDARY);
+        }
+    }
+}
+
+async fn forgery_through_alter_role_database_and_function_set_is_refused() {
+    let app = cluster().connect("app").await;
+    // Not even a placeholder: PostgreSQL refuses unknown settings in ALTER ROLE for non-superusers.
+    assert_refused(app.batch_execute("ALTER ROLE app SET agent_boundary.boundary = 'forged'").await, "42501", DENIED_SET);
+    load_library(&app).await;
+    assert_refused(app.batch_execute("ALTER ROLE app SET agent_boundary.boundary = 'forged'").await, "42501", DENIED_SET);
+    assert_refused(
+        app.batch_execute(
+            "CREATE FUNCTION pg_temp.forge() RETURNS text LANGUAGE sql
+             SET agent_boundary.boundary = 'forged' AS 'SELECT boundary.tenant_id()'",
+        )
+        .await,
+        "42501",
+        DENIED_SET,
+    );
+    // A superuser gets past the permission check but not the seal check.
+    let admin = cluster().connect("postgres").await;
+    load_library(&admin).await;
+    let token = dental_alice();
+    for attempt in [
+        format!("ALTER ROLE app SET agent_boundary.boundary = '{token}'"),
+        format!("ALTER DATABASE postgres SET agent_boundary.boundary = '{token}'"),
+        "ALTER ROLE app IN DATABASE postgres SET agent_boundary.boundary = 'forged'".to_string(),
+        format!(
+            "CREATE FUNCTION public.forge() RETURNS text LANGUAGE sql SECURITY DEFINER
+             SET agent_boundary.boundary = '{token}' AS 'SELECT boundary.tenant_id()'"
+        ),
+    ] {
+        assert_refused(admin.batch_execute(&attempt).await, "42501", NOT_BY_ENTER);
+    }
+    // A superuser session that has not loaded the library can store a value unchecked; it
+    // still never becomes a boundary: the check hook discards it when the library loads.
+    let unloaded_admin = cluster().connect("postgres").await;
+    unloaded_admin
+        .batch_execute(&format!("ALTER ROLE app_victim SET agent_boundary.boundary = '{token}'"))
+        .await
+        .unwrap();
+    let (victim, notices) = connect_with_notices(cluster().config("app_victim")).await.unwrap();
+    load_library(&victim).await;
+    assert_eq!(*notices.lock().unwrap(), [format!("WARNING: {NOT_BY_ENTER}")]);
+    assert_refused(tickets(&victim).await, "42501", NO_BOUNDARY);
+    unloaded_admin.batch_execute("ALTER ROLE app_victim RESET ALL").await.unwrap();
+    assert_eq!(
+        column(&admin, "SELECT count(*) FROM pg_db_role_setting WHERE array_to_string(setconfig, ',') LIKE '%agent_boundary.boundary%'")
+            .await
+            .unwrap(),
+        ["0"]
+    );
+}
+
+async fn a_sealed_value_cannot_be_replayed_into_another_backend() {
+    let admin = cluster().connect("postgres").await;
+    admin.batch_execute("BEGIN").await.unwrap();
+    enter(&admin, &dental_alice()).await.unwrap();
+    let sealed = column(&admin, "SHOW agent_boundary.boundary").await.unwrap().remove(0);
+    assert!(sealed.starts_with("eyJ"), "a sealed JWT");
+
+    // app_granted holds GRANT SET ON PARAMETER, so only the check hook stands in the way.
+    let granted = cluster().connect("app_granted").await;
+    load_library(&granted).await;
+    granted.batch_execute("BEGIN; SAVEPOINT before_forgery").await.unwrap();
+    let refused = assert_refused(
+        granted.batch_execute(&format!("SET LOCAL agent_boundary.boundary = '{sealed}'")).await,
+        "42501",
+        NOT_BY_ENTER,
+    );
+    assert_eq!(refused.detail(), Some("Refused: the seal does not verify in this backend."));
+    granted.batch_execute("ROLLBACK TO SAVEPOINT before_forgery").await.unwrap();
+    assert_refused(tickets(&granted).await, "42501", NO_BOUNDARY);
+    granted.batch_execute("ROLLBACK").await.unwrap();
+
+    let refused = assert_refused(
+        granted.batch_execute(&format!("SET agent_boundary.boundary = '{}'", dental_alice())).await,
+        "42501",
+        NOT_BY_ENTER,
+    );
+    assert_eq!(refused.detail(), Some("Refused: the value is not a sealed boundary (use boundary.enter(token))."));
+    // A sealed value is not a token either.
+    assert_refused(
+        enter(&granted, &sealed).await,
+        "28000",
+        "agent boundary token refused: a sealed boundary value is not a token",
+    );
+    admin.batch_execute("COMMIT").await.unwrap();
+}
+
+async fn refused_tokens_say_why_and_leave_no_boundary() {
+    let app = cluster().connect("app").await;
+    let claims = |extra: Value| {
+        let mut c = json!({"tenant_id": "northstar-dental", "workspace_id": "support", "user_id": "alice",
+                           "role": "admin", "iat": now(), "exp": now() + 300, "aud": "agent_boundary"});
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c
+    };
+    let good = dental_alice();
+    let parts: Vec<&str> = good.split('.').collect();
+    let forged_payload = {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(&claims(json!({"tenant_id": "northstar-design"}))).unwrap())
+    };
+    let refused = |why: &str| format!("agent boundary token refused: {why}");
+    let cases: Vec<(String, &str, String)> = vec![
+        (sign_raw(&claims(json!({})), "rogue", APP_SECRET), "28000", refused("signed with an unknown or retired key id \"rogue\"")),
+        (sign_raw(&claims(json!({})), APP_KID, b"a-secret-the-database-never-saw-0123"), "28000", refused("signature does not verify (tampered, or signed with another key)")),
+        (format!("{}.{}.{}", parts[0], forged_payload, parts[2]), "28000", refused("signature does not verify (tampered, or signed with another key)")),
+        (sign_raw(&claims(json!({"iat": now() - 600, "exp": now() - 120})), APP_KID, APP_SECRET), "28000", refused("token has expired")),
+        (sign_raw(&claims(json!({"nbf": now() + 600})), APP_KID, APP_SECRET), "28000", refused("token is not valid yet (nbf is in the future)")),
+        (sign_raw(&claims(json!({"exp": now() + 86_400})), APP_KID, APP_SECRET), "28000", refused("token lifetime is 86400s; agent_boundary.max_token_lifetime allows 3600s")),
+        (sign_raw(&claims(json!({"aud": "billing-service"})), APP_KID, APP_SECRET), "28000", refused("token audience is not \"agent_boundary\"")),
+        (sign_raw(&claims(json!({"tenant_id": "northstar\u{0}dental"})), APP_KID, APP_SECRET), "28000", refused("claim tenant_id contains a control character")),
+        (sign_raw(&claims(json!({"role": null})), APP_KID, APP_SECRET), "28000", refused("claim role is missing")),
+        (sign_raw(&claims(json!({"tool_ids": [1, 2]})), APP_KID, APP_SECRET), "28000", refused("claim tool_ids must be an array of strings")),
+        ("not.a.token".into(), "28000", refused("token is malformed: unreadable header")),
+        ("x".repeat(1 << 20), "28000", refused("token is 1048576 bytes; the limit is 16384")),
+        (sign_raw(&claims(json!({"user_id": "mallory"})), APP_KID, APP_SECRET), "42501",
+            "agent boundary refused: no registered principal for tenant_id \"northstar-dental\", workspace_id \"support\", user_id \"mallory\"".into()),
+        (sign_raw(&claims(json!({"tenant_id": "northstar-design", "region": "us"})), APP_KID, APP_SECRET), "42501",
+            "agent boundary refused: the token claims region us but the registry says eu".into()),
+    ];
+    for (token, sqlstate, message) in &cases {
+        app.batch_execute("BEGIN").await.unwrap();
+        assert_refused(enter(&app, token).await, sqlstate, message);
+        app.batch_execute("ROLLBACK").await.unwrap();
+        assert_refused(tenant(&app).await, "42501", NO_BOUNDARY);
+    }
+    // alg "none" never verifies.
+    let none = {
+        use base64::Engine;
+        let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&v).unwrap());
+        format!("{}.{}.", b64(json!({"alg": "none", "kid": APP_KID})), b64(claims(json!({}))))
+    };
+    let err = enter(&app, &none).await.unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().code().code(), "28000", "{err}");
+    // NUL bytes never reach the extension: the server refuses them as text.
+    assert_refused(enter(&app, "eyJ\0.x.y").await, "22021", "invalid byte sequence for encoding \"UTF8\": 0x00");
+    // A revoked principal is refused at once, even with a fresh, valid token.
+    let admin = cluster().connect("postgres").await;
+    admin
+        .batch_execute("SELECT boundary.register_principal('northstar-dental', 'support', 'carol', 'member')")
+        .await
+        .unwrap();
+    let carol = app_token("northstar-dental", "support", "carol", "member", json!({}));
+    app.batch_execute("BEGIN").await.unwrap();
+    enter(&app, &carol).await.unwrap();
+    app.batch_execute("COMMIT").await.unwrap();
+    admin.batch_execute("SELECT boundary.revoke('northstar-dental', 'support', 'carol')").await.unwrap();
+    assert_refused(enter(&app, &carol).await, "42501", "agent boundary refused: the principal has been revoked");
+}
+
+async fn session_scope_is_explicit_and_expires() {
+    let client = cluster().connect("app_session").await;
+    let short = app_token("northstar-dental", "support", "alice", "admin", json!({"exp": now() + 2}));
+    let row = client
+        .query_typed_one("SELECT boundary.enter($1, 'session') ->> 'scope'", &[(&short.as_str(), Type::TEXT)])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, &str>(0), "session");
+    assert_eq!(tickets(&client).await.unwrap(), DENTAL_ROWS, "it outlives the statement that entered it");
+    let exp: i64 = column(&client, "SELECT extract(epoch FROM (boundary.current() ->> 'expires_at')::timestamptz)::bigint")
+        .await
+        .unwrap()[0]
+        .parse()
+        .unwrap();
+    while now() <= exp {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_refused(tickets(&client).await, "42501", &format!("agent boundary expired (exp {exp})"));
+    client.batch_execute("SELECT boundary.exit()").await.unwrap();
+    assert_refused(tickets(&client).await, "42501", NO_BOUNDARY);
+    // DISCARD ALL (what a session-mode pooler sends) clears a session boundary too.
+    client
+        .query_typed("SELECT boundary.enter($1, 'session')", &[(&dental_alice().as_str(), Type::TEXT)])
+        .await
+        .unwrap();
+    assert_eq!(tenant(&client).await.unwrap(), "northstar-dental");
+    client.batch_execute("DISCARD ALL").await.unwrap();
+    assert_refused(tenant(&client).await, "42501", NO_BOUNDARY);
+}
+
+async fn preloaded_library_refuses_forgery_at_connect_and_seals_per_backend() {
+    let preloaded = Cluster::start("preloaded", &["shared_preload_libraries = 'agent_boundary'"]);
+    let admin = preloaded.connect("postgres").await;
+    admin.batch_execute(FIXTURE).await.unwrap();
+    // With the library preloaded the GUC exists at connect, so the forgery fails at once.
+    for (user, message) in [("app", DENIED_SET), ("postgres", NOT_BY_ENTER)] {
+        let mut config = preloaded.config(user);
+        config.options("-c agent_boundary.boundary=eyJhbGciOiJIUzI1NiJ9.e30.forged");
+        assert_refused(connect_with(config).await.map(|_| ()), "42501", message);
+    }
+    // _PG_init ran in the postmaster, yet each backend seals with its own secret.
+    admin.batch_execute("BEGIN").await.unwrap();
+    enter(&admin, &dental_alice()).await.unwrap();
+    let sealed = column(&admin, "SHOW agent_boundary.boundary").await.unwrap().remove(0);
+    let other = preloaded.connect("postgres").await;
+    let refused = assert_refused(
+        other.batch_execute(&format!("SET agent_boundary.boundary = '{sealed}'")).await,
+        "42501",
+        NOT_BY_ENTER,
+    );
+    assert_eq!(refused.detail(), Some("Refused: the seal does not verify in this backend."));
+    // ...while the same backend accepts its own seal (this is how savepoints restore it).
+    admin.batch_execute("SAVEPOINT s; SELECT boundary.exit()").await.unwrap();
+    admin.batch_execute(&format!("SET LOCAL agent_boundary.boundary = '{sealed}'")).await.unwrap();
+    assert_eq!(tenant(&admin).await.unwrap(), "northstar-dental");
+    admin.batch_execute("COMMIT").await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+
+macro_rules! trials {
+    ($($name:ident),+ $(,)?) => {
+        vec![$(Trial::test(stringify!($name), || {
+            block_on($name());
+            Ok(())
+        })),+]
+    };
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let trials = trials![
+        lookalike_tenants_each_see_only_their_rows,
+        no_boundary_fails_closed_and_commit_clears_it,
+        pooled_connection_reuse_never_carries_a_boundary,
+        parallel_workers_see_the_same_boundary,
+        savepoint_rollback_restores_the_outer_boundary,
+        forgery_through_set_and_set_config_is_refused,
+        forgery_through_pgoptions_is_refused,
+        forgery_through_alter_role_database_and_function_set_is_refused,
+        a_sealed_value_cannot_be_replayed_into_another_backend,
+        refused_tokens_say_why_and_leave_no_boundary,
+        session_scope_is_explicit_and_expires,
+        preloaded_library_refuses_forgery_at_connect_and_seals_per_backend,
+    ];
+    start_shared_cluster();
+    let conclusion = libtest_mimic::run(&args, trials);
+    if let Some(cluster) = CLUSTER.get() {
+        cluster.stop();
+    }
+    conclusion.exit_if_failed();
+}
