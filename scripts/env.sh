@@ -75,7 +75,7 @@ ensure_xlocale_shim() {
 }
 
 ensure_cargo_pgrx() {
-  export PATH="$HOME/.cargo/bin:$PATH"
+  export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
   if ! cargo pgrx --version 2>/dev/null | grep -q " $PGRX_VERSION"; then
     say "installing cargo-pgrx $PGRX_VERSION (takes about 4 minutes)"
     cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
