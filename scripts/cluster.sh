@@ -36,7 +36,8 @@ cluster_stop() {
   [ -f "$1/data/PG_VERSION" ] && as_server_user "$PGBIN/pg_ctl" -D "$1/data" -m fast -w stop >/dev/null 2>&1 || true
 }
 
+# install_extension [--release]: build and install into the embedded PostgreSQL (debug by default).
 install_extension() {
-  say "building and installing agent_boundary into the embedded PostgreSQL"
-  cargo pgrx install --pg-config "$PG_CONFIG" >/dev/null
+  say "building and installing agent_boundary ${1:+($1) }into the embedded PostgreSQL"
+  cargo pgrx install "$@" --pg-config "$PG_CONFIG" >/dev/null
 }

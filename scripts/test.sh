@@ -19,7 +19,7 @@ say "1/3 unit tests and #[pg_test] units (cargo pgrx test pg18)"
 pgdata="$ROOT/target/pgrx-test-data"
 mkdir -p "$pgdata" && { [ "$(id -u)" != 0 ] || chown postgres "$pgdata"; }
 runas=(); [ "$(id -u)" = 0 ] && runas=(--runas postgres)
-cargo pgrx test pg18 "${runas[@]}" --pgdata "$pgdata/pg18" 2>&1 | tee "$logs/pgrx-test.log" | grep -E '^test |test result' || true
+cargo pgrx test pg18 "${runas[@]}" --pgdata "$pgdata/pg18" 2>&1 | tee "$logs/pgrx-test.log" | grep -E '^ *(Compiling|Finished|Running)|^test |test result' || true
 [ "${PIPESTATUS[0]}" = 0 ] || { echo "cargo pgrx test failed; see $logs/pgrx-test.log" >&2; exit 1; }
 units=$(count "$logs/pgrx-test.log")
 
@@ -34,7 +34,7 @@ integration_log="$logs/integration.log"
 : > "$integration_log"
 for target in tests/*.rs; do
   name="$(basename "$target" .rs)"
-  cargo test --features integration --test "$name" 2>&1 | tee -a "$integration_log" | grep -E '^test |test result' || true
+  cargo test --features integration --test "$name" 2>&1 | tee -a "$integration_log" | grep -E '^ *(Compiling|Finished|Running)|^test |test result' || true
   [ "${PIPESTATUS[0]}" = 0 ] || { echo "integration tests $name failed; see $integration_log" >&2; exit 1; }
 done
 integration=$(count "$integration_log")

@@ -181,6 +181,32 @@ mod tests {
     }
 
     #[pg_test]
+    fn a_table_owner_without_bypassrls_sees_only_its_boundary() {
+        fixture();
+        Spi::run(
+            "CREATE ROLE tickets_owner NOLOGIN NOBYPASSRLS;
+             CREATE TABLE public.owned_tickets (tenant_id text NOT NULL, id int NOT NULL,
+                                                PRIMARY KEY (tenant_id, id));
+             INSERT INTO public.owned_tickets VALUES
+                 ('northstar-dental', 1), ('northstar-design', 1), ('northstar-design', 2);
+             ALTER TABLE public.owned_tickets OWNER TO tickets_owner;
+             ALTER TABLE public.owned_tickets ENABLE ROW LEVEL SECURITY;
+             ALTER TABLE public.owned_tickets FORCE ROW LEVEL SECURITY;
+             CREATE POLICY tenant_isolation ON public.owned_tickets
+                 USING (tenant_id = boundary.tenant_id())",
+        )
+        .unwrap();
+        Spi::run(&enter_sql(&token_for("northstar-design", ""))).unwrap();
+        Spi::run("SET ROLE tickets_owner").unwrap();
+        assert_eq!(
+            one::<String>("SELECT string_agg(tenant_id || '/' || id, ',' ORDER BY id) FROM public.owned_tickets"),
+            Some("northstar-design/1,northstar-design/2".to_string())
+        );
+        Spi::run("SELECT boundary.exit()").unwrap();
+        assert_eq!(try_sql("SELECT count(*) FROM public.owned_tickets"), "42501: no agent boundary is set");
+    }
+
+    #[pg_test]
     fn savepoint_rollback_restores_the_outer_boundary() {
         fixture();
         Spi::run(&enter_sql(&token_for("northstar-dental", ""))).unwrap();

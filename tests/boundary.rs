@@ -320,6 +320,16 @@ async fn forgery_through_alter_role_database_and_function_set_is_refused() {
     );
 }
 
+/// Setting a value sealed by another backend is refused by the check hook, with the reason.
+async fn assert_foreign_seal_refused(client: &Client, sealed: &str) {
+    let refused = assert_refused(
+        client.batch_execute(&format!("SET LOCAL agent_boundary.boundary = '{sealed}'")).await,
+        "42501",
+        NOT_BY_ENTER,
+    );
+    assert_eq!(refused.detail(), Some("Refused: the seal does not verify in this backend."));
+}
+
 async fn a_sealed_value_cannot_be_replayed_into_another_backend() {
     let admin = cluster().connect("postgres").await;
     admin.batch_execute("BEGIN").await.unwrap();
@@ -331,12 +341,7 @@ async fn a_sealed_value_cannot_be_replayed_into_another_backend() {
     let granted = cluster().connect("app_granted").await;
     load_library(&granted).await;
     granted.batch_execute("BEGIN; SAVEPOINT before_forgery").await.unwrap();
-    let refused = assert_refused(
-        granted.batch_execute(&format!("SET LOCAL agent_boundary.boundary = '{sealed}'")).await,
-        "42501",
-        NOT_BY_ENTER,
-    );
-    assert_eq!(refused.detail(), Some("Refused: the seal does not verify in this backend."));
+    assert_foreign_seal_refused(&granted, &sealed).await;
     granted.batch_execute("ROLLBACK TO SAVEPOINT before_forgery").await.unwrap();
     assert_refused(tickets(&granted).await, "42501", NO_BOUNDARY);
     granted.batch_execute("ROLLBACK").await.unwrap();
@@ -467,13 +472,7 @@ async fn preloaded_library_refuses_forgery_at_connect_and_seals_per_backend() {
     admin.batch_execute("BEGIN").await.unwrap();
     enter(&admin, &dental_alice()).await.unwrap();
     let sealed = column(&admin, "SHOW agent_boundary.boundary").await.unwrap().remove(0);
-    let other = preloaded.connect("postgres").await;
-    let refused = assert_refused(
-        other.batch_execute(&format!("SET agent_boundary.boundary = '{sealed}'")).await,
-        "42501",
-        NOT_BY_ENTER,
-    );
-    assert_eq!(refused.detail(), Some("Refused: the seal does not verify in this backend."));
+    assert_foreign_seal_refused(&preloaded.connect("postgres").await, &sealed).await;
     // ...while the same backend accepts its own seal (this is how savepoints restore it).
     admin.batch_execute("SAVEPOINT s; SELECT boundary.exit()").await.unwrap();
     admin.batch_execute(&format!("SET LOCAL agent_boundary.boundary = '{sealed}'")).await.unwrap();

@@ -392,10 +392,7 @@ mod tests {
 
     #[test]
     fn registry_narrows_role_and_lists() {
-        let b = Requested::from_claims(&claims())
-            .unwrap()
-            .narrow(&principal(), "k1", Scope::Transaction, 1)
-            .unwrap();
+        let b = narrow_claims(&claims(), &principal()).unwrap();
         assert_eq!(b.role, Role::Member, "token said admin, registry caps at member");
         assert_eq!(b.tool_ids, vec!["crm".to_string()], "search is not allowed by the registry");
         assert_eq!(b.datasource_ids, vec!["ds-1".to_string()], "unasked = all the registry allows");
@@ -403,41 +400,31 @@ mod tests {
         assert_eq!(b.iat, 1_999_999_000);
     }
 
+    fn narrow_claims(c: &Value, p: &Principal) -> Result<Boundary, String> {
+        Requested::from_claims(c).unwrap().narrow(p, "k1", Scope::Transaction, 1)
+    }
+
     #[test]
     fn lower_role_in_token_is_kept() {
         let mut c = claims();
         c["role"] = json!("viewer");
-        let b = Requested::from_claims(&c)
-            .unwrap()
-            .narrow(&principal(), "k1", Scope::Transaction, 1)
-            .unwrap();
-        assert_eq!(b.role, Role::Viewer);
+        assert_eq!(narrow_claims(&c, &principal()).unwrap().role, Role::Viewer);
     }
 
     #[test]
     fn registry_refusals() {
         let revoked = Principal { revoked: true, ..principal() };
-        let req = Requested::from_claims(&claims()).unwrap();
-        assert_eq!(
-            req.clone().narrow(&revoked, "k", Scope::Transaction, 1).unwrap_err(),
-            "the principal has been revoked"
-        );
+        assert_eq!(narrow_claims(&claims(), &revoked).unwrap_err(), "the principal has been revoked");
         let mut c = claims();
         c["region"] = json!("us");
         assert_eq!(
-            Requested::from_claims(&c)
-                .unwrap()
-                .narrow(&principal(), "k", Scope::Transaction, 1)
-                .unwrap_err(),
+            narrow_claims(&c, &principal()).unwrap_err(),
             "the token claims region us but the registry says eu"
         );
         let mut c = claims();
         c["plan"] = json!("enterprise");
         assert_eq!(
-            Requested::from_claims(&c)
-                .unwrap()
-                .narrow(&principal(), "k", Scope::Transaction, 1)
-                .unwrap_err(),
+            narrow_claims(&c, &principal()).unwrap_err(),
             "the token claims plan enterprise but the registry says pro"
         );
     }
@@ -448,11 +435,7 @@ mod tests {
             let mut c = claims();
             c["tenant_id"] = json!(t);
             c["workspace_id"] = json!(w);
-            Requested::from_claims(&c)
-                .unwrap()
-                .narrow(&principal(), "k", Scope::Transaction, 1)
-                .unwrap()
-                .memory_namespace()
+            narrow_claims(&c, &principal()).unwrap().memory_namespace()
         };
         assert_ne!(mk("a:b", "c"), mk("a", "b:c"));
         assert_eq!(mk("a", "b"), "agent-memory:a:b:u-1");
