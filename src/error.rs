@@ -23,6 +23,8 @@ pub enum BoundaryError {
     InvalidArgument(String),
     /// A named object (signing key, principal) does not exist.
     UndefinedObject(String),
+    /// A table lacks a column the caller named or protection needs.
+    UndefinedColumn(String),
     /// A named object already exists.
     DuplicateObject(String),
     /// Something that should not happen; reported instead of panicking.
@@ -40,6 +42,7 @@ impl BoundaryError {
             Self::TokenRefused(_) => ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
             Self::InvalidArgument(_) => ERRCODE_INVALID_PARAMETER_VALUE,
             Self::UndefinedObject(_) => ERRCODE_UNDEFINED_OBJECT,
+            Self::UndefinedColumn(_) => ERRCODE_UNDEFINED_COLUMN,
             Self::DuplicateObject(_) => ERRCODE_DUPLICATE_OBJECT,
             Self::Internal(_) => ERRCODE_INTERNAL_ERROR,
         }
@@ -82,6 +85,7 @@ impl fmt::Display for BoundaryError {
             Self::NotAllowed { what, .. } => f.write_str(what),
             Self::InvalidArgument(why)
             | Self::UndefinedObject(why)
+            | Self::UndefinedColumn(why)
             | Self::DuplicateObject(why)
             | Self::Internal(why) => f.write_str(why),
         }

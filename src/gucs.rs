@@ -17,6 +17,8 @@ static BOUNDARY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::ne
 static ALLOW_SESSION_SCOPE: GucSetting<bool> = GucSetting::<bool>::new(false);
 static MAX_TOKEN_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(3600);
 static CLOCK_SKEW: GucSetting<i32> = GucSetting::<i32>::new(30);
+static AUTO_PROTECT_SCHEMAS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+static TENANT_COLUMN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"tenant_id"));
 
 pub fn init() {
     // SAFETY: the check hook is a #[pg_guard] function that never unwinds into PostgreSQL.
@@ -62,6 +64,23 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::UNIT_S,
     );
+    GucRegistry::define_string_guc(
+        c"agent_boundary.auto_protect_schemas",
+        c"Schemas whose new tables with the tenant column are protected automatically.",
+        c"Comma-separated schema names; empty turns auto-protection of new tables off. \
+          Partitions and children of protected tables are protected whatever this says.",
+        &AUTO_PROTECT_SCHEMAS,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"agent_boundary.tenant_column",
+        c"Name of the tenant column for auto-protection and the unprotected_tables() lint.",
+        c"",
+        &TENANT_COLUMN,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     // SAFETY: plain C call with a static NUL-terminated string.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(PREFIX.as_ptr()) };
 }
@@ -87,4 +106,16 @@ pub fn max_token_lifetime_secs() -> i64 {
 
 pub fn clock_skew_secs() -> i64 {
     i64::from(CLOCK_SKEW.get())
+}
+
+fn string_setting(setting: &GucSetting<Option<CString>>) -> String {
+    setting.get().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+pub fn auto_protect_schemas() -> String {
+    string_setting(&AUTO_PROTECT_SCHEMAS)
+}
+
+pub fn tenant_column() -> String {
+    string_setting(&TENANT_COLUMN)
 }

@@ -10,10 +10,11 @@ pub mod boundary;
 pub mod error;
 pub mod gucs;
 pub mod keyspace;
+pub mod policy;
 pub mod registry;
 
 #[cfg(any(test, feature = "pg_test"))]
-mod tests;
+mod test_support;
 
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 

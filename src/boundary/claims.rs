@@ -270,6 +270,12 @@ impl Requested {
 }
 
 impl Boundary {
+    /// Whether two boundaries admit the same rows and writes through generated policies.
+    pub fn same_rows_as(&self, other: &Boundary) -> bool {
+        (&self.tenant_id, &self.workspace_id, &self.user_id, &self.datasource_ids, self.role)
+            == (&other.tenant_id, &other.workspace_id, &other.user_id, &other.datasource_ids, other.role)
+    }
+
     /// The memory namespace: the token's, or one derived injectively from tenant, workspace and
     /// user so two boundaries can never share it by accident.
     pub fn memory_namespace(&self) -> String {

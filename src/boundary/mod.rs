@@ -10,6 +10,9 @@ pub mod keys;
 pub mod state;
 pub mod token;
 
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
+
 use crate::error::{BoundaryError, OrRaise, Result};
 use crate::gucs;
 use claims::{Requested, Scope};
@@ -44,6 +47,24 @@ fn verify_and_narrow(token: &str, scope: Scope) -> Result<claims::Boundary> {
     requested.narrow(&principal, &kid, scope, now).map_err(BoundaryError::PrincipalRefused)
 }
 
+/// A cursor opened under one boundary keeps reading after enter() switches to another; its
+/// remaining rows would be filtered by whichever boundary is current at each FETCH. Refuse
+/// the switch instead of mixing.
+fn refuse_switch_under_open_cursors(next: &claims::Boundary) -> Result<()> {
+    let Some(current) = state::current_if_any()? else { return Ok(()) };
+    if current.same_rows_as(next) {
+        return Ok(());
+    }
+    let open = Spi::get_one::<i64>("SELECT count(*) FROM pg_catalog.pg_cursors WHERE name <> ''")?.unwrap_or(0);
+    if open > 0 {
+        return Err(BoundaryError::NotAllowed {
+            what: format!("cannot switch to another agent boundary while {open} cursor(s) are open"),
+            hint: "CLOSE the cursors first (or finish the transaction).".into(),
+        });
+    }
+    Ok(())
+}
+
 /// Verifies a signed boundary token (signature, expiry, audience, registry) and puts the
 /// resulting boundary on the current transaction. Returns the boundary as `current()` shows it.
 ///
@@ -63,6 +84,7 @@ fn enter(token: &str, scope: default!(&str, "'transaction'")) -> JsonB {
             });
         }
         let boundary = verify_and_narrow(token, scope)?;
+        refuse_switch_under_open_cursors(&boundary)?;
         let shown = boundary.to_public_json();
         state::install(boundary)?;
         if scope == Scope::Transaction && !state::in_transaction_block() {

@@ -112,9 +112,25 @@ fn refuse_in_check_hook(why: &str) {
     }
 }
 
+/// True while a WITH HOLD cursor's query runs: its rows are kept after COMMIT, past the
+/// boundary (and, behind a pooler, within reach of the next client on this connection).
+fn in_holdable_cursor() -> bool {
+    // SAFETY: ActivePortal is this backend's executing portal, or NULL.
+    unsafe {
+        let portal = pg_sys::ActivePortal;
+        !portal.is_null() && ((*portal).cursorOptions & pg_sys::CURSOR_OPT_HOLD as i32) != 0
+    }
+}
+
 /// The boundary of the current transaction, or SQLSTATE 42501 when there is none.
 pub fn current() -> Result<Rc<Boundary>> {
     let boundary = current_if_any()?.ok_or(BoundaryError::NoBoundary)?;
+    if in_holdable_cursor() {
+        return Err(BoundaryError::NotAllowed {
+            what: "a WITH HOLD cursor cannot read data guarded by an agent boundary".into(),
+            hint: "Its rows would outlive the boundary; declare the cursor without WITH HOLD.".into(),
+        });
+    }
     if boundary.exp + gucs::clock_skew_secs() < transaction_start_unix() {
         return Err(BoundaryError::BoundaryExpired { expired_at: boundary.exp });
     }

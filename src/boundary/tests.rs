@@ -1,59 +1,11 @@
-//! `#[pg_test]` units: run inside a real PostgreSQL, each in a transaction that is rolled back.
-//! They run as a superuser, which bypasses RLS and every permission check, so anything about
-//! privileges is tested after `SET ROLE` to an ordinary role.
+//! `#[pg_test]` units for the boundary: run inside a real PostgreSQL, each in a transaction
+//! that is rolled back. They run as a superuser, which bypasses RLS and every permission check,
+//! so anything about privileges is tested after `SET ROLE` to an ordinary role.
 
 #[pgrx::pg_schema]
 mod tests {
+    use crate::test_support::*;
     use pgrx::prelude::*;
-
-    const SECRET_HEX: &str = "6167656e745f626f756e646172795f746573745f7365637265745f3332627974";
-
-    /// Runs `sql` in a subtransaction; returns "ok" or "SQLSTATE: message".
-    fn try_sql(sql: &str) -> String {
-        // Created once per test transaction, before any SET ROLE, and callable after it.
-        let missing = one::<bool>("SELECT to_regprocedure('pg_temp.try_sql(text)') IS NULL");
-        if missing == Some(true) {
-            Spi::run(
-            "CREATE FUNCTION pg_temp.try_sql(q text) RETURNS text LANGUAGE plpgsql AS $$
-             BEGIN EXECUTE q; RETURN 'ok';
-             EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE || ': ' || SQLERRM; END $$",
-            )
-            .unwrap();
-        }
-        Spi::get_one_with_args::<String>("SELECT pg_temp.try_sql($1)", &[sql.into()])
-            .unwrap()
-            .unwrap()
-    }
-
-    fn one<T: FromDatum + IntoDatum>(sql: &str) -> Option<T> {
-        Spi::get_one::<T>(sql).unwrap()
-    }
-
-    /// Two lookalike tenants, one key, an ordinary role `agent_tester` that can call enter().
-    fn fixture() {
-        try_sql("SELECT 1");
-        Spi::run(&format!(
-            "SELECT boundary.add_signing_key('test-k1', 'HS256', decode('{SECRET_HEX}', 'hex'));
-             SELECT boundary.register_principal('northstar-dental', 'support', 'alice', 'admin', 'pro', 'us',
-                    ARRAY['search', 'crm'], ARRAY['tickets', 'kb']);
-             SELECT boundary.register_principal('northstar-design', 'support', 'alice', 'member', 'free', 'eu',
-                    ARRAY['search'], ARRAY['tickets']);
-             CREATE ROLE agent_tester NOLOGIN NOBYPASSRLS;"
-        ))
-        .unwrap();
-    }
-
-    fn token_for(tenant: &str, extra: &str) -> String {
-        one::<String>(&format!(
-            "SELECT boundary.sign('{{\"tenant_id\": \"{tenant}\", \"workspace_id\": \"support\",
-                                    \"user_id\": \"alice\", \"role\": \"admin\" {extra}}}')"
-        ))
-        .unwrap()
-    }
-
-    fn enter_sql(token: &str) -> String {
-        format!("SELECT boundary.enter('{token}')")
-    }
 
     #[pg_test]
     fn accessors_fail_closed_without_a_boundary() {
@@ -358,8 +310,8 @@ mod tests {
     #[pg_test]
     fn eddsa_keys_verify_with_the_public_key_only() {
         fixture();
-        let public = include_str!("../tests/fixtures/ed25519-test-public.pem");
-        let private = include_str!("../tests/fixtures/ed25519-test-private.pem");
+        let public = include_str!("../../tests/fixtures/ed25519-test-public.pem");
+        let private = include_str!("../../tests/fixtures/ed25519-test-private.pem");
         Spi::run_with_args(
             "SELECT boundary.add_signing_key('ed-signer', 'EdDSA', convert_to($1, 'UTF8'), convert_to($2, 'UTF8'));
              SELECT boundary.add_signing_key('ed-public', 'EdDSA', convert_to($1, 'UTF8'))",

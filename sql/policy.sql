@@ -1,0 +1,184 @@
+-- Generated row level security, SQL side: the TRUNCATE guard, the auto-protect event trigger and
+-- the unprotected_tables() lint. The Rust side is src/policy/.
+
+-- TRUNCATE skips row level security; on a protected table it is refused for everyone.
+CREATE FUNCTION boundary.refuse_truncate() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION USING
+        ERRCODE = 'insufficient_privilege',
+        MESSAGE = format('TRUNCATE on %I.%I is refused: it would bypass row level security',
+                         TG_TABLE_SCHEMA, TG_TABLE_NAME),
+        HINT = 'Delete rows inside an agent boundary instead, or run boundary.unprotect() first.';
+END
+$$;
+
+CREATE FUNCTION boundary.auto_protect_event() RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    command record;
+BEGIN
+    FOR command IN
+        SELECT DISTINCT objid, object_type FROM pg_catalog.pg_event_trigger_ddl_commands()
+         WHERE object_type IN ('table', 'view')
+    LOOP
+        PERFORM boundary.auto_protect_object(command.objid, command.object_type);
+    END LOOP;
+END
+$$;
+
+-- Turn it off with ALTER EVENT TRIGGER boundary_auto_protect DISABLE (superuser). Which schemas
+-- it protects new tables in is agent_boundary.auto_protect_schemas (empty by default).
+CREATE EVENT TRIGGER boundary_auto_protect ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE',
+                 'CREATE VIEW', 'ALTER VIEW')
+    EXECUTE FUNCTION boundary.auto_protect_event();
+
+-- The lint: one row per way a tenant's rows could reach another tenant, with the fix.
+-- Returns nothing when clean, so CI can run: SELECT count(*) = 0 FROM boundary.unprotected_tables();
+CREATE FUNCTION boundary.unprotected_tables(include_advisories boolean DEFAULT false)
+RETURNS TABLE (object text, problem text, fix text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $lint$
+WITH settings AS (
+    SELECT coalesce(nullif(current_setting('agent_boundary.tenant_column', true), ''), 'tenant_id')
+           AS tenant_column
+),
+user_tables AS (
+    SELECT c.oid, c.oid::regclass::text AS name, c.relowner, c.relrowsecurity, c.relforcerowsecurity
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'p')
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+       AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'
+),
+protected AS (
+    SELECT t.*, o.options ->> 'tenant_column' AS tenant_column, a.attnum AS tenant_attnum
+      FROM user_tables t
+      JOIN pg_policy p ON p.polrelid = t.oid AND p.polname = 'boundary_select'
+      JOIN pg_description d ON d.objoid = p.oid AND d.classoid = 'pg_policy'::regclass
+     CROSS JOIN LATERAL (
+           SELECT substr(d.description, length('agent_boundary protect options: ') + 1)::jsonb AS options
+            WHERE d.description LIKE 'agent\_boundary protect options: %') o
+      LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attname = o.options ->> 'tenant_column'
+),
+bypass_roles AS (
+    SELECT r.oid, r.rolname,
+           CASE WHEN r.rolbypassrls THEN 'BYPASSRLS'
+                ELSE 'membership in ' || (SELECT string_agg(b.rolname, ', ' ORDER BY b.rolname)
+                                            FROM pg_roles b
+                                           WHERE b.oid <> r.oid AND (b.rolbypassrls OR b.rolsuper)
+                                             AND pg_has_role(r.oid, b.oid, 'MEMBER')) END AS how
+      FROM pg_roles r
+     WHERE NOT r.rolsuper AND r.rolname !~ '^pg_'
+       AND (r.rolbypassrls OR EXISTS (SELECT 1 FROM pg_roles b
+                                       WHERE b.oid <> r.oid AND (b.rolbypassrls OR b.rolsuper)
+                                         AND pg_has_role(r.oid, b.oid, 'MEMBER')))
+),
+findings (object, problem, fix) AS (
+    -- 1. A table with the tenant column that nobody protected. (The registry,
+    -- boundary.principals, is this extension's admin table, readable by no ordinary role.)
+    SELECT t.name, format('has a %I column but no agent boundary policies', s.tenant_column),
+           format('SELECT boundary.protect(%L);', t.name)
+      FROM user_tables t CROSS JOIN settings s
+     WHERE t.oid <> 'boundary.principals'::regclass
+       AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = t.oid AND p.polname LIKE 'boundary\_%')
+       AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = t.oid AND a.attname = s.tenant_column
+                      AND a.attnum > 0 AND NOT a.attisdropped)
+    UNION ALL
+    -- 2. A protected table whose protection was taken apart.
+    SELECT t.name, v.problem, format('SELECT boundary.reprotect(%L);', t.name)
+      FROM user_tables t
+     CROSS JOIN LATERAL (VALUES
+           (NOT t.relrowsecurity, 'row level security is disabled'),
+           (NOT t.relforcerowsecurity, 'row level security is not forced, so the table owner bypasses it')) v(bad, problem)
+     WHERE v.bad AND EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = t.oid AND p.polname LIKE 'boundary\_%')
+    UNION ALL
+    SELECT t.name, format('policy %s is missing', m.polname), format('SELECT boundary.reprotect(%L);', t.name)
+      FROM user_tables t
+     CROSS JOIN unnest(ARRAY['boundary_allow', 'boundary_select', 'boundary_insert', 'boundary_update',
+                             'boundary_delete']) m(polname)
+     WHERE EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = t.oid AND p.polname LIKE 'boundary\_%')
+       AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = t.oid AND p.polname = m.polname)
+    UNION ALL
+    -- 3. A partition or inheritance child of a protected table, read directly, skips the parent's policies.
+    SELECT i.inhrelid::regclass::text, format('is a partition or child of protected table %s but is not protected', p.name),
+           format('SELECT boundary.reprotect(%L);', p.name)
+      FROM pg_inherits i JOIN protected p ON p.oid = i.inhparent
+     WHERE NOT EXISTS (SELECT 1 FROM pg_policy q WHERE q.polrelid = i.inhrelid AND q.polname = 'boundary_select')
+    UNION ALL
+    -- 4. Views check their owner's policies unless security_invoker; materialized views have none.
+    SELECT DISTINCT v.oid::regclass::text,
+           CASE v.relkind WHEN 'v' THEN format('view reads protected table %s with its owner''s rights (security_invoker is off)', p.name)
+                          ELSE format('materialized view holds rows of every tenant of protected table %s; row level security does not apply to it', p.name) END,
+           CASE v.relkind WHEN 'v' THEN format('ALTER VIEW %s SET (security_invoker = true);', v.oid::regclass)
+                          ELSE format('DROP MATERIALIZED VIEW %s; keep per-tenant results in a protected table', v.oid::regclass) END
+      FROM pg_class v
+      JOIN pg_rewrite r ON r.ev_class = v.oid
+      JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+      JOIN protected p ON p.oid = d.refobjid
+     WHERE v.relkind = 'm'
+        OR (v.relkind = 'v' AND NOT EXISTS (SELECT 1 FROM pg_options_to_table(v.reloptions) o
+                                             WHERE o.option_name = 'security_invoker'
+                                               AND o.option_value IN ('true', 'on', 'yes', '1')))
+    UNION ALL
+    -- 5. Roles that can bypass row level security and hold privileges on protected tables.
+    SELECT b.rolname::text, format('can bypass row level security (%s) and has privileges on protected table %s', b.how, p.name),
+           format('REVOKE ALL ON %s FROM %I; or remove the BYPASSRLS attribute or membership', p.name, b.rolname)
+      FROM bypass_roles b CROSS JOIN protected p
+     WHERE has_table_privilege(b.oid, p.oid, 'SELECT, INSERT, UPDATE, DELETE')
+    UNION ALL
+    -- 6. SECURITY DEFINER functions whose search_path a caller can hijack.
+    SELECT f.oid::regprocedure::text, 'SECURITY DEFINER function without a pinned search_path: objects the caller creates can hijack it',
+           format('ALTER FUNCTION %s SET search_path = pg_catalog, pg_temp;', f.oid::regprocedure)
+      FROM pg_proc f JOIN pg_namespace n ON n.oid = f.pronamespace
+     WHERE f.prosecdef AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+       AND NOT EXISTS (SELECT 1 FROM unnest(f.proconfig) c WHERE c LIKE 'search\_path=%')
+    UNION ALL
+    -- 7. Foreign keys into a protected table that do not carry the tenant column.
+    SELECT c.conrelid::regclass::text,
+           format('foreign key %I references protected table %s without its tenant column %I, so it can link rows across tenants',
+                  c.conname, p.name, p.tenant_column),
+           format('reference %s with a composite key that includes %I', p.name, p.tenant_column)
+      FROM pg_constraint c JOIN protected p ON p.oid = c.confrelid
+     WHERE c.contype = 'f' AND NOT (p.tenant_attnum = ANY (c.confkey))
+    UNION ALL
+    -- 8. Unique keys without the tenant column: a duplicate-key error tells one tenant another has the value.
+    SELECT p.name, format('unique index %s does not include the tenant column %I; a duplicate-key error reveals other tenants'' values',
+                          i.indexrelid::regclass, p.tenant_column),
+           format('make the key (%I, ...) instead', p.tenant_column)
+      FROM pg_index i JOIN protected p ON p.oid = i.indrelid
+     WHERE i.indisunique AND NOT (p.tenant_attnum = ANY (i.indkey::int2[]))
+    UNION ALL
+    -- 9. Whole-table privileges for roles other than the owner.
+    SELECT r.rolname::text, format('has %s on protected table %s', v.privilege, p.name),
+           format('REVOKE %s ON %s FROM %I;', v.privilege, p.name, r.rolname)
+      FROM protected p CROSS JOIN pg_roles r
+     CROSS JOIN (VALUES ('TRUNCATE'), ('TRIGGER'), ('REFERENCES')) v(privilege)
+     WHERE NOT r.rolsuper AND r.rolname !~ '^pg_' AND NOT pg_has_role(r.oid, p.relowner, 'MEMBER')
+       AND has_table_privilege(r.oid, p.oid, v.privilege)
+    UNION ALL
+    -- 10. A permissive policy is ORed with boundary_allow (true), so it narrows nothing.
+    SELECT p.name, format('policy %I is permissive, so it has no effect next to boundary_allow', q.polname),
+           format('recreate policy %I AS RESTRICTIVE to narrow access further', q.polname)
+      FROM pg_policy q JOIN protected p ON p.oid = q.polrelid
+     WHERE q.polpermissive AND q.polname NOT LIKE 'boundary\_%'
+    UNION ALL
+    -- 11. Logical replication ignores row level security.
+    SELECT r.rolname::text, 'has REPLICATION: logical replication streams every tenant''s rows of protected tables',
+           format('ALTER ROLE %I NOREPLICATION;', r.rolname)
+      FROM pg_roles r
+     WHERE r.rolreplication AND NOT r.rolsuper AND EXISTS (SELECT 1 FROM protected)
+    UNION ALL
+    -- Advisories: leaks PostgreSQL cannot close, listed only on request.
+    SELECT p.name, 'advisory: pg_class.reltuples, EXPLAIN estimates and EXPLAIN ANALYZE of a sequential scan ("Rows Removed by Filter") reveal how many rows all tenants hold',
+           'show agents no EXPLAIN output; lead indexes with the tenant column so plans never visit other tenants'' rows'
+      FROM protected p
+     WHERE include_advisories
+)
+SELECT object, problem, fix FROM findings ORDER BY object, problem
+$lint$;

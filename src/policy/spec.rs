@@ -1,0 +1,321 @@
+//! The DDL that protects (and unprotects) a table, as plain text built in plain Rust.
+//!
+//! Every identifier is double-quoted and every literal quoted here, so the glue only has to
+//! resolve names and types from the catalog and run the statements.
+
+use crate::boundary::claims::Role;
+use serde::{Deserialize, Serialize};
+
+/// Policies this extension owns are named `boundary_*`; nothing else may use the prefix.
+pub const ALLOW_POLICY: &str = "boundary_allow";
+pub const SELECT_POLICY: &str = "boundary_select";
+pub const INSERT_POLICY: &str = "boundary_insert";
+pub const UPDATE_POLICY: &str = "boundary_update";
+pub const DELETE_POLICY: &str = "boundary_delete";
+pub const POLICIES: [&str; 5] = [ALLOW_POLICY, SELECT_POLICY, INSERT_POLICY, UPDATE_POLICY, DELETE_POLICY];
+pub const TRUNCATE_TRIGGER: &str = "boundary_refuse_truncate";
+/// PostgreSQL truncates identifiers longer than NAMEDATALEN - 1 bytes; refuse them instead.
+pub const MAX_IDENTIFIER_BYTES: usize = 63;
+
+/// Column names that are scoped automatically when a table has them.
+pub const AUTO_WORKSPACE_COLUMN: &str = "workspace_id";
+pub const AUTO_DATASOURCE_COLUMN: &str = "datasource_id";
+pub const AUTO_USER_COLUMN: &str = "user_id";
+
+pub fn quote_ident(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// PostgreSQL's quote_literal: single quotes doubled; E'' with doubled backslashes if needed.
+pub fn quote_literal(text: &str) -> String {
+    let body = text.replace('\'', "''");
+    if text.contains('\\') {
+        format!("E'{}'", body.replace('\\', "\\\\"))
+    } else {
+        format!("'{body}'")
+    }
+}
+
+/// Identifiers a caller passes in: non-empty and short enough not to be truncated silently.
+pub fn validate_identifier(what: &str, ident: &str) -> Result<(), String> {
+    if ident.is_empty() {
+        return Err(format!("{what} must not be empty"));
+    }
+    if ident.len() > MAX_IDENTIFIER_BYTES {
+        return Err(format!(
+            "{what} is {} bytes long; PostgreSQL identifiers are at most {MAX_IDENTIFIER_BYTES}",
+            ident.len()
+        ));
+    }
+    Ok(())
+}
+
+/// How a scope column was chosen: found by its usual name, named by the caller, or turned off.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "mode", content = "column")]
+pub enum ColumnChoice {
+    /// Use the usual column name if the table has it.
+    Auto,
+    /// Use this column; it must exist.
+    Named(String),
+    /// Do not scope by this field.
+    Off,
+}
+
+impl ColumnChoice {
+    /// SQL argument convention: NULL = auto, '' = off, anything else = that column.
+    pub fn from_argument(what: &str, argument: Option<&str>) -> Result<Self, String> {
+        match argument {
+            None => Ok(Self::Auto),
+            Some("") => Ok(Self::Off),
+            Some(name) => {
+                validate_identifier(what, name)?;
+                Ok(Self::Named(name.to_string()))
+            }
+        }
+    }
+}
+
+/// What the caller of `protect()` asked for. Stored (as JSON) in the comment of the
+/// `boundary_select` policy, so re-protection after ALTER TABLE, protection of new partitions,
+/// and `unprotect()` know the table's settings without a side table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProtectOptions {
+    pub tenant_column: String,
+    pub workspace_column: ColumnChoice,
+    pub datasource_column: ColumnChoice,
+    pub user_column: ColumnChoice,
+    pub write_roles: Vec<Role>,
+}
+
+pub const COMMENT_MARKER: &str = "agent_boundary protect options: ";
+
+impl ProtectOptions {
+    pub fn to_comment(&self) -> String {
+        format!("{COMMENT_MARKER}{}", serde_json::to_string(self).expect("serializable"))
+    }
+
+    pub fn from_comment(comment: &str) -> Option<Self> {
+        serde_json::from_str(comment.strip_prefix(COMMENT_MARKER)?).ok()
+    }
+}
+
+/// A resolved column: its name and its type as `format_type()` prints it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub sql_type: String,
+}
+
+impl Column {
+    /// `accessor()` cast to this column's type: the cast is on the (once-evaluated) accessor,
+    /// never on the column, so an index on the column serves the predicate.
+    fn accessor(&self, accessor: &str) -> String {
+        if self.sql_type == "text" {
+            format!("boundary.{accessor}()")
+        } else {
+            format!("(boundary.{accessor}())::{}", self.sql_type)
+        }
+    }
+}
+
+/// Everything needed to write the DDL for one table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProtectPlan {
+    /// Schema-qualified, quoted table name.
+    pub table: String,
+    pub tenant: Column,
+    pub workspace: Option<Column>,
+    pub datasource: Option<Column>,
+    pub user: Option<Column>,
+    pub options: ProtectOptions,
+}
+
+impl ProtectPlan {
+    /// The row predicate: every scoped column equals the boundary's value (datasource: is one
+    /// of the boundary's datasources). Plain function calls, no subqueries.
+    pub fn row_predicate(&self) -> String {
+        let mut terms = vec![format!("{} = {}", quote_ident(&self.tenant.name), self.tenant.accessor("tenant_id"))];
+        if let Some(c) = &self.workspace {
+            terms.push(format!("{} = {}", quote_ident(&c.name), c.accessor("workspace_id")));
+        }
+        if let Some(c) = &self.datasource {
+            let ids = if c.sql_type == "text" {
+                "boundary.datasource_ids()".to_string()
+            } else {
+                format!("(boundary.datasource_ids())::{}[]", c.sql_type)
+            };
+            terms.push(format!("{} = ANY ({ids})", quote_ident(&c.name)));
+        }
+        if let Some(c) = &self.user {
+            terms.push(format!("{} = {}", quote_ident(&c.name), c.accessor("user_id")));
+        }
+        terms.join(" AND ")
+    }
+
+    /// Roles allowed to write, e.g. `boundary.role() = ANY ('{owner,admin,member}'::text[])`.
+    pub fn write_check(&self) -> String {
+        let roles: Vec<&str> = self.options.write_roles.iter().map(|r| r.as_str()).collect();
+        format!("boundary.role() = ANY ('{{{}}}'::text[])", roles.join(","))
+    }
+
+    /// The statements `protect()` runs, in order. Re-running them is harmless.
+    pub fn statements(&self) -> Vec<String> {
+        let t = &self.table;
+        let rows = self.row_predicate();
+        let write = format!("{rows} AND {}", self.write_check());
+        let mut out = vec![
+            format!("ALTER TABLE {t} ENABLE ROW LEVEL SECURITY"),
+            format!("ALTER TABLE {t} FORCE ROW LEVEL SECURITY"),
+        ];
+        out.extend(POLICIES.iter().map(|p| format!("DROP POLICY IF EXISTS {p} ON {t}")));
+        out.extend([
+            // Restrictive policies are ANDed with everything else, so no other policy can widen
+            // them; PostgreSQL needs one permissive policy to admit rows at all.
+            format!("CREATE POLICY {ALLOW_POLICY} ON {t} AS PERMISSIVE FOR ALL USING (true) WITH CHECK (true)"),
+            format!("CREATE POLICY {SELECT_POLICY} ON {t} AS RESTRICTIVE FOR SELECT USING ({rows})"),
+            format!("CREATE POLICY {INSERT_POLICY} ON {t} AS RESTRICTIVE FOR INSERT WITH CHECK ({write})"),
+            format!("CREATE POLICY {UPDATE_POLICY} ON {t} AS RESTRICTIVE FOR UPDATE USING ({rows}) WITH CHECK ({write})"),
+            format!("CREATE POLICY {DELETE_POLICY} ON {t} AS RESTRICTIVE FOR DELETE USING ({write})"),
+            format!("COMMENT ON POLICY {SELECT_POLICY} ON {t} IS {}", quote_literal(&self.options.to_comment())),
+        ]);
+        let defaults = [(Some(&self.tenant), "tenant_id"), (self.workspace.as_ref(), "workspace_id"), (self.user.as_ref(), "user_id")];
+        for (column, accessor) in defaults {
+            if let Some(c) = column {
+                out.push(format!("ALTER TABLE {t} ALTER COLUMN {} SET DEFAULT {}", quote_ident(&c.name), c.accessor(accessor)));
+            }
+        }
+        out.push(format!("DROP TRIGGER IF EXISTS {TRUNCATE_TRIGGER} ON {t}"));
+        out.push(format!(
+            "CREATE TRIGGER {TRUNCATE_TRIGGER} BEFORE TRUNCATE ON {t} FOR EACH STATEMENT EXECUTE FUNCTION boundary.refuse_truncate()"
+        ));
+        out
+    }
+}
+
+/// The statements `unprotect()` runs: drop what `protect()` created. `our_defaults` are the
+/// columns whose default is still one of our accessors; RLS is turned off only when no other
+/// policy remains on the table.
+pub fn unprotect_statements(table: &str, our_defaults: &[String], other_policies_remain: bool) -> Vec<String> {
+    let mut out: Vec<String> = POLICIES.iter().map(|p| format!("DROP POLICY IF EXISTS {p} ON {table}")).collect();
+    out.extend(our_defaults.iter().map(|c| format!("ALTER TABLE {table} ALTER COLUMN {} DROP DEFAULT", quote_ident(c))));
+    out.push(format!("DROP TRIGGER IF EXISTS {TRUNCATE_TRIGGER} ON {table}"));
+    out.push(format!("ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY"));
+    if !other_policies_remain {
+        out.push(format!("ALTER TABLE {table} DISABLE ROW LEVEL SECURITY"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> ProtectOptions {
+        ProtectOptions {
+            tenant_column: "tenant_id".into(),
+            workspace_column: ColumnChoice::Auto,
+            datasource_column: ColumnChoice::Off,
+            user_column: ColumnChoice::Auto,
+            write_roles: vec![Role::Owner, Role::Admin, Role::Member],
+        }
+    }
+
+    fn plan(tenant_type: &str) -> ProtectPlan {
+        ProtectPlan {
+            table: "\"public\".\"tickets\"".into(),
+            tenant: Column { name: "tenant_id".into(), sql_type: tenant_type.into() },
+            workspace: None,
+            datasource: None,
+            user: None,
+            options: options(),
+        }
+    }
+
+    #[test]
+    fn text_tenant_predicate_has_no_cast_and_no_subquery() {
+        let p = plan("text");
+        assert_eq!(p.row_predicate(), "\"tenant_id\" = boundary.tenant_id()");
+        assert!(p.statements().iter().all(|s| !s.to_uppercase().contains("(SELECT")), "no subqueries");
+    }
+
+    #[test]
+    fn typed_tenant_columns_cast_the_accessor_not_the_column() {
+        assert_eq!(plan("uuid").row_predicate(), "\"tenant_id\" = (boundary.tenant_id())::uuid");
+        assert_eq!(plan("bigint").row_predicate(), "\"tenant_id\" = (boundary.tenant_id())::bigint");
+    }
+
+    #[test]
+    fn all_scope_columns_and_write_roles() {
+        let mut p = plan("text");
+        p.workspace = Some(Column { name: "workspace_id".into(), sql_type: "text".into() });
+        p.datasource = Some(Column { name: "source".into(), sql_type: "bigint".into() });
+        p.user = Some(Column { name: "owner \"x\"".into(), sql_type: "uuid".into() });
+        assert_eq!(
+            p.row_predicate(),
+            "\"tenant_id\" = boundary.tenant_id() AND \"workspace_id\" = boundary.workspace_id() \
+             AND \"source\" = ANY ((boundary.datasource_ids())::bigint[]) \
+             AND \"owner \"\"x\"\"\" = (boundary.user_id())::uuid"
+        );
+        assert_eq!(p.write_check(), "boundary.role() = ANY ('{owner,admin,member}'::text[])");
+        let ddl = p.statements();
+        assert!(ddl.contains(&"ALTER TABLE \"public\".\"tickets\" ALTER COLUMN \"owner \"\"x\"\"\" SET DEFAULT (boundary.user_id())::uuid".to_string()));
+        assert!(!ddl.iter().any(|s| s.contains("\"source\" SET DEFAULT")), "no default for datasource");
+    }
+
+    #[test]
+    fn statements_are_complete_and_ordered() {
+        let ddl = plan("text").statements();
+        assert_eq!(ddl[0], "ALTER TABLE \"public\".\"tickets\" ENABLE ROW LEVEL SECURITY");
+        assert_eq!(ddl[1], "ALTER TABLE \"public\".\"tickets\" FORCE ROW LEVEL SECURITY");
+        for policy in POLICIES {
+            assert_eq!(ddl.iter().filter(|s| s.starts_with(&format!("CREATE POLICY {policy} "))).count(), 1);
+            let drop = ddl.iter().position(|s| s == &format!("DROP POLICY IF EXISTS {policy} ON \"public\".\"tickets\"")).unwrap();
+            let create = ddl.iter().position(|s| s.starts_with(&format!("CREATE POLICY {policy} "))).unwrap();
+            assert!(drop < create);
+        }
+        assert!(ddl.contains(&"CREATE POLICY boundary_update ON \"public\".\"tickets\" AS RESTRICTIVE FOR UPDATE \
+             USING (\"tenant_id\" = boundary.tenant_id()) WITH CHECK (\"tenant_id\" = boundary.tenant_id() \
+             AND boundary.role() = ANY ('{owner,admin,member}'::text[]))".to_string()));
+        assert_eq!(ddl.last().unwrap(), "CREATE TRIGGER boundary_refuse_truncate BEFORE TRUNCATE ON \"public\".\"tickets\" FOR EACH STATEMENT EXECUTE FUNCTION boundary.refuse_truncate()");
+    }
+
+    #[test]
+    fn options_round_trip_through_the_policy_comment() {
+        let mut o = options();
+        o.datasource_column = ColumnChoice::Named("it's \\ \"odd\"".into());
+        let comment = o.to_comment();
+        assert_eq!(ProtectOptions::from_comment(&comment), Some(o.clone()));
+        assert_eq!(ProtectOptions::from_comment("someone else's comment"), None);
+        let statement = plan("text").statements().into_iter().find(|s| s.starts_with("COMMENT ON POLICY")).unwrap();
+        assert!(statement.ends_with(&quote_literal(&options().to_comment())));
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(quote_literal("a\\b'"), "E'a\\\\b'''");
+    }
+
+    #[test]
+    fn column_arguments() {
+        assert_eq!(ColumnChoice::from_argument("workspace_column", None), Ok(ColumnChoice::Auto));
+        assert_eq!(ColumnChoice::from_argument("workspace_column", Some("")), Ok(ColumnChoice::Off));
+        assert_eq!(ColumnChoice::from_argument("workspace_column", Some("ws")), Ok(ColumnChoice::Named("ws".into())));
+        assert_eq!(
+            ColumnChoice::from_argument("workspace_column", Some(&"w".repeat(64))),
+            Err("workspace_column is 64 bytes long; PostgreSQL identifiers are at most 63".into())
+        );
+    }
+
+    #[test]
+    fn unprotect_undoes_protect() {
+        let ddl = unprotect_statements("\"public\".\"t\"", &["tenant_id".into()], false);
+        assert_eq!(ddl.len(), POLICIES.len() + 4);
+        assert!(ddl.contains(&"ALTER TABLE \"public\".\"t\" ALTER COLUMN \"tenant_id\" DROP DEFAULT".to_string()));
+        assert_eq!(ddl.last().unwrap(), "ALTER TABLE \"public\".\"t\" DISABLE ROW LEVEL SECURITY");
+        let keep = unprotect_statements("\"public\".\"t\"", &[], true);
+        assert!(!keep.iter().any(|s| s.contains("DISABLE ROW LEVEL SECURITY")));
+    }
+}

@@ -1,0 +1,53 @@
+//! Helpers shared by the `#[pg_test]` modules (they run inside PostgreSQL as a superuser).
+
+use pgrx::prelude::*;
+
+const SECRET_HEX: &str = "6167656e745f626f756e646172795f746573745f7365637265745f3332627974";
+
+/// Runs `sql` in a subtransaction; returns "ok" or "SQLSTATE: message".
+pub fn try_sql(sql: &str) -> String {
+    // Created once per test transaction, before any SET ROLE, and callable after it.
+    let missing = one::<bool>("SELECT to_regprocedure('pg_temp.try_sql(text)') IS NULL");
+    if missing == Some(true) {
+        Spi::run(
+        "CREATE FUNCTION pg_temp.try_sql(q text) RETURNS text LANGUAGE plpgsql AS $$
+         BEGIN EXECUTE q; RETURN 'ok';
+         EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE || ': ' || SQLERRM; END $$",
+        )
+        .unwrap();
+    }
+    Spi::get_one_with_args::<String>("SELECT pg_temp.try_sql($1)", &[sql.into()])
+        .unwrap()
+        .unwrap()
+}
+
+pub fn one<T: FromDatum + IntoDatum>(sql: &str) -> Option<T> {
+    Spi::get_one::<T>(sql).unwrap()
+}
+
+/// Two lookalike tenants, one key, an ordinary role `agent_tester` that can call enter().
+pub fn fixture() {
+    try_sql("SELECT 1");
+    Spi::run(&format!(
+        "SELECT boundary.add_signing_key('test-k1', 'HS256', decode('{SECRET_HEX}', 'hex'));
+         SELECT boundary.register_principal('northstar-dental', 'support', 'alice', 'admin', 'pro', 'us',
+                ARRAY['search', 'crm'], ARRAY['tickets', 'kb']);
+         SELECT boundary.register_principal('northstar-design', 'support', 'alice', 'member', 'free', 'eu',
+                ARRAY['search'], ARRAY['tickets']);
+         CREATE ROLE agent_tester NOLOGIN NOBYPASSRLS;"
+    ))
+    .unwrap();
+}
+
+pub fn token_for(tenant: &str, extra: &str) -> String {
+    one::<String>(&format!(
+        "SELECT boundary.sign('{{\"tenant_id\": \"{tenant}\", \"workspace_id\": \"support\",
+                                \"user_id\": \"alice\", \"role\": \"admin\" {extra}}}')"
+    ))
+    .unwrap()
+}
+
+pub fn enter_sql(token: &str) -> String {
+    format!("SELECT boundary.enter('{token}')")
+}
+
