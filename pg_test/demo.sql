@@ -3,6 +3,10 @@
 \set QUIET 1
 \pset footer off
 \echo
+\echo '== 0. public.tickets is protected: generated policies, FORCEd, and the lint finds nothing.'
+SELECT policyname, permissive, cmd FROM pg_policies WHERE tablename = 'tickets' ORDER BY policyname;
+SELECT count(*) AS lint_findings FROM boundary.unprotected_tables();
+\echo
 \echo '== 1. Trusted code signs a boundary token for alice @ Northstar Dental.'
 \echo '      (Here with boundary.sign(); an app server uses any JWT library and the same key.)'
 SELECT boundary.sign('{"tenant_id": "northstar-dental", "workspace_id": "support", "user_id": "alice",

@@ -6,8 +6,8 @@
 --
 -- It creates: signing key 'demo-2026' (a random HMAC secret, generated in the database),
 -- principals for alice@Northstar Dental (admin, pro, us) and alice@Northstar Design
--- (member, free, eu), the login role demo_agent (no BYPASSRLS), and public.tickets with a
--- tenant policy and two rows per tenant. Re-running it resets all of that.
+-- (member, free, eu), the login role demo_agent (no BYPASSRLS), and public.tickets, protected
+-- by boundary.protect(), with two rows per tenant. Re-running it resets all of that.
 \set ON_ERROR_STOP 1
 DO $$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'demo_agent') THEN
@@ -31,12 +31,7 @@ CREATE TABLE public.tickets (
     note      text   NOT NULL,
     PRIMARY KEY (tenant_id, id)
 );
--- A hand-written tenant policy on the accessor (boundary.protect() generates these for you).
-ALTER TABLE public.tickets ENABLE ROW LEVEL SECURITY;
-ALTER TABLE public.tickets FORCE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON public.tickets
-    USING (tenant_id = boundary.tenant_id())
-    WITH CHECK (tenant_id = boundary.tenant_id());
+SELECT count(*) AS protect_statements FROM boundary.protect('public.tickets');
 GRANT SELECT, INSERT, UPDATE ON public.tickets TO demo_agent;
 INSERT INTO public.tickets VALUES
     ('northstar-dental', 1, 'Northstar Dental', 'Crown fitting follow-up for Dr. Reyes'),

@@ -15,7 +15,7 @@ use crate::error::{BoundaryError, OrRaise, Result};
 use crate::gucs;
 use pgrx::prelude::*;
 use pgrx::PgRelation;
-use spec::{quote_ident, Column, ColumnChoice, ProtectOptions, ProtectPlan};
+use spec::{quote_ident, Column, ColumnChoice, Existing, ProtectOptions, ProtectPlan};
 use std::cell::Cell;
 
 extension_sql_file!("../../sql/policy.sql", name = "policy_sql", requires = [auto_protect_object]);
@@ -155,11 +155,45 @@ fn run_all(statements: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// What an earlier protect() left on the table: our policies, the TRUNCATE guard, and the
+/// columns whose default is one of our accessors.
+fn existing(oid: pg_sys::Oid) -> Result<Existing> {
+    Spi::connect(|client| {
+        let names = |sql: &str, args: &[pgrx::datum::DatumWithOid]| -> Result<Vec<String>> {
+            client
+                .select(sql, None, args)?
+                .into_iter()
+                .map(|row| Ok(row.get::<String>(1)?.unwrap_or_default()))
+                .collect()
+        };
+        Ok(Existing {
+            policies: names(
+                "SELECT polname::text FROM pg_catalog.pg_policy WHERE polrelid = $1 AND polname = ANY ($2)",
+                &[oid.into(), spec::POLICIES.to_vec().into()],
+            )?,
+            truncate_trigger: !names(
+                "SELECT tgname::text FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = $2",
+                &[oid.into(), spec::TRUNCATE_TRIGGER.into()],
+            )?
+            .is_empty(),
+            accessor_defaults: names(
+                "SELECT a.attname::text FROM pg_catalog.pg_attrdef d
+                   JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+                  WHERE d.adrelid = $1
+                    AND pg_catalog.pg_get_expr(d.adbin, d.adrelid)
+                        ~ '^\\(?boundary\\.(tenant_id|workspace_id|user_id)\\(\\)'
+                  ORDER BY a.attnum",
+                &[oid.into()],
+            )?,
+        })
+    })
+}
+
 /// Protects `oid` and, recursively, its partitions and inheritance children (whose direct
 /// reads the parent's policies would not cover). Appends every statement run to `ran`.
 fn protect_tree(oid: pg_sys::Oid, options: &ProtectOptions, ran: &mut Vec<String>) -> Result<()> {
     let table = table(oid)?;
-    let statements = plan(&table, options)?.statements();
+    let statements = plan(&table, options)?.statements(&existing(oid)?);
     muting_event_trigger(|| run_all(&statements))?;
     ran.extend(statements);
     for child in children(oid)? {
@@ -257,33 +291,13 @@ fn unprotect_tree(oid: pg_sys::Oid, ran: &mut Vec<String>) -> Result<()> {
         return Ok(());
     }
     let table = table(oid)?;
-    let (our_defaults, other_policies) = Spi::connect(|client| {
-        let defaults = client
-            .select(
-                "SELECT a.attname::text FROM pg_catalog.pg_attrdef d
-                   JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
-                  WHERE d.adrelid = $1
-                    AND pg_catalog.pg_get_expr(d.adbin, d.adrelid)
-                        ~ '^\\(?boundary\\.(tenant_id|workspace_id|user_id)\\(\\)'
-                  ORDER BY a.attnum",
-                None,
-                &[oid.into()],
-            )?
-            .into_iter()
-            .map(|row| Ok(row.get::<String>(1)?.unwrap_or_default()))
-            .collect::<Result<Vec<_>>>()?;
-        let others = client
-            .select(
-                "SELECT count(*) FROM pg_catalog.pg_policy WHERE polrelid = $1 AND polname NOT LIKE 'boundary\\_%'",
-                None,
-                &[oid.into()],
-            )?
-            .first()
-            .get::<i64>(1)?
-            .unwrap_or(0);
-        Ok::<_, BoundaryError>((defaults, others > 0))
-    })?;
-    let statements = spec::unprotect_statements(&table.qualified, &our_defaults, other_policies);
+    let other_policies = Spi::get_one_with_args::<i64>(
+        "SELECT count(*) FROM pg_catalog.pg_policy WHERE polrelid = $1 AND polname NOT LIKE 'boundary\\_%'",
+        &[oid.into()],
+    )?
+    .unwrap_or(0)
+        > 0;
+    let statements = spec::unprotect_statements(&table.qualified, &existing(oid)?, other_policies);
     muting_event_trigger(|| run_all(&statements))?;
     ran.extend(statements);
     Ok(())

@@ -119,6 +119,27 @@ impl Column {
     }
 }
 
+/// What a table already has from an earlier protect(), so re-running drops only what exists.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Existing {
+    /// Which of [`POLICIES`] exist.
+    pub policies: Vec<String>,
+    /// Whether the TRUNCATE guard exists.
+    pub truncate_trigger: bool,
+    /// Columns whose default is one of our accessors.
+    pub accessor_defaults: Vec<String>,
+}
+
+impl Existing {
+    fn drop_policies(&self, table: &str) -> impl Iterator<Item = String> + '_ {
+        let table = table.to_string();
+        POLICIES
+            .iter()
+            .filter(|p| self.policies.iter().any(|e| e == *p))
+            .map(move |p| format!("DROP POLICY {p} ON {table}"))
+    }
+}
+
 /// Everything needed to write the DDL for one table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProtectPlan {
@@ -159,8 +180,8 @@ impl ProtectPlan {
         format!("boundary.role() = ANY ('{{{}}}'::text[])", roles.join(","))
     }
 
-    /// The statements `protect()` runs, in order. Re-running them is harmless.
-    pub fn statements(&self) -> Vec<String> {
+    /// The statements `protect()` runs on a table that has `existing`, in order.
+    pub fn statements(&self, existing: &Existing) -> Vec<String> {
         let t = &self.table;
         let rows = self.row_predicate();
         let write = format!("{rows} AND {}", self.write_check());
@@ -168,7 +189,7 @@ impl ProtectPlan {
             format!("ALTER TABLE {t} ENABLE ROW LEVEL SECURITY"),
             format!("ALTER TABLE {t} FORCE ROW LEVEL SECURITY"),
         ];
-        out.extend(POLICIES.iter().map(|p| format!("DROP POLICY IF EXISTS {p} ON {t}")));
+        out.extend(existing.drop_policies(t));
         out.extend([
             // Restrictive policies are ANDed with everything else, so no other policy can widen
             // them; PostgreSQL needs one permissive policy to admit rows at all.
@@ -179,27 +200,32 @@ impl ProtectPlan {
             format!("CREATE POLICY {DELETE_POLICY} ON {t} AS RESTRICTIVE FOR DELETE USING ({write})"),
             format!("COMMENT ON POLICY {SELECT_POLICY} ON {t} IS {}", quote_literal(&self.options.to_comment())),
         ]);
-        let defaults = [(Some(&self.tenant), "tenant_id"), (self.workspace.as_ref(), "workspace_id"), (self.user.as_ref(), "user_id")];
-        for (column, accessor) in defaults {
-            if let Some(c) = column {
-                out.push(format!("ALTER TABLE {t} ALTER COLUMN {} SET DEFAULT {}", quote_ident(&c.name), c.accessor(accessor)));
-            }
+        let defaults: Vec<(&Column, &str)> = [(Some(&self.tenant), "tenant_id"), (self.workspace.as_ref(), "workspace_id"), (self.user.as_ref(), "user_id")]
+            .into_iter()
+            .filter_map(|(column, accessor)| column.map(|c| (c, accessor)))
+            .collect();
+        // A column this protection no longer scopes keeps no boundary default.
+        for stale in existing.accessor_defaults.iter().filter(|d| !defaults.iter().any(|(c, _)| &c.name == *d)) {
+            out.push(format!("ALTER TABLE {t} ALTER COLUMN {} DROP DEFAULT", quote_ident(stale)));
         }
-        out.push(format!("DROP TRIGGER IF EXISTS {TRUNCATE_TRIGGER} ON {t}"));
+        for (c, accessor) in defaults {
+            out.push(format!("ALTER TABLE {t} ALTER COLUMN {} SET DEFAULT {}", quote_ident(&c.name), c.accessor(accessor)));
+        }
         out.push(format!(
-            "CREATE TRIGGER {TRUNCATE_TRIGGER} BEFORE TRUNCATE ON {t} FOR EACH STATEMENT EXECUTE FUNCTION boundary.refuse_truncate()"
+            "CREATE OR REPLACE TRIGGER {TRUNCATE_TRIGGER} BEFORE TRUNCATE ON {t} FOR EACH STATEMENT EXECUTE FUNCTION boundary.refuse_truncate()"
         ));
         out
     }
 }
 
-/// The statements `unprotect()` runs: drop what `protect()` created. `our_defaults` are the
-/// columns whose default is still one of our accessors; RLS is turned off only when no other
-/// policy remains on the table.
-pub fn unprotect_statements(table: &str, our_defaults: &[String], other_policies_remain: bool) -> Vec<String> {
-    let mut out: Vec<String> = POLICIES.iter().map(|p| format!("DROP POLICY IF EXISTS {p} ON {table}")).collect();
-    out.extend(our_defaults.iter().map(|c| format!("ALTER TABLE {table} ALTER COLUMN {} DROP DEFAULT", quote_ident(c))));
-    out.push(format!("DROP TRIGGER IF EXISTS {TRUNCATE_TRIGGER} ON {table}"));
+/// The statements `unprotect()` runs: drop what `protect()` created and still exists; RLS is
+/// turned off only when no other policy remains on the table.
+pub fn unprotect_statements(table: &str, existing: &Existing, other_policies_remain: bool) -> Vec<String> {
+    let mut out: Vec<String> = existing.drop_policies(table).collect();
+    out.extend(existing.accessor_defaults.iter().map(|c| format!("ALTER TABLE {table} ALTER COLUMN {} DROP DEFAULT", quote_ident(c))));
+    if existing.truncate_trigger {
+        out.push(format!("DROP TRIGGER {TRUNCATE_TRIGGER} ON {table}"));
+    }
     out.push(format!("ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY"));
     if !other_policies_remain {
         out.push(format!("ALTER TABLE {table} DISABLE ROW LEVEL SECURITY"));
@@ -236,7 +262,7 @@ mod tests {
     fn text_tenant_predicate_has_no_cast_and_no_subquery() {
         let p = plan("text");
         assert_eq!(p.row_predicate(), "\"tenant_id\" = boundary.tenant_id()");
-        assert!(p.statements().iter().all(|s| !s.to_uppercase().contains("(SELECT")), "no subqueries");
+        assert!(p.statements(&Existing::default()).iter().all(|s| !s.to_uppercase().contains("(SELECT")), "no subqueries");
     }
 
     #[test]
@@ -258,26 +284,37 @@ mod tests {
              AND \"owner \"\"x\"\"\" = (boundary.user_id())::uuid"
         );
         assert_eq!(p.write_check(), "boundary.role() = ANY ('{owner,admin,member}'::text[])");
-        let ddl = p.statements();
+        let ddl = p.statements(&Existing::default());
         assert!(ddl.contains(&"ALTER TABLE \"public\".\"tickets\" ALTER COLUMN \"owner \"\"x\"\"\" SET DEFAULT (boundary.user_id())::uuid".to_string()));
         assert!(!ddl.iter().any(|s| s.contains("\"source\" SET DEFAULT")), "no default for datasource");
     }
 
     #[test]
     fn statements_are_complete_and_ordered() {
-        let ddl = plan("text").statements();
+        let fresh = plan("text").statements(&Existing::default());
+        assert!(!fresh.iter().any(|s| s.starts_with("DROP")), "nothing to drop on a fresh table");
+        let existing = Existing {
+            policies: POLICIES.iter().map(|p| p.to_string()).collect(),
+            truncate_trigger: true,
+            accessor_defaults: vec!["tenant_id".into(), "workspace_id".into()],
+        };
+        let ddl = plan("text").statements(&existing);
         assert_eq!(ddl[0], "ALTER TABLE \"public\".\"tickets\" ENABLE ROW LEVEL SECURITY");
         assert_eq!(ddl[1], "ALTER TABLE \"public\".\"tickets\" FORCE ROW LEVEL SECURITY");
         for policy in POLICIES {
             assert_eq!(ddl.iter().filter(|s| s.starts_with(&format!("CREATE POLICY {policy} "))).count(), 1);
-            let drop = ddl.iter().position(|s| s == &format!("DROP POLICY IF EXISTS {policy} ON \"public\".\"tickets\"")).unwrap();
+            let drop = ddl.iter().position(|s| s == &format!("DROP POLICY {policy} ON \"public\".\"tickets\"")).unwrap();
             let create = ddl.iter().position(|s| s.starts_with(&format!("CREATE POLICY {policy} "))).unwrap();
             assert!(drop < create);
         }
+        assert!(
+            ddl.contains(&"ALTER TABLE \"public\".\"tickets\" ALTER COLUMN \"workspace_id\" DROP DEFAULT".to_string()),
+            "the plan no longer scopes workspace_id, so its boundary default goes"
+        );
         assert!(ddl.contains(&"CREATE POLICY boundary_update ON \"public\".\"tickets\" AS RESTRICTIVE FOR UPDATE \
              USING (\"tenant_id\" = boundary.tenant_id()) WITH CHECK (\"tenant_id\" = boundary.tenant_id() \
              AND boundary.role() = ANY ('{owner,admin,member}'::text[]))".to_string()));
-        assert_eq!(ddl.last().unwrap(), "CREATE TRIGGER boundary_refuse_truncate BEFORE TRUNCATE ON \"public\".\"tickets\" FOR EACH STATEMENT EXECUTE FUNCTION boundary.refuse_truncate()");
+        assert_eq!(ddl.last().unwrap(), "CREATE OR REPLACE TRIGGER boundary_refuse_truncate BEFORE TRUNCATE ON \"public\".\"tickets\" FOR EACH STATEMENT EXECUTE FUNCTION boundary.refuse_truncate()");
     }
 
     #[test]
@@ -287,7 +324,7 @@ mod tests {
         let comment = o.to_comment();
         assert_eq!(ProtectOptions::from_comment(&comment), Some(o.clone()));
         assert_eq!(ProtectOptions::from_comment("someone else's comment"), None);
-        let statement = plan("text").statements().into_iter().find(|s| s.starts_with("COMMENT ON POLICY")).unwrap();
+        let statement = plan("text").statements(&Existing::default()).into_iter().find(|s| s.starts_with("COMMENT ON POLICY")).unwrap();
         assert!(statement.ends_with(&quote_literal(&options().to_comment())));
     }
 
@@ -311,11 +348,18 @@ mod tests {
 
     #[test]
     fn unprotect_undoes_protect() {
-        let ddl = unprotect_statements("\"public\".\"t\"", &["tenant_id".into()], false);
+        let existing = Existing {
+            policies: POLICIES.iter().map(|p| p.to_string()).collect(),
+            truncate_trigger: true,
+            accessor_defaults: vec!["tenant_id".into()],
+        };
+        let ddl = unprotect_statements("\"public\".\"t\"", &existing, false);
         assert_eq!(ddl.len(), POLICIES.len() + 4);
         assert!(ddl.contains(&"ALTER TABLE \"public\".\"t\" ALTER COLUMN \"tenant_id\" DROP DEFAULT".to_string()));
+        assert!(ddl.contains(&"DROP TRIGGER boundary_refuse_truncate ON \"public\".\"t\"".to_string()));
         assert_eq!(ddl.last().unwrap(), "ALTER TABLE \"public\".\"t\" DISABLE ROW LEVEL SECURITY");
-        let keep = unprotect_statements("\"public\".\"t\"", &[], true);
-        assert!(!keep.iter().any(|s| s.contains("DISABLE ROW LEVEL SECURITY")));
+        let partial = Existing { policies: vec![SELECT_POLICY.into()], ..Existing::default() };
+        let keep = unprotect_statements("\"public\".\"t\"", &partial, true);
+        assert_eq!(keep, ["DROP POLICY boundary_select ON \"public\".\"t\"", "ALTER TABLE \"public\".\"t\" NO FORCE ROW LEVEL SECURITY"]);
     }
 }

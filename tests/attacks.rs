@@ -1,0 +1,649 @@
+//! ../shared/ATTACKS.md, rows 1–12, 14–18 and 20, each tried against a real server with two
+//! lookalike tenants and tables protected by `boundary.protect()`. (Rows 13 and 15 for the
+//! boundary itself are in tests/boundary.rs.) Each trial asserts exact rows, or SQLSTATE and
+//! message, or — where PostgreSQL cannot close the hole — that the lint reports it.
+//!
+//! Trials run one at a time: some change cluster-wide state (roles, the event trigger).
+
+mod support;
+
+use libtest_mimic::{Arguments, Trial};
+use std::sync::OnceLock;
+use support::*;
+use tokio_postgres::types::Type;
+
+const NO_BOUNDARY: &str = "no agent boundary is set";
+const DENTAL: [&str; 3] = ["1 Crown fitting follow-up", "2 Renewal risk: billing dispute", "4 Implant consult"];
+const DESIGN: [&str; 3] = ["1 Logo refresh for spring", "2 Renewal risk: slow feedback", "3 Brand guide v2"];
+
+/// tickets_owner owns and protects the tables (it has no BYPASSRLS); agent is the data agent;
+/// app logs in and can SET ROLE to agent.
+const FIXTURE: &str = r#"
+CREATE EXTENSION agent_boundary CASCADE;
+SELECT boundary.add_signing_key('app-2026', 'HS256', convert_to('integration-test-secret-0123456789abcdef', 'UTF8'));
+SELECT boundary.register_principal('northstar-dental', 'support', 'alice', 'admin',  'pro',  'us', '{search}', '{tickets}');
+SELECT boundary.register_principal('northstar-dental', 'support', 'bob',   'viewer', 'pro',  'us', '{search}', '{tickets}');
+SELECT boundary.register_principal('northstar-design', 'support', 'alice', 'member', 'free', 'eu', '{search}', '{tickets}');
+CREATE ROLE tickets_owner LOGIN NOBYPASSRLS;
+CREATE ROLE agent LOGIN NOBYPASSRLS;
+CREATE ROLE app LOGIN NOBYPASSRLS IN ROLE agent;
+GRANT CREATE ON SCHEMA public TO tickets_owner;
+SET ROLE tickets_owner;
+CREATE TABLE public.tickets (
+    tenant_id text NOT NULL, id bigint NOT NULL, subject text NOT NULL,
+    PRIMARY KEY (tenant_id, id));
+CREATE TABLE public.ticket_notes (
+    tenant_id text NOT NULL, ticket_id bigint NOT NULL, body text NOT NULL,
+    FOREIGN KEY (tenant_id, ticket_id) REFERENCES public.tickets (tenant_id, id));
+SELECT boundary.protect('public.tickets');
+SELECT boundary.protect('public.ticket_notes');
+GRANT SELECT, INSERT, UPDATE, DELETE ON public.tickets, public.ticket_notes TO agent;
+RESET ROLE;
+INSERT INTO public.tickets VALUES
+    ('northstar-dental', 1, 'Crown fitting follow-up'),
+    ('northstar-dental', 2, 'Renewal risk: billing dispute'),
+    ('northstar-dental', 4, 'Implant consult'),
+    ('northstar-design', 1, 'Logo refresh for spring'),
+    ('northstar-design', 2, 'Renewal risk: slow feedback'),
+    ('northstar-design', 3, 'Brand guide v2');
+"#;
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+
+fn cluster() -> &'static Cluster {
+    CLUSTER.get().expect("main starts the cluster first")
+}
+
+fn dental() -> String {
+    app_token("northstar-dental", "support", "alice", "admin", json!({}))
+}
+
+fn design() -> String {
+    app_token("northstar-design", "support", "alice", "member", json!({}))
+}
+
+async fn tickets(client: &Client) -> Result<Vec<String>, tokio_postgres::Error> {
+    column(client, "SELECT id || ' ' || subject FROM public.tickets ORDER BY id").await
+}
+
+/// BEGIN and enter `token` on `client`.
+async fn begin_in(client: &Client, token: &str) {
+    client.batch_execute("BEGIN").await.unwrap();
+    enter(client, token).await.unwrap();
+}
+
+async fn admin() -> Client {
+    cluster().connect("postgres").await
+}
+
+async fn lint(client: &Client, advisories: bool) -> Vec<String> {
+    column(
+        client,
+        &format!(
+            "SELECT object || ' | ' || problem FROM boundary.unprotected_tables(include_advisories => {advisories})"
+        ),
+    )
+    .await
+    .unwrap()
+}
+
+// 1 -------------------------------------------------------------------------------------------
+async fn owner_without_bypassrls_is_held_by_forced_rls() {
+    let admin = admin().await;
+    assert_eq!(
+        column(&admin, "SELECT relforcerowsecurity::text FROM pg_class WHERE oid = 'public.tickets'::regclass").await.unwrap(),
+        ["true"]
+    );
+    let owner = cluster().connect("tickets_owner").await;
+    assert_refused(tickets(&owner).await, "42501", NO_BOUNDARY);
+    begin_in(&owner, &dental()).await;
+    assert_eq!(tickets(&owner).await.unwrap(), DENTAL);
+    assert_refused(
+        owner.batch_execute("INSERT INTO public.tickets VALUES ('northstar-design', 9, 'planted')").await,
+        "42501",
+        "new row violates row-level security policy \"boundary_insert\" for table \"tickets\"",
+    );
+    owner.batch_execute("ROLLBACK").await.unwrap();
+}
+
+// 2 -------------------------------------------------------------------------------------------
+async fn roles_that_bypass_rls_are_flagged_by_the_lint() {
+    let admin = admin().await;
+    admin
+        .batch_execute(
+            "CREATE ROLE reporting LOGIN BYPASSRLS; GRANT SELECT ON public.tickets TO reporting;
+             CREATE ROLE analyst LOGIN IN ROLE reporting;",
+        )
+        .await
+        .unwrap();
+    // What PostgreSQL does: a BYPASSRLS role reads every tenant, boundary or not.
+    let reporting = cluster().connect("reporting").await;
+    assert_eq!(column(&reporting, "SELECT count(*) FROM public.tickets").await.unwrap(), ["6"]);
+    // What the lint says about it, including the role that reaches BYPASSRLS by membership.
+    let findings = lint(&admin, false).await;
+    for expected in [
+        "analyst | can bypass row level security (membership in reporting) and has privileges on protected table public.tickets",
+        "reporting | can bypass row level security (BYPASSRLS) and has privileges on protected table public.tickets",
+    ] {
+        assert!(findings.contains(&expected.to_string()), "{findings:#?}");
+    }
+    admin.batch_execute("DROP ROLE analyst; REVOKE ALL ON public.tickets FROM reporting; DROP ROLE reporting").await.unwrap();
+    assert_eq!(lint(&admin, false).await, Vec::<String>::new());
+}
+
+// 3 -------------------------------------------------------------------------------------------
+async fn views_over_protected_tables_check_the_callers_policies() {
+    let admin = admin().await;
+    // A superuser-owned view would read as the superuser (no RLS): the event trigger fixes it.
+    let (admin2, notices) = connect_with_notices(cluster().config("postgres")).await.unwrap();
+    admin2
+        .batch_execute("CREATE VIEW public.ticket_subjects AS SELECT id, subject FROM public.tickets; GRANT SELECT ON public.ticket_subjects TO agent")
+        .await
+        .unwrap();
+    assert_eq!(
+        *notices.lock().unwrap(),
+        ["NOTICE: agent_boundary set security_invoker = true on view public.ticket_subjects: it reads protected tables"]
+    );
+    let agent = cluster().connect("agent").await;
+    begin_in(&agent, &design()).await;
+    assert_eq!(column(&agent, "SELECT count(*) FROM public.ticket_subjects").await.unwrap(), ["3"]);
+    agent.batch_execute("COMMIT").await.unwrap();
+    // Switched back behind the trigger's back, the view leaks; the lint names it.
+    admin
+        .batch_execute("ALTER EVENT TRIGGER boundary_auto_protect DISABLE;
+                        ALTER VIEW public.ticket_subjects SET (security_invoker = false);
+                        ALTER EVENT TRIGGER boundary_auto_protect ENABLE")
+        .await
+        .unwrap();
+    begin_in(&agent, &design()).await;
+    assert_eq!(column(&agent, "SELECT count(*) FROM public.ticket_subjects").await.unwrap(), ["6"], "the leak the lint is for");
+    agent.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(
+        lint(&admin, false).await,
+        ["public.ticket_subjects | view reads protected table public.tickets with its owner's rights (security_invoker is off)"]
+    );
+    admin.batch_execute("DROP VIEW public.ticket_subjects").await.unwrap();
+}
+
+// 4 -------------------------------------------------------------------------------------------
+async fn a_leaky_function_only_ever_sees_the_boundarys_rows() {
+    let (agent, notices) = connect_with_notices(cluster().config("agent")).await.unwrap();
+    agent
+        .batch_execute(
+            "CREATE FUNCTION pg_temp.peek(text) RETURNS boolean LANGUAGE plpgsql COST 0.0000001 AS
+             $$ BEGIN RAISE NOTICE 'saw %', $1; RETURN true; END $$",
+        )
+        .await
+        .unwrap();
+    begin_in(&agent, &dental()).await;
+    let rows = column(&agent, "SELECT subject FROM public.tickets WHERE pg_temp.peek(subject) ORDER BY id").await.unwrap();
+    agent.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(rows.len(), 3);
+    let mut seen = notices.lock().unwrap().clone();
+    seen.sort();
+    assert_eq!(
+        seen,
+        ["NOTICE: saw Crown fitting follow-up", "NOTICE: saw Implant consult", "NOTICE: saw Renewal risk: billing dispute"]
+    );
+}
+
+// 5 -------------------------------------------------------------------------------------------
+async fn planner_statistics_of_protected_tables_are_hidden() {
+    let admin = admin().await;
+    admin
+        .batch_execute("CREATE STATISTICS public.tickets_stats (mcv) ON tenant_id, subject FROM public.tickets; ANALYZE public.tickets")
+        .await
+        .unwrap();
+    let stats = "SELECT (SELECT count(*) FROM pg_stats WHERE tablename = 'tickets') || '/' ||
+                        (SELECT count(*) FROM pg_stats_ext WHERE tablename = 'tickets')";
+    assert_eq!(column(&admin, stats).await.unwrap(), ["3/1"], "the statistics exist");
+    let agent = cluster().connect("agent").await;
+    begin_in(&agent, &dental()).await;
+    assert_eq!(column(&agent, stats).await.unwrap(), ["0/0"]);
+    assert_refused(column(&agent, "SELECT count(*) FROM pg_statistic").await, "42501", "permission denied for table pg_statistic");
+    agent.batch_execute("ROLLBACK").await.unwrap();
+    admin.batch_execute("DROP STATISTICS public.tickets_stats").await.unwrap();
+}
+
+// 6 -------------------------------------------------------------------------------------------
+async fn explain_counts_are_reported_and_avoided_by_the_tenant_index() {
+    let admin = admin().await;
+    assert!(lint(&admin, true).await.contains(
+        &"public.tickets | advisory: pg_class.reltuples, EXPLAIN estimates and EXPLAIN ANALYZE of a sequential scan (\"Rows Removed by Filter\") reveal how many rows all tenants hold".to_string()
+    ));
+    // A point lookup goes through the tenant-leading key, never touching other tenants' rows.
+    let agent = cluster().connect("agent").await;
+    begin_in(&agent, &dental()).await;
+    agent.batch_execute("SET LOCAL enable_seqscan = off").await.unwrap();
+    let plan = column(&agent, "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT * FROM public.tickets WHERE id = 3")
+        .await
+        .unwrap()
+        .join("\n");
+    agent.batch_execute("ROLLBACK").await.unwrap();
+    assert!(plan.contains("Index Cond: ((tenant_id = boundary.tenant_id()) AND (id = 3))"), "{plan}");
+    assert!(!plan.contains("Rows Removed"), "{plan}");
+}
+
+// 7 -------------------------------------------------------------------------------------------
+async fn unique_keys_that_include_the_tenant_reveal_nothing() {
+    let agent = cluster().connect("agent").await;
+    // Design has ticket 3; Dental does not. Dental inserting id 3 succeeds: no duplicate-key oracle.
+    begin_in(&agent, &dental()).await;
+    agent.batch_execute("INSERT INTO public.tickets (id, subject) VALUES (3, 'probe')").await.unwrap();
+    agent.batch_execute("ROLLBACK").await.unwrap();
+    // With a key that lacks the tenant, the error would tell; the lint flags such keys.
+    let admin = admin().await;
+    admin
+        .batch_execute(
+            "CREATE TABLE public.handles (tenant_id text NOT NULL, handle text NOT NULL UNIQUE);
+             SELECT boundary.protect('public.handles');
+             INSERT INTO public.handles VALUES ('northstar-design', 'ceo@northstar');
+             GRANT SELECT, INSERT ON public.handles TO agent",
+        )
+        .await
+        .unwrap();
+    begin_in(&agent, &dental()).await;
+    assert_refused(
+        agent.batch_execute("INSERT INTO public.handles (handle) VALUES ('ceo@northstar')").await,
+        "23505",
+        "duplicate key value violates unique constraint \"handles_handle_key\"",
+    );
+    agent.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(
+        lint(&admin, false).await,
+        ["public.handles | unique index public.handles_handle_key does not include the tenant column tenant_id; a duplicate-key error reveals other tenants' values"]
+    );
+    admin.batch_execute("DROP TABLE public.handles").await.unwrap();
+}
+
+// 8 -------------------------------------------------------------------------------------------
+async fn foreign_keys_cannot_link_across_tenants() {
+    let agent = cluster().connect("agent").await;
+    begin_in(&agent, &dental()).await;
+    // Ticket 3 exists only for Design; the composite key resolves (tenant, id) = (Dental, 3).
+    let refused = assert_refused(
+        agent.batch_execute("INSERT INTO public.ticket_notes (ticket_id, body) VALUES (3, 'attach to their ticket')").await,
+        "23503",
+        "insert or update on table \"ticket_notes\" violates foreign key constraint \"ticket_notes_tenant_id_ticket_id_fkey\"",
+    );
+    // PostgreSQL leaves the key values out of the detail when the table has row level security.
+    assert_eq!(refused.detail(), Some("Key is not present in table \"tickets\"."));
+    agent.batch_execute("ROLLBACK").await.unwrap();
+    begin_in(&agent, &dental()).await;
+    agent.batch_execute("INSERT INTO public.ticket_notes (ticket_id, body) VALUES (4, 'own ticket')").await.unwrap();
+    agent.batch_execute("ROLLBACK").await.unwrap();
+}
+
+// 9 -------------------------------------------------------------------------------------------
+async fn copy_truncate_and_whole_table_paths() {
+    let agent = cluster().connect("agent").await;
+    begin_in(&agent, &design()).await;
+    let copied = {
+        use futures_util::TryStreamExt;
+        let stream = agent.copy_out("COPY public.tickets (id, subject) TO STDOUT").await.unwrap();
+        let chunks: Vec<bytes::Bytes> = stream.try_collect().await.unwrap();
+        String::from_utf8(chunks.concat()).unwrap()
+    };
+    assert_eq!(copied, "1\tLogo refresh for spring\n2\tRenewal risk: slow feedback\n3\tBrand guide v2\n");
+    assert_refused(agent.batch_execute("COPY public.tickets FROM STDIN").await, "0A000", "COPY FROM not supported with row-level security");
+    agent.batch_execute("ROLLBACK").await.unwrap();
+    let admin = admin().await;
+    admin.batch_execute("GRANT TRUNCATE ON public.ticket_notes TO agent").await.unwrap();
+    admin.batch_execute("INSERT INTO public.ticket_notes VALUES ('northstar-design', 1, 'note')").await.unwrap();
+    begin_in(&agent, &design()).await;
+    assert_refused(
+        agent.batch_execute("TRUNCATE public.ticket_notes").await,
+        "42501",
+        "TRUNCATE on public.ticket_notes is refused: it would bypass row level security",
+    );
+    agent.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(column(&admin, "SELECT count(*) FROM public.ticket_notes").await.unwrap(), ["1"]);
+    // The privilege is refused at run time by the trigger, and reported by the lint (app
+    // holds it through its membership in agent).
+    assert_eq!(
+        lint(&admin, false).await,
+        ["agent | has TRUNCATE on protected table public.ticket_notes", "app | has TRUNCATE on protected table public.ticket_notes"]
+    );
+    admin.batch_execute("REVOKE TRUNCATE ON public.ticket_notes FROM agent; DELETE FROM public.ticket_notes").await.unwrap();
+}
+
+// 10 ------------------------------------------------------------------------------------------
+async fn upsert_and_merge_cannot_reach_another_tenants_rows() {
+    let agent = cluster().connect("agent").await;
+    begin_in(&agent, &dental()).await;
+    assert_refused(
+        agent
+            .batch_execute(
+                "INSERT INTO public.tickets VALUES ('northstar-design', 1, 'hijacked')
+                 ON CONFLICT (tenant_id, id) DO UPDATE SET subject = excluded.subject",
+            )
+            .await,
+        "42501",
+        "new row violates row-level security policy \"boundary_insert\" for table \"tickets\"",
+    );
+    agent.batch_execute("ROLLBACK").await.unwrap();
+    begin_in(&agent, &dental()).await;
+    agent
+        .batch_execute(
+            "INSERT INTO public.tickets (id, subject) VALUES (1, 'Crown fitting, rescheduled')
+             ON CONFLICT (tenant_id, id) DO UPDATE SET subject = excluded.subject;
+             MERGE INTO public.tickets t USING (VALUES (3::bigint, 'merged')) s(id, subject) ON t.id = s.id
+             WHEN MATCHED THEN UPDATE SET subject = s.subject
+             WHEN NOT MATCHED THEN INSERT (id, subject) VALUES (s.id, s.subject)",
+        )
+        .await
+        .unwrap();
+    assert_eq!(tickets(&agent).await.unwrap(), ["1 Crown fitting, rescheduled", "2 Renewal risk: billing dispute", "3 merged", "4 Implant consult"]);
+    assert_refused(
+        agent
+            .batch_execute(
+                "MERGE INTO public.tickets t USING (VALUES (2::bigint)) s(id) ON false
+                 WHEN NOT MATCHED THEN INSERT VALUES ('northstar-design', 7, 'planted')",
+            )
+            .await,
+        "42501",
+        "new row violates row-level security policy \"boundary_insert\" for table \"tickets\"",
+    );
+    agent.batch_execute("ROLLBACK").await.unwrap();
+    let admin = admin().await;
+    assert_eq!(
+        column(&admin, "SELECT string_agg(id || ' ' || subject, ', ' ORDER BY id) FROM public.tickets WHERE tenant_id = 'northstar-design'").await.unwrap(),
+        ["1 Logo refresh for spring, 2 Renewal risk: slow feedback, 3 Brand guide v2"]
+    );
+}
+
+// 11 ------------------------------------------------------------------------------------------
+async fn prepared_statements_generic_plans_functions_and_ctes_follow_the_current_boundary() {
+    let agent = cluster().connect("agent").await;
+    agent
+        .batch_execute(
+            "SET plan_cache_mode = force_generic_plan;
+             PREPARE q AS SELECT id || ' ' || subject FROM public.tickets ORDER BY id;
+             CREATE FUNCTION pg_temp.subjects() RETURNS SETOF text LANGUAGE sql STABLE
+                 AS 'SELECT id || '' '' || subject FROM public.tickets ORDER BY id';
+             CREATE FUNCTION pg_temp.subjects_plpgsql() RETURNS SETOF text LANGUAGE plpgsql STABLE
+                 AS $$ BEGIN RETURN QUERY SELECT id || ' ' || subject FROM public.tickets ORDER BY id; END $$",
+        )
+        .await
+        .unwrap();
+    let protocol_prepared = agent.prepare("SELECT id || ' ' || subject FROM public.tickets ORDER BY id").await.unwrap();
+    for (token, rows) in [(dental(), DENTAL), (design(), DESIGN), (dental(), DENTAL)] {
+        begin_in(&agent, &token).await;
+        assert_eq!(column(&agent, "EXECUTE q").await.unwrap(), rows);
+        assert_eq!(column(&agent, "SELECT pg_temp.subjects()").await.unwrap(), rows);
+        assert_eq!(column(&agent, "SELECT pg_temp.subjects_plpgsql()").await.unwrap(), rows);
+        assert_eq!(
+            column(&agent, "WITH t AS MATERIALIZED (SELECT * FROM public.tickets) SELECT id || ' ' || subject FROM t ORDER BY id")
+                .await
+                .unwrap(),
+            rows
+        );
+        let via_protocol: Vec<String> =
+            agent.query(&protocol_prepared, &[]).await.unwrap().iter().map(|r| r.get::<_, String>(0)).collect();
+        assert_eq!(via_protocol, rows);
+        agent.batch_execute("COMMIT").await.unwrap();
+    }
+    assert_refused(column(&agent, "EXECUTE q").await, "42501", NO_BOUNDARY);
+}
+
+// 12 ------------------------------------------------------------------------------------------
+async fn cursors_never_carry_rows_across_boundaries() {
+    let agent = cluster().connect("agent").await;
+    begin_in(&agent, &dental()).await;
+    agent.batch_execute("DECLARE c CURSOR FOR SELECT id || ' ' || subject FROM public.tickets ORDER BY id").await.unwrap();
+    assert_eq!(column(&agent, "FETCH 1 FROM c").await.unwrap(), ["1 Crown fitting follow-up"]);
+    agent.batch_execute("SAVEPOINT switch").await.unwrap();
+    assert_refused(
+        enter(&agent, &design()).await,
+        "42501",
+        "cannot switch to another agent boundary while 1 cursor(s) are open",
+    );
+    agent.batch_execute("ROLLBACK TO SAVEPOINT switch").await.unwrap();
+    assert_eq!(column(&agent, "FETCH ALL FROM c").await.unwrap(), ["2 Renewal risk: billing dispute", "4 Implant consult"]);
+    agent.batch_execute("ROLLBACK").await.unwrap();
+    // Re-entering the same boundary with a cursor open is fine.
+    begin_in(&agent, &dental()).await;
+    agent.batch_execute("DECLARE c CURSOR FOR SELECT 1").await.unwrap();
+    enter(&agent, &dental()).await.unwrap();
+    agent.batch_execute("COMMIT").await.unwrap();
+    // WITH HOLD cursors keep rows past COMMIT (and, behind a pooler, for the next client).
+    begin_in(&agent, &dental()).await;
+    agent.batch_execute("DECLARE h CURSOR WITH HOLD FOR SELECT subject FROM public.tickets").await.unwrap();
+    assert_refused(
+        column(&agent, "FETCH 1 FROM h").await,
+        "42501",
+        "a WITH HOLD cursor cannot read data guarded by an agent boundary",
+    );
+    agent.batch_execute("ROLLBACK").await.unwrap();
+    begin_in(&agent, &dental()).await;
+    agent.batch_execute("DECLARE h CURSOR WITH HOLD FOR SELECT subject FROM public.tickets").await.unwrap();
+    assert_refused(
+        agent.batch_execute("COMMIT").await,
+        "42501",
+        "a WITH HOLD cursor cannot read data guarded by an agent boundary",
+    );
+    assert_refused(column(&agent, "FETCH ALL FROM h").await, "34000", "cursor \"h\" does not exist");
+}
+
+// 14 ------------------------------------------------------------------------------------------
+async fn reset_role_does_not_change_the_boundary() {
+    let app = cluster().connect("app").await;
+    app.batch_execute("SET ROLE agent").await.unwrap();
+    begin_in(&app, &design()).await;
+    assert_eq!(tickets(&app).await.unwrap(), DESIGN);
+    app.batch_execute("RESET ROLE").await.unwrap();
+    assert_eq!(column(&app, "SELECT current_user").await.unwrap(), ["app"]);
+    assert_eq!(tickets(&app).await.unwrap(), DESIGN, "still the boundary's rows, as the login role");
+    app.batch_execute("SET ROLE agent; RESET ROLE; SET SESSION AUTHORIZATION DEFAULT").await.unwrap();
+    assert_eq!(tickets(&app).await.unwrap(), DESIGN);
+    app.batch_execute("COMMIT").await.unwrap();
+    assert_refused(tickets(&app).await, "42501", NO_BOUNDARY);
+}
+
+// 15 ------------------------------------------------------------------------------------------
+async fn pooled_clients_never_share_a_boundary_on_protected_tables() {
+    let bouncer = Pgbouncer::start(cluster(), "transaction", 1, &["agent"]);
+    let first = bouncer.connect("agent").await;
+    let second = bouncer.connect("agent").await;
+    for token in [dental(), design()] {
+        begin_in(&first, &token).await;
+        first.batch_execute("INSERT INTO public.tickets (id, subject) VALUES (99, 'scratch')").await.unwrap();
+        assert_eq!(tickets(&first).await.unwrap().len(), 4);
+        first.batch_execute("ROLLBACK").await.unwrap();
+        assert_refused(tickets(&second).await, "42501", NO_BOUNDARY);
+        assert_refused(
+            second.batch_execute("INSERT INTO public.tickets (id, subject) VALUES (98, 'no boundary')").await,
+            "42501",
+            NO_BOUNDARY,
+        );
+    }
+}
+
+// 16 ------------------------------------------------------------------------------------------
+async fn search_path_tricks_do_not_reach_security_definer_code_or_policies() {
+    let admin = admin().await;
+    assert_eq!(
+        column(
+            &admin,
+            "SELECT count(*) FROM pg_proc WHERE pronamespace = 'boundary'::regnamespace AND prosecdef
+                AND NOT coalesce(proconfig @> '{\"search_path=pg_catalog, pg_temp\"}', false)"
+        )
+        .await
+        .unwrap(),
+        ["0"]
+    );
+    let agent = cluster().connect("agent").await;
+    agent
+        .batch_execute(
+            "CREATE TEMP TABLE signing_keys (kid text, alg text, verify_key bytea, signing_key bytea, retired_at timestamptz);
+             INSERT INTO signing_keys VALUES ('forged', 'HS256', convert_to('attacker-chosen-secret-0123456789abcdef', 'UTF8'), NULL, NULL);
+             CREATE TEMP TABLE principals (tenant_id text, workspace_id text, user_id text, role text, plan text,
+                                          region text, tool_ids text[], datasource_ids text[], revoked_at timestamptz);
+             CREATE FUNCTION pg_temp.tenant_id() RETURNS text LANGUAGE sql AS $$ SELECT 'northstar-design' $$;
+             SET search_path = pg_temp, boundary, public, pg_catalog",
+        )
+        .await
+        .unwrap();
+    let forged = sign_raw(
+        &json!({"tenant_id": "northstar-design", "workspace_id": "support", "user_id": "alice", "role": "owner",
+                "iat": now(), "exp": now() + 60}),
+        "forged",
+        b"attacker-chosen-secret-0123456789abcdef",
+    );
+    assert_refused(
+        enter(&agent, &forged).await,
+        "28000",
+        "agent boundary token refused: signed with an unknown or retired key id \"forged\"",
+    );
+    begin_in(&agent, &dental()).await;
+    assert_eq!(tickets(&agent).await.unwrap(), DENTAL, "policies call boundary.tenant_id() by oid");
+    agent.batch_execute("COMMIT").await.unwrap();
+}
+
+// 17 ------------------------------------------------------------------------------------------
+async fn partitions_and_children_read_directly_are_protected() {
+    let owner = cluster().connect("tickets_owner").await;
+    owner
+        .batch_execute(
+            "CREATE TABLE public.events (tenant_id text NOT NULL, id int NOT NULL, kind text NOT NULL,
+                                         PRIMARY KEY (tenant_id, id)) PARTITION BY LIST (tenant_id);
+             CREATE TABLE public.events_dental PARTITION OF public.events FOR VALUES IN ('northstar-dental');
+             SELECT boundary.protect('public.events');
+             CREATE TABLE public.events_design PARTITION OF public.events FOR VALUES IN ('northstar-design');
+             GRANT SELECT, INSERT ON public.events, public.events_dental, public.events_design TO agent",
+        )
+        .await
+        .unwrap();
+    let admin = admin().await;
+    admin
+        .batch_execute("INSERT INTO public.events VALUES ('northstar-dental', 1, 'login'), ('northstar-design', 2, 'export')")
+        .await
+        .unwrap();
+    let agent = cluster().connect("agent").await;
+    begin_in(&agent, &dental()).await;
+    assert_eq!(column(&agent, "SELECT count(*) FROM public.events_design").await.unwrap(), ["0"], "partition made after protect()");
+    assert_eq!(column(&agent, "SELECT kind FROM public.events_dental").await.unwrap(), ["login"]);
+    assert_eq!(column(&agent, "SELECT kind FROM public.events").await.unwrap(), ["login"]);
+    assert_refused(
+        agent.batch_execute("INSERT INTO public.events_design VALUES ('northstar-design', 3, 'planted')").await,
+        "42501",
+        "new row violates row-level security policy \"boundary_insert\" for table \"events_design\"",
+    );
+    agent.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(lint(&admin, false).await, Vec::<String>::new());
+    admin.batch_execute("DROP TABLE public.events").await.unwrap();
+}
+
+// 18 ------------------------------------------------------------------------------------------
+async fn pg_dump_and_replication_as_the_agent_role_fail_closed() {
+    let bin = pg_bin_dir();
+    let port = cluster().port.to_string();
+    let dump = |extra: &[&str]| {
+        std::process::Command::new(bin.join("pg_dump"))
+            .args(["-h", "127.0.0.1", "-p", &port, "-U", "agent", "-d", "postgres", "-t", "public.tickets", "--data-only"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = dump(&[]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("query would be affected by row-level security policy for table \"tickets\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = dump(&["--enable-row-security"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(NO_BOUNDARY), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("Renewal risk"));
+    let replication = std::process::Command::new(bin.join("psql"))
+        .arg(format!("host=127.0.0.1 port={port} user=agent dbname=postgres replication=database"))
+        .args(["-X", "-c", "IDENTIFY_SYSTEM"])
+        .output()
+        .unwrap();
+    assert!(!replication.status.success());
+    assert!(
+        String::from_utf8_lossy(&replication.stderr).contains("permission denied to start WAL sender"),
+        "{}",
+        String::from_utf8_lossy(&replication.stderr)
+    );
+}
+
+// The kit's CI lint script, pointed at this database.
+async fn the_ci_lint_script_fails_on_findings() {
+    let run = || {
+        std::process::Command::new(pg_bin_dir().join("psql"))
+            .arg(format!("host=127.0.0.1 port={} user=postgres dbname=postgres", cluster().port))
+            .args(["-X", "-v", "ON_ERROR_STOP=1", "-f"])
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/pg_test/ci_lint.sql"))
+            .output()
+            .unwrap()
+    };
+    let clean = run();
+    assert!(clean.status.success(), "{}", String::from_utf8_lossy(&clean.stderr));
+    let admin = admin().await;
+    admin.batch_execute("CREATE TABLE public.forgotten (tenant_id text, body text)").await.unwrap();
+    let dirty = run();
+    admin.batch_execute("DROP TABLE public.forgotten").await.unwrap();
+    assert_eq!(dirty.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&dirty.stdout).contains("SELECT boundary.protect('public.forgotten');"));
+    assert!(String::from_utf8_lossy(&dirty.stderr).contains("agent_boundary lint: 1 finding(s), listed above with their fixes"));
+}
+
+// 20 ------------------------------------------------------------------------------------------
+async fn parallel_workers_apply_generated_policies() {
+    let agent = cluster().connect("agent").await;
+    agent.batch_execute("SET debug_parallel_query = on; SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0").await.unwrap();
+    begin_in(&agent, &design()).await;
+    let plan = column(&agent, "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT * FROM public.tickets")
+        .await
+        .unwrap()
+        .join("\n");
+    assert!(plan.contains("Workers Launched: 1"), "{plan}");
+    assert_eq!(tickets(&agent).await.unwrap(), DESIGN);
+    agent.batch_execute("COMMIT").await.unwrap();
+    assert_refused(tickets(&agent).await, "42501", NO_BOUNDARY);
+}
+
+macro_rules! trials {
+    ($($name:ident),+ $(,)?) => {
+        vec![$(Trial::test(stringify!($name), || {
+            block_on($name());
+            Ok(())
+        })),+]
+    };
+}
+
+fn main() {
+    let mut args = Arguments::from_args();
+    args.test_threads = Some(1);
+    let cluster = Cluster::start("attacks", &[]);
+    block_on(async {
+        cluster.connect("postgres").await.batch_execute(FIXTURE).await.expect("fixture");
+    });
+    assert!(CLUSTER.set(cluster).is_ok());
+    let trials = trials![
+        owner_without_bypassrls_is_held_by_forced_rls,
+        roles_that_bypass_rls_are_flagged_by_the_lint,
+        views_over_protected_tables_check_the_callers_policies,
+        a_leaky_function_only_ever_sees_the_boundarys_rows,
+        planner_statistics_of_protected_tables_are_hidden,
+        explain_counts_are_reported_and_avoided_by_the_tenant_index,
+        unique_keys_that_include_the_tenant_reveal_nothing,
+        foreign_keys_cannot_link_across_tenants,
+        copy_truncate_and_whole_table_paths,
+        upsert_and_merge_cannot_reach_another_tenants_rows,
+        prepared_statements_generic_plans_functions_and_ctes_follow_the_current_boundary,
+        cursors_never_carry_rows_across_boundaries,
+        reset_role_does_not_change_the_boundary,
+        pooled_clients_never_share_a_boundary_on_protected_tables,
+        search_path_tricks_do_not_reach_security_definer_code_or_policies,
+        partitions_and_children_read_directly_are_protected,
+        pg_dump_and_replication_as_the_agent_role_fail_closed,
+        parallel_workers_apply_generated_policies,
+        the_ci_lint_script_fails_on_findings,
+    ];
+    let conclusion = libtest_mimic::run(&args, trials);
+    CLUSTER.get().unwrap().stop();
+    conclusion.exit_if_failed();
+}
