@@ -16,6 +16,7 @@ pub mod registry;
 #[cfg(any(test, feature = "pg_test"))]
 mod test_support;
 
+extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]

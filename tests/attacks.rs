@@ -1,4 +1,4 @@
-//! ../shared/ATTACKS.md, rows 1–12, 14–18 and 20, each tried against a real server with two
+//! ../shared/ATTACKS.md, rows 1–12, 14–20 and 22, each tried against a real server with two
 //! lookalike tenants and tables protected by `boundary.protect()`. (Rows 13 and 15 for the
 //! boundary itself are in tests/boundary.rs.) Each trial asserts exact rows, or SQLSTATE and
 //! message, or — where PostgreSQL cannot close the hole — that the lint reports it.
@@ -569,6 +569,65 @@ async fn pg_dump_and_replication_as_the_agent_role_fail_closed() {
     );
 }
 
+// 19 ------------------------------------------------------------------------------------------
+async fn tokens_never_reach_query_text_or_the_server_log() {
+    let agent = cluster().connect("agent").await;
+    let token = dental();
+    begin_in(&agent, &token).await;
+    let pid = column(&agent, "SELECT pg_backend_pid()").await.unwrap().remove(0);
+    let admin = admin().await;
+    let activity = column(&admin, &format!("SELECT query FROM pg_stat_activity WHERE pid = {pid}")).await.unwrap();
+    assert_eq!(activity, ["SELECT pg_backend_pid()"]);
+    agent.batch_execute("ROLLBACK").await.unwrap();
+    // A refused token: neither the error nor the log repeats it.
+    let tampered = format!("{}x", token);
+    let err = enter(&agent, &tampered).await.unwrap_err();
+    assert!(!err.as_db_error().unwrap().message().contains(&token[..40]));
+    admin.batch_execute("SELECT pg_catalog.pg_sleep(0.2)").await.unwrap();
+    assert!(!cluster().log().contains(&token[..40]), "the token is in the server log");
+    assert!(cluster().log().contains("agent boundary token refused"), "the refusal itself is logged");
+}
+
+// 22 ------------------------------------------------------------------------------------------
+async fn installing_into_a_pre_created_schema_fails_cleanly() {
+    let admin = admin().await;
+    for statement in ["CREATE ROLE mallory LOGIN", "CREATE DATABASE hostile OWNER mallory", "CREATE DATABASE shadowed"] {
+        admin.batch_execute(statement).await.unwrap();
+    }
+    let connect = |user: &str, db: &str| {
+        let mut config = cluster().config(user);
+        config.dbname(db);
+        config
+    };
+    let mallory = connect_with(connect("mallory", "hostile")).await.unwrap();
+    mallory.batch_execute("CREATE SCHEMA boundary").await.unwrap();
+    let superuser = connect_with(connect("postgres", "hostile")).await.unwrap();
+    let refused = assert_refused(
+        superuser.batch_execute("CREATE EXTENSION agent_boundary CASCADE").await,
+        "42P06",
+        "schema \"boundary\" already exists (owner mallory, 0 objects); agent_boundary will not install into it",
+    );
+    assert_eq!(
+        refused.hint(),
+        Some("Find out who created schema \"boundary\" and why, drop or rename it, then run CREATE EXTENSION again.")
+    );
+    let shadowed = connect_with(connect("postgres", "shadowed")).await.unwrap();
+    shadowed
+        .batch_execute("CREATE SCHEMA boundary; CREATE FUNCTION boundary.tenant_id() RETURNS text LANGUAGE sql AS $$ SELECT 'northstar-design' $$")
+        .await
+        .unwrap();
+    assert_refused(
+        shadowed.batch_execute("CREATE EXTENSION agent_boundary CASCADE").await,
+        "42P06",
+        "schema \"boundary\" already exists (owner postgres, 1 objects); agent_boundary will not install into it",
+    );
+    assert_eq!(column(&shadowed, "SELECT count(*) FROM pg_extension WHERE extname = 'agent_boundary'").await.unwrap(), ["0"]);
+    drop((mallory, superuser, shadowed));
+    for statement in ["DROP DATABASE hostile WITH (FORCE)", "DROP DATABASE shadowed WITH (FORCE)", "DROP ROLE mallory"] {
+        admin.batch_execute(statement).await.unwrap();
+    }
+}
+
 // The kit's CI lint script, pointed at this database.
 async fn the_ci_lint_script_fails_on_findings() {
     let run = || {
@@ -640,7 +699,9 @@ fn main() {
         search_path_tricks_do_not_reach_security_definer_code_or_policies,
         partitions_and_children_read_directly_are_protected,
         pg_dump_and_replication_as_the_agent_role_fail_closed,
+        tokens_never_reach_query_text_or_the_server_log,
         parallel_workers_apply_generated_policies,
+        installing_into_a_pre_created_schema_fails_cleanly,
         the_ci_lint_script_fails_on_findings,
     ];
     let conclusion = libtest_mimic::run(&args, trials);
