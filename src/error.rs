@@ -50,13 +50,10 @@ impl BoundaryError {
 
     pub fn hint(&self) -> Option<String> {
         match self {
-            Self::NoBoundary => Some(
-                "Trusted code must call boundary.enter(token) inside the same transaction first."
-                    .into(),
-            ),
-            Self::BoundaryExpired { .. } => {
-                Some("Enter a fresh boundary with boundary.enter(token).".into())
+            Self::NoBoundary => {
+                Some("Trusted code must call boundary.enter(token) inside the same transaction first.".into())
             }
+            Self::BoundaryExpired { .. } => Some("Enter a fresh boundary with boundary.enter(token).".into()),
             Self::NotAllowed { hint, .. } => Some(hint.clone()),
             _ => None,
         }

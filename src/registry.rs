@@ -43,9 +43,7 @@ pub fn lookup(tenant_id: &str, workspace_id: &str, user_id: &str) -> Result<Opti
             &[tenant_id.into(), workspace_id.into(), user_id.into()],
         )?;
         let Some(row) = rows.into_iter().next() else { return Ok(None) };
-        let text = |ordinal: usize| -> Result<String> {
-            Ok(row.get::<String>(ordinal)?.unwrap_or_default())
-        };
+        let text = |ordinal: usize| -> Result<String> { Ok(row.get::<String>(ordinal)?.unwrap_or_default()) };
         let internal = BoundaryError::Internal;
         Ok(Some(Principal {
             role: Role::parse(&text(1)?).map_err(internal)?,

@@ -10,15 +10,13 @@ pub fn try_sql(sql: &str) -> String {
     let missing = one::<bool>("SELECT to_regprocedure('pg_temp.try_sql(text)') IS NULL");
     if missing == Some(true) {
         Spi::run(
-        "CREATE FUNCTION pg_temp.try_sql(q text) RETURNS text LANGUAGE plpgsql AS $$
+            "CREATE FUNCTION pg_temp.try_sql(q text) RETURNS text LANGUAGE plpgsql AS $$
          BEGIN EXECUTE q; RETURN 'ok';
          EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE || ': ' || SQLERRM; END $$",
         )
         .unwrap();
     }
-    Spi::get_one_with_args::<String>("SELECT pg_temp.try_sql($1)", &[sql.into()])
-        .unwrap()
-        .unwrap()
+    Spi::get_one_with_args::<String>("SELECT pg_temp.try_sql($1)", &[sql.into()]).unwrap().unwrap()
 }
 
 pub fn one<T: FromDatum + IntoDatum>(sql: &str) -> Option<T> {
@@ -50,4 +48,3 @@ pub fn token_for(tenant: &str, extra: &str) -> String {
 pub fn enter_sql(token: &str) -> String {
     format!("SELECT boundary.enter('{token}')")
 }
-

@@ -5,25 +5,20 @@
 //!
 //! Trials run one at a time: some change cluster-wide state (roles, the event trigger).
 
+#[macro_use]
 mod support;
 
-use libtest_mimic::{Arguments, Trial};
-use std::sync::OnceLock;
+use libtest_mimic::Arguments;
 use support::*;
-use tokio_postgres::types::Type;
 
 const NO_BOUNDARY: &str = "no agent boundary is set";
-const DENTAL: [&str; 3] = ["1 Crown fitting follow-up", "2 Renewal risk: billing dispute", "4 Implant consult"];
+const DENTAL: [&str; 3] =
+    ["1 Crown fitting follow-up", "2 Renewal risk: billing dispute", "4 Implant consult"];
 const DESIGN: [&str; 3] = ["1 Logo refresh for spring", "2 Renewal risk: slow feedback", "3 Brand guide v2"];
 
 /// tickets_owner owns and protects the tables (it has no BYPASSRLS); agent is the data agent;
 /// app logs in and can SET ROLE to agent.
 const FIXTURE: &str = r#"
-CREATE EXTENSION agent_boundary CASCADE;
-SELECT boundary.add_signing_key('app-2026', 'HS256', convert_to('integration-test-secret-0123456789abcdef', 'UTF8'));
-SELECT boundary.register_principal('northstar-dental', 'support', 'alice', 'admin',  'pro',  'us', '{search}', '{tickets}');
-SELECT boundary.register_principal('northstar-dental', 'support', 'bob',   'viewer', 'pro',  'us', '{search}', '{tickets}');
-SELECT boundary.register_principal('northstar-design', 'support', 'alice', 'member', 'free', 'eu', '{search}', '{tickets}');
 CREATE ROLE tickets_owner LOGIN NOBYPASSRLS;
 CREATE ROLE agent LOGIN NOBYPASSRLS;
 CREATE ROLE app LOGIN NOBYPASSRLS IN ROLE agent;
@@ -47,20 +42,6 @@ INSERT INTO public.tickets VALUES
     ('northstar-design', 2, 'Renewal risk: slow feedback'),
     ('northstar-design', 3, 'Brand guide v2');
 "#;
-
-static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-
-fn cluster() -> &'static Cluster {
-    CLUSTER.get().expect("main starts the cluster first")
-}
-
-fn dental() -> String {
-    app_token("northstar-dental", "support", "alice", "admin", json!({}))
-}
-
-fn design() -> String {
-    app_token("northstar-design", "support", "alice", "member", json!({}))
-}
 
 async fn tickets(client: &Client) -> Result<Vec<String>, tokio_postgres::Error> {
     column(client, "SELECT id || ' ' || subject FROM public.tickets ORDER BY id").await
@@ -91,12 +72,17 @@ async fn lint(client: &Client, advisories: bool) -> Vec<String> {
 async fn owner_without_bypassrls_is_held_by_forced_rls() {
     let admin = admin().await;
     assert_eq!(
-        column(&admin, "SELECT relforcerowsecurity::text FROM pg_class WHERE oid = 'public.tickets'::regclass").await.unwrap(),
+        column(
+            &admin,
+            "SELECT relforcerowsecurity::text FROM pg_class WHERE oid = 'public.tickets'::regclass"
+        )
+        .await
+        .unwrap(),
         ["true"]
     );
     let owner = cluster().connect("tickets_owner").await;
     assert_refused(tickets(&owner).await, "42501", NO_BOUNDARY);
-    begin_in(&owner, &dental()).await;
+    begin_in(&owner, &dental_alice()).await;
     assert_eq!(tickets(&owner).await.unwrap(), DENTAL);
     assert_refused(
         owner.batch_execute("INSERT INTO public.tickets VALUES ('northstar-design', 9, 'planted')").await,
@@ -127,7 +113,10 @@ async fn roles_that_bypass_rls_are_flagged_by_the_lint() {
     ] {
         assert!(findings.contains(&expected.to_string()), "{findings:#?}");
     }
-    admin.batch_execute("DROP ROLE analyst; REVOKE ALL ON public.tickets FROM reporting; DROP ROLE reporting").await.unwrap();
+    admin
+        .batch_execute("DROP ROLE analyst; REVOKE ALL ON public.tickets FROM reporting; DROP ROLE reporting")
+        .await
+        .unwrap();
     assert_eq!(lint(&admin, false).await, Vec::<String>::new());
 }
 
@@ -145,18 +134,24 @@ async fn views_over_protected_tables_check_the_callers_policies() {
         ["NOTICE: agent_boundary set security_invoker = true on view public.ticket_subjects: it reads protected tables"]
     );
     let agent = cluster().connect("agent").await;
-    begin_in(&agent, &design()).await;
+    begin_in(&agent, &design_alice()).await;
     assert_eq!(column(&agent, "SELECT count(*) FROM public.ticket_subjects").await.unwrap(), ["3"]);
     agent.batch_execute("COMMIT").await.unwrap();
     // Switched back behind the trigger's back, the view leaks; the lint names it.
     admin
-        .batch_execute("ALTER EVENT TRIGGER boundary_auto_protect DISABLE;
+        .batch_execute(
+            "ALTER EVENT TRIGGER boundary_auto_protect DISABLE;
                         ALTER VIEW public.ticket_subjects SET (security_invoker = false);
-                        ALTER EVENT TRIGGER boundary_auto_protect ENABLE")
+                        ALTER EVENT TRIGGER boundary_auto_protect ENABLE",
+        )
         .await
         .unwrap();
-    begin_in(&agent, &design()).await;
-    assert_eq!(column(&agent, "SELECT count(*) FROM public.ticket_subjects").await.unwrap(), ["6"], "the leak the lint is for");
+    begin_in(&agent, &design_alice()).await;
+    assert_eq!(
+        column(&agent, "SELECT count(*) FROM public.ticket_subjects").await.unwrap(),
+        ["6"],
+        "the leak the lint is for"
+    );
     agent.batch_execute("COMMIT").await.unwrap();
     assert_eq!(
         lint(&admin, false).await,
@@ -175,15 +170,21 @@ async fn a_leaky_function_only_ever_sees_the_boundarys_rows() {
         )
         .await
         .unwrap();
-    begin_in(&agent, &dental()).await;
-    let rows = column(&agent, "SELECT subject FROM public.tickets WHERE pg_temp.peek(subject) ORDER BY id").await.unwrap();
+    begin_in(&agent, &dental_alice()).await;
+    let rows = column(&agent, "SELECT subject FROM public.tickets WHERE pg_temp.peek(subject) ORDER BY id")
+        .await
+        .unwrap();
     agent.batch_execute("COMMIT").await.unwrap();
     assert_eq!(rows.len(), 3);
     let mut seen = notices.lock().unwrap().clone();
     seen.sort();
     assert_eq!(
         seen,
-        ["NOTICE: saw Crown fitting follow-up", "NOTICE: saw Implant consult", "NOTICE: saw Renewal risk: billing dispute"]
+        [
+            "NOTICE: saw Crown fitting follow-up",
+            "NOTICE: saw Implant consult",
+            "NOTICE: saw Renewal risk: billing dispute"
+        ]
     );
 }
 
@@ -198,9 +199,13 @@ async fn planner_statistics_of_protected_tables_are_hidden() {
                         (SELECT count(*) FROM pg_stats_ext WHERE tablename = 'tickets')";
     assert_eq!(column(&admin, stats).await.unwrap(), ["3/1"], "the statistics exist");
     let agent = cluster().connect("agent").await;
-    begin_in(&agent, &dental()).await;
+    begin_in(&agent, &dental_alice()).await;
     assert_eq!(column(&agent, stats).await.unwrap(), ["0/0"]);
-    assert_refused(column(&agent, "SELECT count(*) FROM pg_statistic").await, "42501", "permission denied for table pg_statistic");
+    assert_refused(
+        column(&agent, "SELECT count(*) FROM pg_statistic").await,
+        "42501",
+        "permission denied for table pg_statistic",
+    );
     agent.batch_execute("ROLLBACK").await.unwrap();
     admin.batch_execute("DROP STATISTICS public.tickets_stats").await.unwrap();
 }
@@ -213,12 +218,15 @@ async fn explain_counts_are_reported_and_avoided_by_the_tenant_index() {
     ));
     // A point lookup goes through the tenant-leading key, never touching other tenants' rows.
     let agent = cluster().connect("agent").await;
-    begin_in(&agent, &dental()).await;
+    begin_in(&agent, &dental_alice()).await;
     agent.batch_execute("SET LOCAL enable_seqscan = off").await.unwrap();
-    let plan = column(&agent, "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT * FROM public.tickets WHERE id = 3")
-        .await
-        .unwrap()
-        .join("\n");
+    let plan = column(
+        &agent,
+        "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT * FROM public.tickets WHERE id = 3",
+    )
+    .await
+    .unwrap()
+    .join("\n");
     agent.batch_execute("ROLLBACK").await.unwrap();
     assert!(plan.contains("Index Cond: ((tenant_id = boundary.tenant_id()) AND (id = 3))"), "{plan}");
     assert!(!plan.contains("Rows Removed"), "{plan}");
@@ -228,7 +236,7 @@ async fn explain_counts_are_reported_and_avoided_by_the_tenant_index() {
 async fn unique_keys_that_include_the_tenant_reveal_nothing() {
     let agent = cluster().connect("agent").await;
     // Design has ticket 3; Dental does not. Dental inserting id 3 succeeds: no duplicate-key oracle.
-    begin_in(&agent, &dental()).await;
+    begin_in(&agent, &dental_alice()).await;
     agent.batch_execute("INSERT INTO public.tickets (id, subject) VALUES (3, 'probe')").await.unwrap();
     agent.batch_execute("ROLLBACK").await.unwrap();
     // With a key that lacks the tenant, the error would tell; the lint flags such keys.
@@ -242,7 +250,7 @@ async fn unique_keys_that_include_the_tenant_reveal_nothing() {
         )
         .await
         .unwrap();
-    begin_in(&agent, &dental()).await;
+    begin_in(&agent, &dental_alice()).await;
     assert_refused(
         agent.batch_execute("INSERT INTO public.handles (handle) VALUES ('ceo@northstar')").await,
         "23505",
@@ -259,7 +267,7 @@ async fn unique_keys_that_include_the_tenant_reveal_nothing() {
 // 8 -------------------------------------------------------------------------------------------
 async fn foreign_keys_cannot_link_across_tenants() {
     let agent = cluster().connect("agent").await;
-    begin_in(&agent, &dental()).await;
+    begin_in(&agent, &dental_alice()).await;
     // Ticket 3 exists only for Design; the composite key resolves (tenant, id) = (Dental, 3).
     let refused = assert_refused(
         agent.batch_execute("INSERT INTO public.ticket_notes (ticket_id, body) VALUES (3, 'attach to their ticket')").await,
@@ -269,15 +277,18 @@ async fn foreign_keys_cannot_link_across_tenants() {
     // PostgreSQL leaves the key values out of the detail when the table has row level security.
     assert_eq!(refused.detail(), Some("Key is not present in table \"tickets\"."));
     agent.batch_execute("ROLLBACK").await.unwrap();
-    begin_in(&agent, &dental()).await;
-    agent.batch_execute("INSERT INTO public.ticket_notes (ticket_id, body) VALUES (4, 'own ticket')").await.unwrap();
+    begin_in(&agent, &dental_alice()).await;
+    agent
+        .batch_execute("INSERT INTO public.ticket_notes (ticket_id, body) VALUES (4, 'own ticket')")
+        .await
+        .unwrap();
     agent.batch_execute("ROLLBACK").await.unwrap();
 }
 
 // 9 -------------------------------------------------------------------------------------------
 async fn copy_truncate_and_whole_table_paths() {
     let agent = cluster().connect("agent").await;
-    begin_in(&agent, &design()).await;
+    begin_in(&agent, &design_alice()).await;
     let copied = {
         use futures_util::TryStreamExt;
         let stream = agent.copy_out("COPY public.tickets (id, subject) TO STDOUT").await.unwrap();
@@ -285,12 +296,19 @@ async fn copy_truncate_and_whole_table_paths() {
         String::from_utf8(chunks.concat()).unwrap()
     };
     assert_eq!(copied, "1\tLogo refresh for spring\n2\tRenewal risk: slow feedback\n3\tBrand guide v2\n");
-    assert_refused(agent.batch_execute("COPY public.tickets FROM STDIN").await, "0A000", "COPY FROM not supported with row-level security");
+    assert_refused(
+        agent.batch_execute("COPY public.tickets FROM STDIN").await,
+        "0A000",
+        "COPY FROM not supported with row-level security",
+    );
     agent.batch_execute("ROLLBACK").await.unwrap();
     let admin = admin().await;
     admin.batch_execute("GRANT TRUNCATE ON public.ticket_notes TO agent").await.unwrap();
-    admin.batch_execute("INSERT INTO public.ticket_notes VALUES ('northstar-design', 1, 'note')").await.unwrap();
-    begin_in(&agent, &design()).await;
+    admin
+        .batch_execute("INSERT INTO public.ticket_notes VALUES ('northstar-design', 1, 'note')")
+        .await
+        .unwrap();
+    begin_in(&agent, &design_alice()).await;
     assert_refused(
         agent.batch_execute("TRUNCATE public.ticket_notes").await,
         "42501",
@@ -302,15 +320,21 @@ async fn copy_truncate_and_whole_table_paths() {
     // holds it through its membership in agent).
     assert_eq!(
         lint(&admin, false).await,
-        ["agent | has TRUNCATE on protected table public.ticket_notes", "app | has TRUNCATE on protected table public.ticket_notes"]
+        [
+            "agent | has TRUNCATE on protected table public.ticket_notes",
+            "app | has TRUNCATE on protected table public.ticket_notes"
+        ]
     );
-    admin.batch_execute("REVOKE TRUNCATE ON public.ticket_notes FROM agent; DELETE FROM public.ticket_notes").await.unwrap();
+    admin
+        .batch_execute("REVOKE TRUNCATE ON public.ticket_notes FROM agent; DELETE FROM public.ticket_notes")
+        .await
+        .unwrap();
 }
 
 // 10 ------------------------------------------------------------------------------------------
 async fn upsert_and_merge_cannot_reach_another_tenants_rows() {
     let agent = cluster().connect("agent").await;
-    begin_in(&agent, &dental()).await;
+    begin_in(&agent, &dental_alice()).await;
     assert_refused(
         agent
             .batch_execute(
@@ -322,7 +346,7 @@ async fn upsert_and_merge_cannot_reach_another_tenants_rows() {
         "new row violates row-level security policy \"boundary_insert\" for table \"tickets\"",
     );
     agent.batch_execute("ROLLBACK").await.unwrap();
-    begin_in(&agent, &dental()).await;
+    begin_in(&agent, &dental_alice()).await;
     agent
         .batch_execute(
             "INSERT INTO public.tickets (id, subject) VALUES (1, 'Crown fitting, rescheduled')
@@ -333,7 +357,10 @@ async fn upsert_and_merge_cannot_reach_another_tenants_rows() {
         )
         .await
         .unwrap();
-    assert_eq!(tickets(&agent).await.unwrap(), ["1 Crown fitting, rescheduled", "2 Renewal risk: billing dispute", "3 merged", "4 Implant consult"]);
+    assert_eq!(
+        tickets(&agent).await.unwrap(),
+        ["1 Crown fitting, rescheduled", "2 Renewal risk: billing dispute", "3 merged", "4 Implant consult"]
+    );
     assert_refused(
         agent
             .batch_execute(
@@ -366,8 +393,9 @@ async fn prepared_statements_generic_plans_functions_and_ctes_follow_the_current
         )
         .await
         .unwrap();
-    let protocol_prepared = agent.prepare("SELECT id || ' ' || subject FROM public.tickets ORDER BY id").await.unwrap();
-    for (token, rows) in [(dental(), DENTAL), (design(), DESIGN), (dental(), DENTAL)] {
+    let protocol_prepared =
+        agent.prepare("SELECT id || ' ' || subject FROM public.tickets ORDER BY id").await.unwrap();
+    for (token, rows) in [(dental_alice(), DENTAL), (design_alice(), DESIGN), (dental_alice(), DENTAL)] {
         begin_in(&agent, &token).await;
         assert_eq!(column(&agent, "EXECUTE q").await.unwrap(), rows);
         assert_eq!(column(&agent, "SELECT pg_temp.subjects()").await.unwrap(), rows);
@@ -378,8 +406,13 @@ async fn prepared_statements_generic_plans_functions_and_ctes_follow_the_current
                 .unwrap(),
             rows
         );
-        let via_protocol: Vec<String> =
-            agent.query(&protocol_prepared, &[]).await.unwrap().iter().map(|r| r.get::<_, String>(0)).collect();
+        let via_protocol: Vec<String> = agent
+            .query(&protocol_prepared, &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect();
         assert_eq!(via_protocol, rows);
         agent.batch_execute("COMMIT").await.unwrap();
     }
@@ -389,25 +422,31 @@ async fn prepared_statements_generic_plans_functions_and_ctes_follow_the_current
 // 12 ------------------------------------------------------------------------------------------
 async fn cursors_never_carry_rows_across_boundaries() {
     let agent = cluster().connect("agent").await;
-    begin_in(&agent, &dental()).await;
-    agent.batch_execute("DECLARE c CURSOR FOR SELECT id || ' ' || subject FROM public.tickets ORDER BY id").await.unwrap();
+    begin_in(&agent, &dental_alice()).await;
+    agent
+        .batch_execute("DECLARE c CURSOR FOR SELECT id || ' ' || subject FROM public.tickets ORDER BY id")
+        .await
+        .unwrap();
     assert_eq!(column(&agent, "FETCH 1 FROM c").await.unwrap(), ["1 Crown fitting follow-up"]);
     agent.batch_execute("SAVEPOINT switch").await.unwrap();
     assert_refused(
-        enter(&agent, &design()).await,
+        enter(&agent, &design_alice()).await,
         "42501",
         "cannot switch to another agent boundary while 1 cursor(s) are open",
     );
     agent.batch_execute("ROLLBACK TO SAVEPOINT switch").await.unwrap();
-    assert_eq!(column(&agent, "FETCH ALL FROM c").await.unwrap(), ["2 Renewal risk: billing dispute", "4 Implant consult"]);
+    assert_eq!(
+        column(&agent, "FETCH ALL FROM c").await.unwrap(),
+        ["2 Renewal risk: billing dispute", "4 Implant consult"]
+    );
     agent.batch_execute("ROLLBACK").await.unwrap();
     // Re-entering the same boundary with a cursor open is fine.
-    begin_in(&agent, &dental()).await;
+    begin_in(&agent, &dental_alice()).await;
     agent.batch_execute("DECLARE c CURSOR FOR SELECT 1").await.unwrap();
-    enter(&agent, &dental()).await.unwrap();
+    enter(&agent, &dental_alice()).await.unwrap();
     agent.batch_execute("COMMIT").await.unwrap();
     // WITH HOLD cursors keep rows past COMMIT (and, behind a pooler, for the next client).
-    begin_in(&agent, &dental()).await;
+    begin_in(&agent, &dental_alice()).await;
     agent.batch_execute("DECLARE h CURSOR WITH HOLD FOR SELECT subject FROM public.tickets").await.unwrap();
     assert_refused(
         column(&agent, "FETCH 1 FROM h").await,
@@ -415,7 +454,7 @@ async fn cursors_never_carry_rows_across_boundaries() {
         "a WITH HOLD cursor cannot read data guarded by an agent boundary",
     );
     agent.batch_execute("ROLLBACK").await.unwrap();
-    begin_in(&agent, &dental()).await;
+    begin_in(&agent, &dental_alice()).await;
     agent.batch_execute("DECLARE h CURSOR WITH HOLD FOR SELECT subject FROM public.tickets").await.unwrap();
     assert_refused(
         agent.batch_execute("COMMIT").await,
@@ -429,7 +468,7 @@ async fn cursors_never_carry_rows_across_boundaries() {
 async fn reset_role_does_not_change_the_boundary() {
     let app = cluster().connect("app").await;
     app.batch_execute("SET ROLE agent").await.unwrap();
-    begin_in(&app, &design()).await;
+    begin_in(&app, &design_alice()).await;
     assert_eq!(tickets(&app).await.unwrap(), DESIGN);
     app.batch_execute("RESET ROLE").await.unwrap();
     assert_eq!(column(&app, "SELECT current_user").await.unwrap(), ["app"]);
@@ -445,7 +484,7 @@ async fn pooled_clients_never_share_a_boundary_on_protected_tables() {
     let bouncer = Pgbouncer::start(cluster(), "transaction", 1, &["agent"]);
     let first = bouncer.connect("agent").await;
     let second = bouncer.connect("agent").await;
-    for token in [dental(), design()] {
+    for token in [dental_alice(), design_alice()] {
         begin_in(&first, &token).await;
         first.batch_execute("INSERT INTO public.tickets (id, subject) VALUES (99, 'scratch')").await.unwrap();
         assert_eq!(tickets(&first).await.unwrap().len(), 4);
@@ -495,7 +534,7 @@ async fn search_path_tricks_do_not_reach_security_definer_code_or_policies() {
         "28000",
         "agent boundary token refused: signed with an unknown or retired key id \"forged\"",
     );
-    begin_in(&agent, &dental()).await;
+    begin_in(&agent, &dental_alice()).await;
     assert_eq!(tickets(&agent).await.unwrap(), DENTAL, "policies call boundary.tenant_id() by oid");
     agent.batch_execute("COMMIT").await.unwrap();
 }
@@ -520,12 +559,18 @@ async fn partitions_and_children_read_directly_are_protected() {
         .await
         .unwrap();
     let agent = cluster().connect("agent").await;
-    begin_in(&agent, &dental()).await;
-    assert_eq!(column(&agent, "SELECT count(*) FROM public.events_design").await.unwrap(), ["0"], "partition made after protect()");
+    begin_in(&agent, &dental_alice()).await;
+    assert_eq!(
+        column(&agent, "SELECT count(*) FROM public.events_design").await.unwrap(),
+        ["0"],
+        "partition made after protect()"
+    );
     assert_eq!(column(&agent, "SELECT kind FROM public.events_dental").await.unwrap(), ["login"]);
     assert_eq!(column(&agent, "SELECT kind FROM public.events").await.unwrap(), ["login"]);
     assert_refused(
-        agent.batch_execute("INSERT INTO public.events_design VALUES ('northstar-design', 3, 'planted')").await,
+        agent
+            .batch_execute("INSERT INTO public.events_design VALUES ('northstar-design', 3, 'planted')")
+            .await,
         "42501",
         "new row violates row-level security policy \"boundary_insert\" for table \"events_design\"",
     );
@@ -540,7 +585,19 @@ async fn pg_dump_and_replication_as_the_agent_role_fail_closed() {
     let port = cluster().port.to_string();
     let dump = |extra: &[&str]| {
         std::process::Command::new(bin.join("pg_dump"))
-            .args(["-h", "127.0.0.1", "-p", &port, "-U", "agent", "-d", "postgres", "-t", "public.tickets", "--data-only"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "agent",
+                "-d",
+                "postgres",
+                "-t",
+                "public.tickets",
+                "--data-only",
+            ])
             .args(extra)
             .output()
             .unwrap()
@@ -548,13 +605,18 @@ async fn pg_dump_and_replication_as_the_agent_role_fail_closed() {
     let out = dump(&[]);
     assert!(!out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("query would be affected by row-level security policy for table \"tickets\""),
+        String::from_utf8_lossy(&out.stderr)
+            .contains("query would be affected by row-level security policy for table \"tickets\""),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let out = dump(&["--enable-row-security"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains(NO_BOUNDARY), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(NO_BOUNDARY),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("Renewal risk"));
     let replication = std::process::Command::new(bin.join("psql"))
         .arg(format!("host=127.0.0.1 port={port} user=agent dbname=postgres replication=database"))
@@ -572,11 +634,12 @@ async fn pg_dump_and_replication_as_the_agent_role_fail_closed() {
 // 19 ------------------------------------------------------------------------------------------
 async fn tokens_never_reach_query_text_or_the_server_log() {
     let agent = cluster().connect("agent").await;
-    let token = dental();
+    let token = dental_alice();
     begin_in(&agent, &token).await;
     let pid = column(&agent, "SELECT pg_backend_pid()").await.unwrap().remove(0);
     let admin = admin().await;
-    let activity = column(&admin, &format!("SELECT query FROM pg_stat_activity WHERE pid = {pid}")).await.unwrap();
+    let activity =
+        column(&admin, &format!("SELECT query FROM pg_stat_activity WHERE pid = {pid}")).await.unwrap();
     assert_eq!(activity, ["SELECT pg_backend_pid()"]);
     agent.batch_execute("ROLLBACK").await.unwrap();
     // A refused token: neither the error nor the log repeats it.
@@ -591,7 +654,9 @@ async fn tokens_never_reach_query_text_or_the_server_log() {
 // 22 ------------------------------------------------------------------------------------------
 async fn installing_into_a_pre_created_schema_fails_cleanly() {
     let admin = admin().await;
-    for statement in ["CREATE ROLE mallory LOGIN", "CREATE DATABASE hostile OWNER mallory", "CREATE DATABASE shadowed"] {
+    for statement in
+        ["CREATE ROLE mallory LOGIN", "CREATE DATABASE hostile OWNER mallory", "CREATE DATABASE shadowed"]
+    {
         admin.batch_execute(statement).await.unwrap();
     }
     let connect = |user: &str, db: &str| {
@@ -621,9 +686,16 @@ async fn installing_into_a_pre_created_schema_fails_cleanly() {
         "42P06",
         "schema \"boundary\" already exists (owner postgres, 1 objects); agent_boundary will not install into it",
     );
-    assert_eq!(column(&shadowed, "SELECT count(*) FROM pg_extension WHERE extname = 'agent_boundary'").await.unwrap(), ["0"]);
+    assert_eq!(
+        column(&shadowed, "SELECT count(*) FROM pg_extension WHERE extname = 'agent_boundary'")
+            .await
+            .unwrap(),
+        ["0"]
+    );
     drop((mallory, superuser, shadowed));
-    for statement in ["DROP DATABASE hostile WITH (FORCE)", "DROP DATABASE shadowed WITH (FORCE)", "DROP ROLE mallory"] {
+    for statement in
+        ["DROP DATABASE hostile WITH (FORCE)", "DROP DATABASE shadowed WITH (FORCE)", "DROP ROLE mallory"]
+    {
         admin.batch_execute(statement).await.unwrap();
     }
 }
@@ -646,41 +718,35 @@ async fn the_ci_lint_script_fails_on_findings() {
     admin.batch_execute("DROP TABLE public.forgotten").await.unwrap();
     assert_eq!(dirty.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&dirty.stdout).contains("SELECT boundary.protect('public.forgotten');"));
-    assert!(String::from_utf8_lossy(&dirty.stderr).contains("agent_boundary lint: 1 finding(s), listed above with their fixes"));
+    assert!(String::from_utf8_lossy(&dirty.stderr)
+        .contains("agent_boundary lint: 1 finding(s), listed above with their fixes"));
 }
 
 // 20 ------------------------------------------------------------------------------------------
 async fn parallel_workers_apply_generated_policies() {
     let agent = cluster().connect("agent").await;
-    agent.batch_execute("SET debug_parallel_query = on; SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0").await.unwrap();
-    begin_in(&agent, &design()).await;
-    let plan = column(&agent, "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT * FROM public.tickets")
+    agent
+        .batch_execute(
+            "SET debug_parallel_query = on; SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0",
+        )
         .await
-        .unwrap()
-        .join("\n");
+        .unwrap();
+    begin_in(&agent, &design_alice()).await;
+    let plan =
+        column(&agent, "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT * FROM public.tickets")
+            .await
+            .unwrap()
+            .join("\n");
     assert!(plan.contains("Workers Launched: 1"), "{plan}");
     assert_eq!(tickets(&agent).await.unwrap(), DESIGN);
     agent.batch_execute("COMMIT").await.unwrap();
     assert_refused(tickets(&agent).await, "42501", NO_BOUNDARY);
 }
 
-macro_rules! trials {
-    ($($name:ident),+ $(,)?) => {
-        vec![$(Trial::test(stringify!($name), || {
-            block_on($name());
-            Ok(())
-        })),+]
-    };
-}
-
 fn main() {
     let mut args = Arguments::from_args();
     args.test_threads = Some(1);
-    let cluster = Cluster::start("attacks", &[]);
-    block_on(async {
-        cluster.connect("postgres").await.batch_execute(FIXTURE).await.expect("fixture");
-    });
-    assert!(CLUSTER.set(cluster).is_ok());
+    start_shared_cluster("attacks", FIXTURE);
     let trials = trials![
         owner_without_bypassrls_is_held_by_forced_rls,
         roles_that_bypass_rls_are_flagged_by_the_lint,
@@ -705,6 +771,6 @@ fn main() {
         the_ci_lint_script_fails_on_findings,
     ];
     let conclusion = libtest_mimic::run(&args, trials);
-    CLUSTER.get().unwrap().stop();
+    stop_shared_cluster();
     conclusion.exit_if_failed();
 }

@@ -5,10 +5,10 @@
 //! Run through `scripts/test.sh`, which installs the extension into the embedded PostgreSQL
 //! first. Every trial checks exact rows or an exact SQLSTATE + message.
 
+#[macro_use]
 mod support;
 
-use libtest_mimic::{Arguments, Trial};
-use std::sync::OnceLock;
+use libtest_mimic::Arguments;
 use support::*;
 use tokio_postgres::types::Type;
 
@@ -19,14 +19,9 @@ const NO_BOUNDARY: &str = "no agent boundary is set";
 const DENTAL_ROWS: [&str; 2] = ["1 Crown fitting follow-up", "2 Renewal risk: billing dispute"];
 const DESIGN_ROWS: [&str; 2] = ["1 Logo refresh for spring", "2 Renewal risk: slow feedback"];
 
-/// Extension, app key, registry, roles and a table with a hand-written tenant policy (the
-/// generated policies of `boundary.protect` are tested in their own suite).
+/// Roles and a table with a hand-written tenant policy, on top of `BASE_FIXTURE` (the
+/// generated policies of `boundary.protect` are tested in tests/attacks.rs).
 const FIXTURE: &str = r#"
-CREATE EXTENSION agent_boundary CASCADE;
-SELECT boundary.add_signing_key('app-2026', 'HS256', convert_to('integration-test-secret-0123456789abcdef', 'UTF8'));
-SELECT boundary.register_principal('northstar-dental', 'support', 'alice', 'admin',  'pro',  'us', ARRAY['search', 'crm'], ARRAY['tickets']);
-SELECT boundary.register_principal('northstar-dental', 'support', 'bob',   'viewer', 'pro',  'us', ARRAY['search'], ARRAY['tickets']);
-SELECT boundary.register_principal('northstar-design', 'support', 'alice', 'member', 'free', 'eu', ARRAY['search'], ARRAY['tickets']);
 CREATE ROLE app LOGIN NOBYPASSRLS;
 CREATE ROLE app_granted LOGIN NOBYPASSRLS;
 GRANT SET ON PARAMETER agent_boundary.boundary TO app_granted;
@@ -48,30 +43,6 @@ INSERT INTO public.tickets VALUES
     ('northstar-design', 1, 'Logo refresh for spring'),
     ('northstar-design', 2, 'Renewal risk: slow feedback');
 "#;
-
-static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-
-/// The shared cluster with the fixture loaded; `main` starts it before any trial runs.
-fn cluster() -> &'static Cluster {
-    CLUSTER.get().expect("main starts the cluster first")
-}
-
-fn start_shared_cluster() {
-    let cluster = Cluster::start("boundary", &[]);
-    block_on(async {
-        let admin = cluster.connect("postgres").await;
-        admin.batch_execute(FIXTURE).await.expect("fixture");
-    });
-    assert!(CLUSTER.set(cluster).is_ok());
-}
-
-fn dental_alice() -> String {
-    app_token("northstar-dental", "support", "alice", "admin", json!({}))
-}
-
-fn design_alice() -> String {
-    app_token("northstar-design", "support", "alice", "member", json!({}))
-}
 
 async fn tickets(client: &Client) -> Result<Vec<String>, tokio_postgres::Error> {
     column(client, "SELECT id || ' ' || subject FROM public.tickets ORDER BY id").await
@@ -95,11 +66,8 @@ async fn lookalike_tenants_each_see_only_their_rows() {
         // Writing into the other tenant is refused by the policy's WITH CHECK.
         let other = if who == "northstar-dental" { "northstar-design" } else { "northstar-dental" };
         assert_refused(
-            app.query_typed(
-                "INSERT INTO public.tickets VALUES ($1, 99, 'planted')",
-                &[(&other, Type::TEXT)],
-            )
-            .await,
+            app.query_typed("INSERT INTO public.tickets VALUES ($1, 99, 'planted')", &[(&other, Type::TEXT)])
+                .await,
             "42501",
             "new row violates row-level security policy for table \"tickets\"",
         );
@@ -109,7 +77,9 @@ async fn lookalike_tenants_each_see_only_their_rows() {
     app.batch_execute("BEGIN").await.unwrap();
     enter(&app, &design_alice()).await.unwrap();
     assert_eq!(
-        column(&app, "SELECT concat_ws(' ', boundary.role(), boundary.plan(), boundary.region())").await.unwrap(),
+        column(&app, "SELECT concat_ws(' ', boundary.role(), boundary.plan(), boundary.region())")
+            .await
+            .unwrap(),
         ["member free eu"]
     );
     app.batch_execute("COMMIT").await.unwrap();
@@ -142,7 +112,8 @@ async fn pooled_connection_reuse_never_carries_a_boundary() {
     let first = bouncer.connect("app").await;
     let second = bouncer.connect("app").await;
     for round in 0..10 {
-        let (token, rows) = if round % 2 == 0 { (dental_alice(), DENTAL_ROWS) } else { (design_alice(), DESIGN_ROWS) };
+        let (token, rows) =
+            if round % 2 == 0 { (dental_alice(), DENTAL_ROWS) } else { (design_alice(), DESIGN_ROWS) };
         first.batch_execute("BEGIN").await.unwrap();
         enter(&first, &token).await.unwrap();
         let first_pid = column(&first, "SELECT pg_backend_pid()").await.unwrap();
@@ -175,10 +146,11 @@ async fn parallel_workers_see_the_same_boundary() {
     .unwrap();
     app.batch_execute("BEGIN").await.unwrap();
     enter(&app, &design_alice()).await.unwrap();
-    let plan = column(&app, "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT * FROM public.tickets")
-        .await
-        .unwrap()
-        .join("\n");
+    let plan =
+        column(&app, "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT * FROM public.tickets")
+            .await
+            .unwrap()
+            .join("\n");
     assert!(plan.contains("Workers Launched: 1"), "the scan ran in a parallel worker:\n{plan}");
     assert!(plan.contains("boundary.tenant_id()"), "the policy ran in the worker:\n{plan}");
     assert_eq!(tickets(&app).await.unwrap(), DESIGN_ROWS);
@@ -243,12 +215,19 @@ async fn forgery_through_set_and_set_config_is_refused() {
         assert_refused(app.batch_execute(attempt).await, "42501", DENIED_SET);
     }
     app.batch_execute("BEGIN").await.unwrap();
-    assert_refused(app.batch_execute("SET LOCAL agent_boundary.boundary = 'forged'").await, "42501", DENIED_SET);
+    assert_refused(
+        app.batch_execute("SET LOCAL agent_boundary.boundary = 'forged'").await,
+        "42501",
+        DENIED_SET,
+    );
     app.batch_execute("ROLLBACK").await.unwrap();
     // Even a genuine token cannot be set directly: only enter() verifies and seals it.
     assert_refused(
-        app.query_typed("SELECT set_config('agent_boundary.boundary', $1, true)", &[(&dental_alice().as_str(), Type::TEXT)])
-            .await,
+        app.query_typed(
+            "SELECT set_config('agent_boundary.boundary', $1, true)",
+            &[(&dental_alice().as_str(), Type::TEXT)],
+        )
+        .await,
         "42501",
         DENIED_SET,
     );
@@ -273,9 +252,17 @@ async fn forgery_through_pgoptions_is_refused() {
 async fn forgery_through_alter_role_database_and_function_set_is_refused() {
     let app = cluster().connect("app").await;
     // Not even a placeholder: PostgreSQL refuses unknown settings in ALTER ROLE for non-superusers.
-    assert_refused(app.batch_execute("ALTER ROLE app SET agent_boundary.boundary = 'forged'").await, "42501", DENIED_SET);
+    assert_refused(
+        app.batch_execute("ALTER ROLE app SET agent_boundary.boundary = 'forged'").await,
+        "42501",
+        DENIED_SET,
+    );
     load_library(&app).await;
-    assert_refused(app.batch_execute("ALTER ROLE app SET agent_boundary.boundary = 'forged'").await, "42501", DENIED_SET);
+    assert_refused(
+        app.batch_execute("ALTER ROLE app SET agent_boundary.boundary = 'forged'").await,
+        "42501",
+        DENIED_SET,
+    );
     assert_refused(
         app.batch_execute(
             "CREATE FUNCTION pg_temp.forge() RETURNS text LANGUAGE sql
@@ -351,7 +338,10 @@ async fn a_sealed_value_cannot_be_replayed_into_another_backend() {
         "42501",
         NOT_BY_ENTER,
     );
-    assert_eq!(refused.detail(), Some("Refused: the value is not a sealed boundary (use boundary.enter(token))."));
+    assert_eq!(
+        refused.detail(),
+        Some("Refused: the value is not a sealed boundary (use boundary.enter(token)).")
+    );
     // A sealed value is not a token either.
     assert_refused(
         enter(&granted, &sealed).await,
@@ -406,13 +396,19 @@ async fn refused_tokens_say_why_and_leave_no_boundary() {
     // alg "none" never verifies.
     let none = {
         use base64::Engine;
-        let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&v).unwrap());
+        let b64 = |v: Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&v).unwrap())
+        };
         format!("{}.{}.", b64(json!({"alg": "none", "kid": APP_KID})), b64(claims(json!({}))))
     };
     let err = enter(&app, &none).await.unwrap_err();
     assert_eq!(err.as_db_error().unwrap().code().code(), "28000", "{err}");
     // NUL bytes never reach the extension: the server refuses them as text.
-    assert_refused(enter(&app, "eyJ\0.x.y").await, "22021", "invalid byte sequence for encoding \"UTF8\": 0x00");
+    assert_refused(
+        enter(&app, "eyJ\0.x.y").await,
+        "22021",
+        "invalid byte sequence for encoding \"UTF8\": 0x00",
+    );
     // A revoked principal is refused at once, even with a fresh, valid token.
     let admin = cluster().connect("postgres").await;
     admin
@@ -424,7 +420,11 @@ async fn refused_tokens_say_why_and_leave_no_boundary() {
     enter(&app, &carol).await.unwrap();
     app.batch_execute("COMMIT").await.unwrap();
     admin.batch_execute("SELECT boundary.revoke('northstar-dental', 'support', 'carol')").await.unwrap();
-    assert_refused(enter(&app, &carol).await, "42501", "agent boundary refused: the principal has been revoked");
+    assert_refused(
+        enter(&app, &carol).await,
+        "42501",
+        "agent boundary refused: the principal has been revoked",
+    );
 }
 
 async fn session_scope_is_explicit_and_expires() {
@@ -436,9 +436,12 @@ async fn session_scope_is_explicit_and_expires() {
         .unwrap();
     assert_eq!(row.get::<_, &str>(0), "session");
     assert_eq!(tickets(&client).await.unwrap(), DENTAL_ROWS, "it outlives the statement that entered it");
-    let exp: i64 = column(&client, "SELECT extract(epoch FROM (boundary.current() ->> 'expires_at')::timestamptz)::bigint")
-        .await
-        .unwrap()[0]
+    let exp: i64 = column(
+        &client,
+        "SELECT extract(epoch FROM (boundary.current() ->> 'expires_at')::timestamptz)::bigint",
+    )
+    .await
+    .unwrap()[0]
         .parse()
         .unwrap();
     while now() <= exp {
@@ -461,6 +464,7 @@ async fn session_scope_is_explicit_and_expires() {
 async fn preloaded_library_refuses_forgery_at_connect_and_seals_per_backend() {
     let preloaded = Cluster::start("preloaded", &["shared_preload_libraries = 'agent_boundary'"]);
     let admin = preloaded.connect("postgres").await;
+    admin.batch_execute(BASE_FIXTURE).await.unwrap();
     admin.batch_execute(FIXTURE).await.unwrap();
     // With the library preloaded the GUC exists at connect, so the forgery fails at once.
     for (user, message) in [("app", DENIED_SET), ("postgres", NOT_BY_ENTER)] {
@@ -482,15 +486,6 @@ async fn preloaded_library_refuses_forgery_at_connect_and_seals_per_backend() {
 
 // ---------------------------------------------------------------------------------------------
 
-macro_rules! trials {
-    ($($name:ident),+ $(,)?) => {
-        vec![$(Trial::test(stringify!($name), || {
-            block_on($name());
-            Ok(())
-        })),+]
-    };
-}
-
 fn main() {
     let args = Arguments::from_args();
     let trials = trials![
@@ -507,10 +502,8 @@ fn main() {
         session_scope_is_explicit_and_expires,
         preloaded_library_refuses_forgery_at_connect_and_seals_per_backend,
     ];
-    start_shared_cluster();
+    start_shared_cluster("boundary", FIXTURE);
     let conclusion = libtest_mimic::run(&args, trials);
-    if let Some(cluster) = CLUSTER.get() {
-        cluster.stop();
-    }
+    stop_shared_cluster();
     conclusion.exit_if_failed();
 }

@@ -280,12 +280,7 @@ impl Boundary {
     /// user so two boundaries can never share it by accident.
     pub fn memory_namespace(&self) -> String {
         self.memory_namespace.clone().unwrap_or_else(|| {
-            crate::keyspace::compose([
-                "agent-memory",
-                &self.tenant_id,
-                &self.workspace_id,
-                &self.user_id,
-            ])
+            crate::keyspace::compose(["agent-memory", &self.tenant_id, &self.workspace_id, &self.user_id])
         })
     }
 
@@ -326,12 +321,7 @@ pub fn rfc3339(unix_seconds: i64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
 #[cfg(test)]
@@ -372,17 +362,50 @@ mod tests {
     fn refuses_missing_wrong_typed_and_hostile_claims() {
         let cases: Vec<(Value, &str)> = vec![
             (json!([1]), "the claims must be a JSON object"),
-            (json!({"workspace_id": "w", "user_id": "u", "role": "viewer", "exp": 1}), "claim tenant_id is missing"),
-            (json!({"tenant_id": 7, "workspace_id": "w", "user_id": "u", "role": "viewer", "exp": 1}), "claim tenant_id must be a string"),
-            (json!({"tenant_id": "", "workspace_id": "w", "user_id": "u", "role": "viewer", "exp": 1}), "claim tenant_id must not be empty"),
-            (json!({"tenant_id": "a\u{0}b", "workspace_id": "w", "user_id": "u", "role": "viewer", "exp": 1}), "claim tenant_id contains a control character"),
-            (json!({"tenant_id": "x".repeat(257), "workspace_id": "w", "user_id": "u", "role": "viewer", "exp": 1}), "claim tenant_id is 257 bytes long; the limit is 256"),
-            (json!({"tenant_id": "t", "workspace_id": "w", "user_id": "u", "role": "root", "exp": 1}), "role must be one of viewer, member, admin, owner, not \"root\""),
-            (json!({"tenant_id": "t", "workspace_id": "w", "user_id": "u", "role": "viewer"}), "claim exp is missing"),
-            (json!({"tenant_id": "t", "workspace_id": "w", "user_id": "u", "role": "viewer", "exp": "soon"}), "claim exp must be a number of seconds since 1970"),
-            (json!({"tenant_id": "t", "workspace_id": "w", "user_id": "u", "role": "viewer", "exp": 1, "tool_ids": "crm"}), "claim tool_ids must be an array of strings"),
-            (json!({"tenant_id": "t", "workspace_id": "w", "user_id": "u", "role": "viewer", "exp": 1, "tool_ids": [""]}), "an entry of claim tool_ids must not be empty"),
-            (json!({"tenant_id": "t", "workspace_id": "w", "user_id": "u", "role": "viewer", "exp": 1, "region": "mars"}), "region must be one of us, eu, in, not \"mars\""),
+            (
+                json!({"workspace_id": "w", "user_id": "u", "role": "viewer", "exp": 1}),
+                "claim tenant_id is missing",
+            ),
+            (
+                json!({"tenant_id": 7, "workspace_id": "w", "user_id": "u", "role": "viewer", "exp": 1}),
+                "claim tenant_id must be a string",
+            ),
+            (
+                json!({"tenant_id": "", "workspace_id": "w", "user_id": "u", "role": "viewer", "exp": 1}),
+                "claim tenant_id must not be empty",
+            ),
+            (
+                json!({"tenant_id": "a\u{0}b", "workspace_id": "w", "user_id": "u", "role": "viewer", "exp": 1}),
+                "claim tenant_id contains a control character",
+            ),
+            (
+                json!({"tenant_id": "x".repeat(257), "workspace_id": "w", "user_id": "u", "role": "viewer", "exp": 1}),
+                "claim tenant_id is 257 bytes long; the limit is 256",
+            ),
+            (
+                json!({"tenant_id": "t", "workspace_id": "w", "user_id": "u", "role": "root", "exp": 1}),
+                "role must be one of viewer, member, admin, owner, not \"root\"",
+            ),
+            (
+                json!({"tenant_id": "t", "workspace_id": "w", "user_id": "u", "role": "viewer"}),
+                "claim exp is missing",
+            ),
+            (
+                json!({"tenant_id": "t", "workspace_id": "w", "user_id": "u", "role": "viewer", "exp": "soon"}),
+                "claim exp must be a number of seconds since 1970",
+            ),
+            (
+                json!({"tenant_id": "t", "workspace_id": "w", "user_id": "u", "role": "viewer", "exp": 1, "tool_ids": "crm"}),
+                "claim tool_ids must be an array of strings",
+            ),
+            (
+                json!({"tenant_id": "t", "workspace_id": "w", "user_id": "u", "role": "viewer", "exp": 1, "tool_ids": [""]}),
+                "an entry of claim tool_ids must not be empty",
+            ),
+            (
+                json!({"tenant_id": "t", "workspace_id": "w", "user_id": "u", "role": "viewer", "exp": 1, "region": "mars"}),
+                "region must be one of us, eu, in, not \"mars\"",
+            ),
         ];
         for (input, expected) in cases {
             assert_eq!(Requested::from_claims(&input).unwrap_err(), expected, "{input}");

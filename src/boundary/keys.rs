@@ -44,11 +44,7 @@ pub struct StoredKey {
 
 impl StoredKey {
     pub fn material(&self) -> KeyMaterial<'_> {
-        KeyMaterial {
-            alg: self.alg,
-            verify_key: &self.verify_key,
-            signing_key: self.signing_key.as_deref(),
-        }
+        KeyMaterial { alg: self.alg, verify_key: &self.verify_key, signing_key: self.signing_key.as_deref() }
     }
 }
 
@@ -121,12 +117,7 @@ fn insert_key(kid: &str, alg: &str, verify_key: &[u8], signing_key: Option<&[u8]
 /// the database itself must sign.
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn add_signing_key(
-    kid: &str,
-    alg: &str,
-    key: &[u8],
-    signing_key: default!(Option<&[u8]>, "NULL"),
-) {
+fn add_signing_key(kid: &str, alg: &str, key: &[u8], signing_key: default!(Option<&[u8]>, "NULL")) {
     insert_key(kid, alg, key, signing_key).or_raise()
 }
 
@@ -267,8 +258,7 @@ fn sign(
             })?,
             None => newest_signing_key()?.ok_or_else(|| {
                 BoundaryError::UndefinedObject(
-                    "no active key can sign; create one with boundary.generate_signing_key(kid)"
-                        .into(),
+                    "no active key can sign; create one with boundary.generate_signing_key(kid)".into(),
                 )
             })?,
         };

@@ -33,17 +33,14 @@ fn verify_and_narrow(token: &str, scope: Scope) -> Result<claims::Boundary> {
     };
     let verified = token::verify(token, &key.material(), time).map_err(refused)?;
     let requested = Requested::from_claims(&verified).map_err(refused)?;
-    let principal = crate::registry::lookup(
-        &requested.tenant_id,
-        &requested.workspace_id,
-        &requested.user_id,
-    )?
-    .ok_or_else(|| {
-        BoundaryError::PrincipalRefused(format!(
-            "no registered principal for tenant_id \"{}\", workspace_id \"{}\", user_id \"{}\"",
-            requested.tenant_id, requested.workspace_id, requested.user_id
-        ))
-    })?;
+    let principal =
+        crate::registry::lookup(&requested.tenant_id, &requested.workspace_id, &requested.user_id)?
+            .ok_or_else(|| {
+                BoundaryError::PrincipalRefused(format!(
+                    "no registered principal for tenant_id \"{}\", workspace_id \"{}\", user_id \"{}\"",
+                    requested.tenant_id, requested.workspace_id, requested.user_id
+                ))
+            })?;
     requested.narrow(&principal, &kid, scope, now).map_err(BoundaryError::PrincipalRefused)
 }
 
@@ -55,7 +52,8 @@ fn refuse_switch_under_open_cursors(next: &claims::Boundary) -> Result<()> {
     if current.same_rows_as(next) {
         return Ok(());
     }
-    let open = Spi::get_one::<i64>("SELECT count(*) FROM pg_catalog.pg_cursors WHERE name <> ''")?.unwrap_or(0);
+    let open =
+        Spi::get_one::<i64>("SELECT count(*) FROM pg_catalog.pg_cursors WHERE name <> ''")?.unwrap_or(0);
     if open > 0 {
         return Err(BoundaryError::NotAllowed {
             what: format!("cannot switch to another agent boundary while {open} cursor(s) are open"),

@@ -69,11 +69,8 @@ pub unsafe extern "C-unwind" fn check_boundary_value(
     _extra: *mut *mut c_void,
     _source: pg_sys::GucSource::Type,
 ) -> bool {
-    let value = if newval.is_null() || (*newval).is_null() {
-        &[][..]
-    } else {
-        CStr::from_ptr(*newval).to_bytes()
-    };
+    let value =
+        if newval.is_null() || (*newval).is_null() { &[][..] } else { CStr::from_ptr(*newval).to_bytes() };
     if value.is_empty() {
         return true;
     }
@@ -82,9 +79,8 @@ pub unsafe extern "C-unwind" fn check_boundary_value(
     if pg_sys::InitializingParallelWorker {
         return true;
     }
-    let verdict = seal_secret().and_then(|secret| {
-        token::unseal_verified(value, &secret, now_unix(), gucs::clock_skew_secs())
-    });
+    let verdict = seal_secret()
+        .and_then(|secret| token::unseal_verified(value, &secret, now_unix(), gucs::clock_skew_secs()));
     match verdict {
         Ok(_) => true,
         Err(why) => {
@@ -106,9 +102,8 @@ fn refuse_in_check_hook(why: &str) {
         pg_sys::GUC_check_errmsg_string =
             in_error_context("agent_boundary.boundary can only be set by boundary.enter()");
         pg_sys::GUC_check_errdetail_string = in_error_context(&format!("Refused: {why}."));
-        pg_sys::GUC_check_errhint_string = in_error_context(
-            "Call boundary.enter(token) with a token signed by a registered key.",
-        );
+        pg_sys::GUC_check_errhint_string =
+            in_error_context("Call boundary.enter(token) with a token signed by a registered key.");
     }
 }
 

@@ -10,8 +10,19 @@ mod tests {
     #[pg_test]
     fn accessors_fail_closed_without_a_boundary() {
         for accessor in [
-            "tenant_id", "workspace_id", "user_id", "role", "plan", "region", "tool_ids",
-            "datasource_ids", "memory_namespace", "trace_id", "run_id", "prompt_version", "current",
+            "tenant_id",
+            "workspace_id",
+            "user_id",
+            "role",
+            "plan",
+            "region",
+            "tool_ids",
+            "datasource_ids",
+            "memory_namespace",
+            "trace_id",
+            "run_id",
+            "prompt_version",
+            "current",
         ] {
             assert_eq!(
                 try_sql(&format!("SELECT boundary.{accessor}()")),
@@ -51,8 +62,10 @@ mod tests {
         assert_eq!(one::<String>("SELECT boundary.run_id()").unwrap(), "run-1");
         assert_eq!(one::<String>("SELECT boundary.prompt_version()").unwrap(), "v7");
         assert_eq!(
-            one::<String>("SELECT boundary.current() ->> 'key_id' || '/' || (boundary.current() ->> 'scope')")
-                .unwrap(),
+            one::<String>(
+                "SELECT boundary.current() ->> 'key_id' || '/' || (boundary.current() ->> 'scope')"
+            )
+            .unwrap(),
             "test-k1/transaction"
         );
         assert_eq!(
@@ -71,16 +84,32 @@ mod tests {
         Spi::run("SET ROLE agent_tester").unwrap();
         assert_eq!(try_sql(&enter_sql(&token)), "ok");
         assert_eq!(one::<String>("SELECT boundary.tenant_id()").unwrap(), "northstar-design");
-        assert_eq!(one::<String>("SELECT boundary.role()").unwrap(), "member", "registry caps admin at member");
-        assert_eq!(try_sql("SELECT * FROM boundary.signing_keys"), "42501: permission denied for table signing_keys");
-        assert_eq!(try_sql("SELECT * FROM boundary.principals"), "42501: permission denied for table principals");
+        assert_eq!(
+            one::<String>("SELECT boundary.role()").unwrap(),
+            "member",
+            "registry caps admin at member"
+        );
+        assert_eq!(
+            try_sql("SELECT * FROM boundary.signing_keys"),
+            "42501: permission denied for table signing_keys"
+        );
+        assert_eq!(
+            try_sql("SELECT * FROM boundary.principals"),
+            "42501: permission denied for table principals"
+        );
         assert_eq!(try_sql("SELECT boundary.sign('{}')"), "42501: permission denied for function sign");
         assert_eq!(
             try_sql("SELECT boundary.register_principal('t', 'w', 'u', 'owner')"),
             "42501: permission denied for function register_principal"
         );
-        assert_eq!(try_sql("SELECT boundary.generate_signing_key('mine')"), "42501: permission denied for function generate_signing_key");
-        assert_eq!(try_sql("SELECT boundary.revoke('northstar-dental')"), "42501: permission denied for function revoke");
+        assert_eq!(
+            try_sql("SELECT boundary.generate_signing_key('mine')"),
+            "42501: permission denied for function generate_signing_key"
+        );
+        assert_eq!(
+            try_sql("SELECT boundary.revoke('northstar-dental')"),
+            "42501: permission denied for function revoke"
+        );
     }
 
     #[pg_test]
@@ -113,7 +142,10 @@ mod tests {
         // A genuine app token is not a sealed value either: only enter() may turn it into one.
         let token = token_for("northstar-dental", "");
         assert_eq!(try_sql(&format!("SET agent_boundary.boundary = '{token}'")), refused);
-        assert_eq!(try_sql(&format!("ALTER ROLE agent_tester SET agent_boundary.boundary = '{token}'")), refused);
+        assert_eq!(
+            try_sql(&format!("ALTER ROLE agent_tester SET agent_boundary.boundary = '{token}'")),
+            refused
+        );
         assert_eq!(
             try_sql(&format!(
                 "CREATE FUNCTION pg_temp.f() RETURNS text LANGUAGE sql
@@ -151,7 +183,9 @@ mod tests {
         Spi::run(&enter_sql(&token_for("northstar-design", ""))).unwrap();
         Spi::run("SET ROLE tickets_owner").unwrap();
         assert_eq!(
-            one::<String>("SELECT string_agg(tenant_id || '/' || id, ',' ORDER BY id) FROM public.owned_tickets"),
+            one::<String>(
+                "SELECT string_agg(tenant_id || '/' || id, ',' ORDER BY id) FROM public.owned_tickets"
+            ),
             Some("northstar-design/1,northstar-design/2".to_string())
         );
         Spi::run("SELECT boundary.exit()").unwrap();
@@ -173,7 +207,10 @@ mod tests {
     #[pg_test]
     fn refused_tokens_carry_sqlstate_28000_and_a_reason() {
         fixture();
-        assert_eq!(try_sql("SELECT boundary.enter('')"), "28000: agent boundary token refused: token is empty");
+        assert_eq!(
+            try_sql("SELECT boundary.enter('')"),
+            "28000: agent boundary token refused: token is empty"
+        );
         assert_eq!(
             try_sql("SELECT boundary.enter('not-a-token')"),
             "28000: agent boundary token refused: token is malformed: a JWT has three dot-separated parts"
@@ -216,13 +253,17 @@ mod tests {
         let token = token_for("northstar-dental", "");
         assert_eq!(one::<i64>("SELECT boundary.revoke('northstar-dental', 'support', 'alice')"), Some(1));
         assert_eq!(one::<i64>("SELECT boundary.revoke('northstar-dental', 'support', 'alice')"), Some(0));
-        assert_eq!(try_sql(&enter_sql(&token)), "42501: agent boundary refused: the principal has been revoked");
+        assert_eq!(
+            try_sql(&enter_sql(&token)),
+            "42501: agent boundary refused: the principal has been revoked"
+        );
         assert_eq!(
             try_sql("SELECT boundary.revoke('no-such-tenant')"),
             "42704: no registered principal matches; nothing was revoked"
         );
         // Re-registering un-revokes.
-        Spi::run("SELECT boundary.register_principal('northstar-dental', 'support', 'alice', 'viewer')").unwrap();
+        Spi::run("SELECT boundary.register_principal('northstar-dental', 'support', 'alice', 'viewer')")
+            .unwrap();
         assert_eq!(try_sql(&enter_sql(&token)), "ok");
         assert_eq!(one::<String>("SELECT boundary.role()").unwrap(), "viewer");
         let eu = token_for("northstar-dental", r#", "region": "eu""#);
@@ -236,11 +277,8 @@ mod tests {
     fn registry_input_is_validated_and_values_are_never_spliced_into_sql() {
         fixture();
         let hostile = "x'); DROP TABLE boundary.principals; --";
-        Spi::run_with_args(
-            "SELECT boundary.register_principal($1, $1, $1, 'member')",
-            &[hostile.into()],
-        )
-        .unwrap();
+        Spi::run_with_args("SELECT boundary.register_principal($1, $1, $1, 'member')", &[hostile.into()])
+            .unwrap();
         assert_eq!(
             Spi::get_one_with_args::<i64>(
                 "SELECT count(*) FROM boundary.principals WHERE tenant_id = $1 AND user_id = $1",
@@ -345,13 +383,18 @@ mod tests {
             try_sql(&format!("SELECT boundary.sign({claims}, '2 hours')")),
             "22023: ttl is 7200s; agent_boundary.max_token_lifetime allows 3600s"
         );
-        assert_eq!(try_sql(&format!("SELECT boundary.sign({claims}, '-1 minute')")), "22023: ttl must be positive");
+        assert_eq!(
+            try_sql(&format!("SELECT boundary.sign({claims}, '-1 minute')")),
+            "22023: ttl must be positive"
+        );
         assert_eq!(
             try_sql(&format!("SELECT boundary.sign({claims}, '1 month')")),
             "22023: ttl must be given in days, hours, minutes or seconds, not months or years"
         );
         assert_eq!(
-            try_sql(r#"SELECT boundary.sign('{"tenant_id": "t", "workspace_id": "w", "user_id": "u", "role": "viewer", "exp": 1}')"#),
+            try_sql(
+                r#"SELECT boundary.sign('{"tenant_id": "t", "workspace_id": "w", "user_id": "u", "role": "viewer", "exp": 1}')"#
+            ),
             "22023: sign() sets iat, exp and aud itself (from ttl); remove the exp claim"
         );
         assert_eq!(try_sql("SELECT boundary.sign('[1, 2]')"), "22023: claims must be a JSON object");
@@ -410,7 +453,13 @@ mod tests {
             ),
             Some(0)
         );
-        assert!(one::<i64>("SELECT count(*) FROM pg_proc WHERE pronamespace = 'boundary'::regnamespace AND prosecdef").unwrap() >= 7);
+        assert!(
+            one::<i64>(
+                "SELECT count(*) FROM pg_proc WHERE pronamespace = 'boundary'::regnamespace AND prosecdef"
+            )
+            .unwrap()
+                >= 7
+        );
         // Admin functions are not executable by PUBLIC; enter/exit/accessors are.
         assert_eq!(
             one::<String>(

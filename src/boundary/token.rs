@@ -66,7 +66,8 @@ impl KeyMaterial<'_> {
     }
 
     pub fn encoding_key(&self) -> Result<Option<EncodingKey>, String> {
-        let bad = |e: jsonwebtoken::errors::Error| format!("the {:?} private key cannot be read: {e}", self.alg);
+        let bad =
+            |e: jsonwebtoken::errors::Error| format!("the {:?} private key cannot be read: {e}", self.alg);
         if is_hmac(self.alg) {
             return Ok(Some(EncodingKey::from_secret(self.verify_key)));
         }
@@ -119,8 +120,8 @@ pub fn peek_header(token: &str) -> Result<(String, Algorithm), String> {
     if token.bytes().filter(|b| *b == b'.').count() != 2 {
         return Err("token is malformed: a JWT has three dot-separated parts".into());
     }
-    let header =
-        jsonwebtoken::decode_header(token).map_err(|_| "token is malformed: unreadable header".to_string())?;
+    let header = jsonwebtoken::decode_header(token)
+        .map_err(|_| "token is malformed: unreadable header".to_string())?;
     let kid = header.kid.ok_or("token header has no kid (key id)")?;
     validate_kid(&kid).map_err(|e| format!("token header kid is invalid: {e}"))?;
     if kid == SEAL_KID {
@@ -139,7 +140,9 @@ pub struct TimePolicy {
 
 fn describe(kind: &ErrorKind) -> String {
     match kind {
-        ErrorKind::InvalidSignature => "signature does not verify (tampered, or signed with another key)".into(),
+        ErrorKind::InvalidSignature => {
+            "signature does not verify (tampered, or signed with another key)".into()
+        }
         ErrorKind::ExpiredSignature => "token has expired".into(),
         ErrorKind::ImmatureSignature => "token is not valid yet (nbf is in the future)".into(),
         ErrorKind::InvalidAudience => format!("token audience is not {AUDIENCE:?}"),
@@ -147,9 +150,7 @@ fn describe(kind: &ErrorKind) -> String {
         ErrorKind::MissingRequiredClaim(c) => format!("claim {c} is missing"),
         ErrorKind::InvalidClaimFormat(c) => format!("claim {c} has the wrong type"),
         ErrorKind::Json(_) => "token is malformed: the payload is not a JSON object".into(),
-        ErrorKind::Base64(_) | ErrorKind::Utf8(_) | ErrorKind::InvalidToken => {
-            "token is malformed".into()
-        }
+        ErrorKind::Base64(_) | ErrorKind::Utf8(_) | ErrorKind::InvalidToken => "token is malformed".into(),
         other => format!("token cannot be verified ({other:?})"),
     }
 }
@@ -162,8 +163,8 @@ pub fn verify(token: &str, key: &KeyMaterial, time: TimePolicy) -> Result<Value,
     validation.validate_nbf = true;
     validation.set_audience(&[AUDIENCE]);
     validation.set_required_spec_claims(&["exp"]);
-    let data = jsonwebtoken::decode::<Value>(token, &decoding, &validation)
-        .map_err(|e| describe(e.kind()))?;
+    let data =
+        jsonwebtoken::decode::<Value>(token, &decoding, &validation).map_err(|e| describe(e.kind()))?;
     let claims = data.claims;
     // jsonwebtoken checks exp against the system clock; recheck against the policy's clock too.
     let exp = claims.get("exp").and_then(Value::as_i64).ok_or("claim exp must be an integer")?;
@@ -308,8 +309,14 @@ mod tests {
 
     #[test]
     fn refuses_other_key_expired_future_and_long_lived_tokens() {
-        let other = KeyMaterial { alg: Algorithm::HS256, verify_key: b"another-secret-another-secret-xx", signing_key: None };
-        assert!(verify(&token(good_claims()), &other, TIME).unwrap_err().starts_with("signature does not verify"));
+        let other = KeyMaterial {
+            alg: Algorithm::HS256,
+            verify_key: b"another-secret-another-secret-xx",
+            signing_key: None,
+        };
+        assert!(verify(&token(good_claims()), &other, TIME)
+            .unwrap_err()
+            .starts_with("signature does not verify"));
 
         let mut c = good_claims();
         c["exp"] = json!(NOW - 31);
@@ -329,7 +336,10 @@ mod tests {
 
         let mut c = good_claims();
         c["aud"] = json!("some-other-service");
-        assert_eq!(verify(&token(c), &hmac_key(), TIME).unwrap_err(), "token audience is not \"agent_boundary\"");
+        assert_eq!(
+            verify(&token(c), &hmac_key(), TIME).unwrap_err(),
+            "token audience is not \"agent_boundary\""
+        );
     }
 
     #[test]
@@ -338,7 +348,12 @@ mod tests {
         let t = sign(&good_claims(), "k1", Algorithm::HS384, &EncodingKey::from_secret(SECRET)).unwrap();
         assert_eq!(verify(&t, &hmac_key(), TIME).unwrap_err(), "token alg does not match the alg of its key");
         // "alg": "none" with an empty signature.
-        let b64 = |v: Value| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, serde_json::to_vec(&v).unwrap());
+        let b64 = |v: Value| {
+            base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                serde_json::to_vec(&v).unwrap(),
+            )
+        };
         let none = format!("{}.{}.", b64(json!({"alg": "none", "kid": "k1"})), b64(good_claims()));
         assert!(peek_header(&none).is_err() || verify(&none, &hmac_key(), TIME).is_err());
     }
@@ -346,15 +361,27 @@ mod tests {
     #[test]
     fn refuses_malformed_and_huge_input() {
         assert_eq!(peek_header("").unwrap_err(), "token is empty");
-        assert_eq!(peek_header("abc").unwrap_err(), "token is malformed: a JWT has three dot-separated parts");
+        assert_eq!(
+            peek_header("abc").unwrap_err(),
+            "token is malformed: a JWT has three dot-separated parts"
+        );
         assert_eq!(peek_header("a.b.c").unwrap_err(), "token is malformed: unreadable header");
         let huge = "a".repeat(MAX_TOKEN_BYTES + 1);
-        assert_eq!(peek_header(&huge).unwrap_err(), format!("token is {} bytes; the limit is 16384", MAX_TOKEN_BYTES + 1));
-        let no_kid = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &good_claims(), &EncodingKey::from_secret(SECRET)).unwrap();
+        assert_eq!(
+            peek_header(&huge).unwrap_err(),
+            format!("token is {} bytes; the limit is 16384", MAX_TOKEN_BYTES + 1)
+        );
+        let no_kid = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &good_claims(),
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap();
         assert_eq!(peek_header(&no_kid).unwrap_err(), "token header has no kid (key id)");
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some("k 1; drop table".into());
-        let bad_kid = jsonwebtoken::encode(&header, &good_claims(), &EncodingKey::from_secret(SECRET)).unwrap();
+        let bad_kid =
+            jsonwebtoken::encode(&header, &good_claims(), &EncodingKey::from_secret(SECRET)).unwrap();
         assert!(peek_header(&bad_kid).unwrap_err().starts_with("token header kid is invalid"));
     }
 
@@ -378,7 +405,10 @@ mod tests {
             "the value is not a sealed boundary (use boundary.enter(token))"
         );
         assert_eq!(peek_header(&sealed).unwrap_err(), "a sealed boundary value is not a token");
-        assert_eq!(unseal_verified(b"forged", SECRET, NOW, 30).unwrap_err(), "the value is not a sealed boundary");
+        assert_eq!(
+            unseal_verified(b"forged", SECRET, NOW, 30).unwrap_err(),
+            "the value is not a sealed boundary"
+        );
     }
 
     #[test]
@@ -387,13 +417,18 @@ mod tests {
         let private = include_bytes!("../../tests/fixtures/ed25519-test-private.pem");
         let signer = KeyMaterial { alg: Algorithm::EdDSA, verify_key: public, signing_key: Some(private) };
         signer.check().unwrap();
-        let t = sign(&good_claims(), "ed1", Algorithm::EdDSA, &signer.encoding_key().unwrap().unwrap()).unwrap();
+        let t =
+            sign(&good_claims(), "ed1", Algorithm::EdDSA, &signer.encoding_key().unwrap().unwrap()).unwrap();
         let verifier = KeyMaterial { alg: Algorithm::EdDSA, verify_key: public, signing_key: None };
         assert!(verifier.encoding_key().unwrap().is_none(), "a public key alone cannot sign");
         assert_eq!(verify(&t, &verifier, TIME).unwrap()["user_id"], "u");
         // An HMAC token whose "secret" is the public key PEM (classic alg confusion) is refused.
-        let confused = sign(&good_claims(), "ed1", Algorithm::HS256, &EncodingKey::from_secret(public)).unwrap();
-        assert_eq!(verify(&confused, &verifier, TIME).unwrap_err(), "token alg does not match the alg of its key");
+        let confused =
+            sign(&good_claims(), "ed1", Algorithm::HS256, &EncodingKey::from_secret(public)).unwrap();
+        assert_eq!(
+            verify(&confused, &verifier, TIME).unwrap_err(),
+            "token alg does not match the alg of its key"
+        );
     }
 
     #[test]
@@ -414,6 +449,9 @@ mod tests {
         assert!(validate_kid("").is_err());
         assert!(validate_kid("k\u{0}").is_err());
         assert!(validate_kid(&"k".repeat(65)).is_err());
-        assert_eq!(parse_algorithm("none").unwrap_err(), "alg must be one of HS256, HS384, HS512, EdDSA, ES256, RS256, not \"none\"");
+        assert_eq!(
+            parse_algorithm("none").unwrap_err(),
+            "alg must be one of HS256, HS384, HS512, EdDSA, ES256, RS256, not \"none\""
+        );
     }
 }

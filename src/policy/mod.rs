@@ -64,7 +64,10 @@ fn table(oid: pg_sys::Oid) -> Result<Table> {
             .transpose()
     })?;
     let Some((schema, name, relkind, persistence)) = found else {
-        return Err(BoundaryError::UndefinedObject(format!("relation with oid {} does not exist", oid.to_u32())));
+        return Err(BoundaryError::UndefinedObject(format!(
+            "relation with oid {} does not exist",
+            oid.to_u32()
+        )));
     };
     Ok(Table {
         oid,
@@ -119,25 +122,36 @@ fn plan(table: &Table, options: &ProtectOptions) -> Result<ProtectPlan> {
     Ok(ProtectPlan {
         table: table.qualified.clone(),
         tenant,
-        workspace: resolve(table, &options.workspace_column, spec::AUTO_WORKSPACE_COLUMN, "workspace_column")?,
-        datasource: resolve(table, &options.datasource_column, spec::AUTO_DATASOURCE_COLUMN, "datasource_column")?,
+        workspace: resolve(
+            table,
+            &options.workspace_column,
+            spec::AUTO_WORKSPACE_COLUMN,
+            "workspace_column",
+        )?,
+        datasource: resolve(
+            table,
+            &options.datasource_column,
+            spec::AUTO_DATASOURCE_COLUMN,
+            "datasource_column",
+        )?,
         user: resolve(table, &options.user_column, spec::AUTO_USER_COLUMN, "user_column")?,
         options: options.clone(),
     })
 }
 
-fn children(oid: pg_sys::Oid) -> Result<Vec<pg_sys::Oid>> {
+/// The oids a one-column query about `oid` returns.
+fn oids(sql: &str, oid: pg_sys::Oid) -> Result<Vec<pg_sys::Oid>> {
     Spi::connect(|client| {
         client
-            .select(
-                "SELECT inhrelid FROM pg_catalog.pg_inherits WHERE inhparent = $1 ORDER BY inhrelid",
-                None,
-                &[oid.into()],
-            )?
-            .into_iter()
-            .map(|row| Ok(row.get::<pg_sys::Oid>(1)?.expect("inhrelid is not null")))
+            .select(sql, None, &[oid.into()])?
+            .map(|row| Ok(row.get::<pg_sys::Oid>(1)?.expect("oid column is not null")))
             .collect()
     })
+}
+
+/// Partitions and inheritance children of `oid`.
+fn children(oid: pg_sys::Oid) -> Result<Vec<pg_sys::Oid>> {
+    oids("SELECT inhrelid FROM pg_catalog.pg_inherits WHERE inhparent = $1 ORDER BY inhrelid", oid)
 }
 
 /// The relation's oid, closing the relation pgrx opened for the argument: ALTER TABLE refuses
@@ -160,11 +174,7 @@ fn run_all(statements: &[String]) -> Result<()> {
 fn existing(oid: pg_sys::Oid) -> Result<Existing> {
     Spi::connect(|client| {
         let names = |sql: &str, args: &[pgrx::datum::DatumWithOid]| -> Result<Vec<String>> {
-            client
-                .select(sql, None, args)?
-                .into_iter()
-                .map(|row| Ok(row.get::<String>(1)?.unwrap_or_default()))
-                .collect()
+            client.select(sql, None, args)?.map(|row| Ok(row.get::<String>(1)?.unwrap_or_default())).collect()
         };
         Ok(Existing {
             policies: names(
@@ -222,7 +232,8 @@ fn parse_write_roles(roles: Vec<Option<String>>) -> Result<Vec<Role>> {
     let mut parsed = roles
         .into_iter()
         .map(|r| {
-            let r = r.ok_or_else(|| BoundaryError::InvalidArgument("write_roles must not contain NULL".into()))?;
+            let r =
+                r.ok_or_else(|| BoundaryError::InvalidArgument("write_roles must not contain NULL".into()))?;
             Role::parse(&r).map_err(|e| BoundaryError::InvalidArgument(format!("write_roles: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
@@ -252,8 +263,10 @@ fn protect(
         let invalid = BoundaryError::InvalidArgument;
         let options = ProtectOptions {
             tenant_column: tenant_column.to_string(),
-            workspace_column: ColumnChoice::from_argument("workspace_column", workspace_column).map_err(invalid)?,
-            datasource_column: ColumnChoice::from_argument("datasource_column", datasource_column).map_err(invalid)?,
+            workspace_column: ColumnChoice::from_argument("workspace_column", workspace_column)
+                .map_err(invalid)?,
+            datasource_column: ColumnChoice::from_argument("datasource_column", datasource_column)
+                .map_err(invalid)?,
             user_column: ColumnChoice::from_argument("user_column", user_column).map_err(invalid)?,
             write_roles: parse_write_roles(write_roles)?,
         };
@@ -315,14 +328,7 @@ fn unprotect(tbl: PgRelation) -> SetOfIterator<'static, String> {
 }
 
 fn ancestors_options(oid: pg_sys::Oid) -> Result<Option<ProtectOptions>> {
-    let parents: Vec<pg_sys::Oid> = Spi::connect(|client| {
-        client
-            .select("SELECT inhparent FROM pg_catalog.pg_inherits WHERE inhrelid = $1", None, &[oid.into()])?
-            .into_iter()
-            .map(|row| Ok(row.get::<pg_sys::Oid>(1)?.expect("inhparent is not null")))
-            .collect::<Result<Vec<_>>>()
-    })?;
-    for parent in parents {
+    for parent in oids("SELECT inhparent FROM pg_catalog.pg_inherits WHERE inhrelid = $1", oid)? {
         if let Some(options) = stored_options(parent)?.or(ancestors_options(parent)?) {
             return Ok(Some(options));
         }
@@ -342,11 +348,7 @@ fn is_intact(oid: pg_sys::Oid) -> Result<bool> {
 }
 
 fn auto_protect_schemas() -> Vec<String> {
-    gucs::auto_protect_schemas()
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect()
+    gucs::auto_protect_schemas().split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
 }
 
 fn auto_protect_table(oid: pg_sys::Oid) -> Result<()> {
@@ -407,7 +409,9 @@ fn secure_view(oid: pg_sys::Oid) -> Result<()> {
     if needs_fix {
         let view = table(oid)?;
         if view.relkind == "v" {
-            muting_event_trigger(|| Spi::run(&format!("ALTER VIEW {} SET (security_invoker = true)", view.qualified)))?;
+            muting_event_trigger(|| {
+                Spi::run(&format!("ALTER VIEW {} SET (security_invoker = true)", view.qualified))
+            })?;
             pgrx::notice!(
                 "agent_boundary set security_invoker = true on view {}: it reads protected tables",
                 view.display

@@ -156,7 +156,8 @@ impl ProtectPlan {
     /// The row predicate: every scoped column equals the boundary's value (datasource: is one
     /// of the boundary's datasources). Plain function calls, no subqueries.
     pub fn row_predicate(&self) -> String {
-        let mut terms = vec![format!("{} = {}", quote_ident(&self.tenant.name), self.tenant.accessor("tenant_id"))];
+        let mut terms =
+            vec![format!("{} = {}", quote_ident(&self.tenant.name), self.tenant.accessor("tenant_id"))];
         if let Some(c) = &self.workspace {
             terms.push(format!("{} = {}", quote_ident(&c.name), c.accessor("workspace_id")));
         }
@@ -200,16 +201,26 @@ impl ProtectPlan {
             format!("CREATE POLICY {DELETE_POLICY} ON {t} AS RESTRICTIVE FOR DELETE USING ({write})"),
             format!("COMMENT ON POLICY {SELECT_POLICY} ON {t} IS {}", quote_literal(&self.options.to_comment())),
         ]);
-        let defaults: Vec<(&Column, &str)> = [(Some(&self.tenant), "tenant_id"), (self.workspace.as_ref(), "workspace_id"), (self.user.as_ref(), "user_id")]
-            .into_iter()
-            .filter_map(|(column, accessor)| column.map(|c| (c, accessor)))
-            .collect();
+        let defaults: Vec<(&Column, &str)> = [
+            (Some(&self.tenant), "tenant_id"),
+            (self.workspace.as_ref(), "workspace_id"),
+            (self.user.as_ref(), "user_id"),
+        ]
+        .into_iter()
+        .filter_map(|(column, accessor)| column.map(|c| (c, accessor)))
+        .collect();
         // A column this protection no longer scopes keeps no boundary default.
-        for stale in existing.accessor_defaults.iter().filter(|d| !defaults.iter().any(|(c, _)| &c.name == *d)) {
+        for stale in
+            existing.accessor_defaults.iter().filter(|d| !defaults.iter().any(|(c, _)| &c.name == *d))
+        {
             out.push(format!("ALTER TABLE {t} ALTER COLUMN {} DROP DEFAULT", quote_ident(stale)));
         }
         for (c, accessor) in defaults {
-            out.push(format!("ALTER TABLE {t} ALTER COLUMN {} SET DEFAULT {}", quote_ident(&c.name), c.accessor(accessor)));
+            out.push(format!(
+                "ALTER TABLE {t} ALTER COLUMN {} SET DEFAULT {}",
+                quote_ident(&c.name),
+                c.accessor(accessor)
+            ));
         }
         out.push(format!(
             "CREATE OR REPLACE TRIGGER {TRUNCATE_TRIGGER} BEFORE TRUNCATE ON {t} FOR EACH STATEMENT EXECUTE FUNCTION boundary.refuse_truncate()"
@@ -222,7 +233,12 @@ impl ProtectPlan {
 /// turned off only when no other policy remains on the table.
 pub fn unprotect_statements(table: &str, existing: &Existing, other_policies_remain: bool) -> Vec<String> {
     let mut out: Vec<String> = existing.drop_policies(table).collect();
-    out.extend(existing.accessor_defaults.iter().map(|c| format!("ALTER TABLE {table} ALTER COLUMN {} DROP DEFAULT", quote_ident(c))));
+    out.extend(
+        existing
+            .accessor_defaults
+            .iter()
+            .map(|c| format!("ALTER TABLE {table} ALTER COLUMN {} DROP DEFAULT", quote_ident(c))),
+    );
     if existing.truncate_trigger {
         out.push(format!("DROP TRIGGER {TRUNCATE_TRIGGER} ON {table}"));
     }
@@ -262,7 +278,10 @@ mod tests {
     fn text_tenant_predicate_has_no_cast_and_no_subquery() {
         let p = plan("text");
         assert_eq!(p.row_predicate(), "\"tenant_id\" = boundary.tenant_id()");
-        assert!(p.statements(&Existing::default()).iter().all(|s| !s.to_uppercase().contains("(SELECT")), "no subqueries");
+        assert!(
+            p.statements(&Existing::default()).iter().all(|s| !s.to_uppercase().contains("(SELECT")),
+            "no subqueries"
+        );
     }
 
     #[test]
@@ -303,17 +322,25 @@ mod tests {
         assert_eq!(ddl[1], "ALTER TABLE \"public\".\"tickets\" FORCE ROW LEVEL SECURITY");
         for policy in POLICIES {
             assert_eq!(ddl.iter().filter(|s| s.starts_with(&format!("CREATE POLICY {policy} "))).count(), 1);
-            let drop = ddl.iter().position(|s| s == &format!("DROP POLICY {policy} ON \"public\".\"tickets\"")).unwrap();
+            let drop = ddl
+                .iter()
+                .position(|s| s == &format!("DROP POLICY {policy} ON \"public\".\"tickets\""))
+                .unwrap();
             let create = ddl.iter().position(|s| s.starts_with(&format!("CREATE POLICY {policy} "))).unwrap();
             assert!(drop < create);
         }
         assert!(
-            ddl.contains(&"ALTER TABLE \"public\".\"tickets\" ALTER COLUMN \"workspace_id\" DROP DEFAULT".to_string()),
+            ddl.contains(
+                &"ALTER TABLE \"public\".\"tickets\" ALTER COLUMN \"workspace_id\" DROP DEFAULT".to_string()
+            ),
             "the plan no longer scopes workspace_id, so its boundary default goes"
         );
-        assert!(ddl.contains(&"CREATE POLICY boundary_update ON \"public\".\"tickets\" AS RESTRICTIVE FOR UPDATE \
+        assert!(ddl.contains(
+            &"CREATE POLICY boundary_update ON \"public\".\"tickets\" AS RESTRICTIVE FOR UPDATE \
              USING (\"tenant_id\" = boundary.tenant_id()) WITH CHECK (\"tenant_id\" = boundary.tenant_id() \
-             AND boundary.role() = ANY ('{owner,admin,member}'::text[]))".to_string()));
+             AND boundary.role() = ANY ('{owner,admin,member}'::text[]))"
+                .to_string()
+        ));
         assert_eq!(ddl.last().unwrap(), "CREATE OR REPLACE TRIGGER boundary_refuse_truncate BEFORE TRUNCATE ON \"public\".\"tickets\" FOR EACH STATEMENT EXECUTE FUNCTION boundary.refuse_truncate()");
     }
 
@@ -324,7 +351,11 @@ mod tests {
         let comment = o.to_comment();
         assert_eq!(ProtectOptions::from_comment(&comment), Some(o.clone()));
         assert_eq!(ProtectOptions::from_comment("someone else's comment"), None);
-        let statement = plan("text").statements(&Existing::default()).into_iter().find(|s| s.starts_with("COMMENT ON POLICY")).unwrap();
+        let statement = plan("text")
+            .statements(&Existing::default())
+            .into_iter()
+            .find(|s| s.starts_with("COMMENT ON POLICY"))
+            .unwrap();
         assert!(statement.ends_with(&quote_literal(&options().to_comment())));
     }
 
@@ -339,7 +370,10 @@ mod tests {
     fn column_arguments() {
         assert_eq!(ColumnChoice::from_argument("workspace_column", None), Ok(ColumnChoice::Auto));
         assert_eq!(ColumnChoice::from_argument("workspace_column", Some("")), Ok(ColumnChoice::Off));
-        assert_eq!(ColumnChoice::from_argument("workspace_column", Some("ws")), Ok(ColumnChoice::Named("ws".into())));
+        assert_eq!(
+            ColumnChoice::from_argument("workspace_column", Some("ws")),
+            Ok(ColumnChoice::Named("ws".into()))
+        );
         assert_eq!(
             ColumnChoice::from_argument("workspace_column", Some(&"w".repeat(64))),
             Err("workspace_column is 64 bytes long; PostgreSQL identifiers are at most 63".into())
@@ -355,11 +389,19 @@ mod tests {
         };
         let ddl = unprotect_statements("\"public\".\"t\"", &existing, false);
         assert_eq!(ddl.len(), POLICIES.len() + 4);
-        assert!(ddl.contains(&"ALTER TABLE \"public\".\"t\" ALTER COLUMN \"tenant_id\" DROP DEFAULT".to_string()));
+        assert!(
+            ddl.contains(&"ALTER TABLE \"public\".\"t\" ALTER COLUMN \"tenant_id\" DROP DEFAULT".to_string())
+        );
         assert!(ddl.contains(&"DROP TRIGGER boundary_refuse_truncate ON \"public\".\"t\"".to_string()));
         assert_eq!(ddl.last().unwrap(), "ALTER TABLE \"public\".\"t\" DISABLE ROW LEVEL SECURITY");
         let partial = Existing { policies: vec![SELECT_POLICY.into()], ..Existing::default() };
         let keep = unprotect_statements("\"public\".\"t\"", &partial, true);
-        assert_eq!(keep, ["DROP POLICY boundary_select ON \"public\".\"t\"", "ALTER TABLE \"public\".\"t\" NO FORCE ROW LEVEL SECURITY"]);
+        assert_eq!(
+            keep,
+            [
+                "DROP POLICY boundary_select ON \"public\".\"t\"",
+                "ALTER TABLE \"public\".\"t\" NO FORCE ROW LEVEL SECURITY"
+            ]
+        );
     }
 }

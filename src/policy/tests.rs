@@ -54,7 +54,8 @@ mod tests {
                 .to_string()
         ));
         let second = column("SELECT boundary.protect('public.tickets')");
-        let (drops, rest): (Vec<String>, Vec<String>) = second.into_iter().partition(|s| s.starts_with("DROP POLICY"));
+        let (drops, rest): (Vec<String>, Vec<String>) =
+            second.into_iter().partition(|s| s.starts_with("DROP POLICY"));
         assert_eq!(drops.len(), 5, "a re-run replaces the five policies");
         assert_eq!(first, rest, "and otherwise runs the same DDL");
         assert_eq!(
@@ -114,7 +115,10 @@ mod tests {
             try_sql("UPDATE public.tickets SET note = 'x'"),
             "42501: new row violates row-level security policy \"boundary_update\" for table \"tickets\""
         );
-        assert_eq!(one::<i64>("WITH d AS (DELETE FROM public.tickets RETURNING 1) SELECT count(*) FROM d"), Some(0));
+        assert_eq!(
+            one::<i64>("WITH d AS (DELETE FROM public.tickets RETURNING 1) SELECT count(*) FROM d"),
+            Some(0)
+        );
         // Only owners may write once write_roles says so.
         Spi::run("RESET ROLE; SELECT boundary.register_principal('northstar-dental', 'support', 'alice', 'admin', 'pro', 'us')").unwrap();
         Spi::run("SELECT boundary.protect('public.tickets', write_roles => '{owner}')").unwrap();
@@ -150,11 +154,15 @@ mod tests {
         as_agent_in("7f1c0e9a-0000-4000-8000-000000000001", "member");
         Spi::run("INSERT INTO public.by_uuid (id) VALUES (2)").unwrap();
         assert_eq!(
-            one::<String>("SELECT string_agg(tenant_id || '/' || id, ',' ORDER BY id) FROM public.by_uuid").unwrap(),
+            one::<String>("SELECT string_agg(tenant_id || '/' || id, ',' ORDER BY id) FROM public.by_uuid")
+                .unwrap(),
             "7f1c0e9a-0000-4000-8000-000000000001/1,7f1c0e9a-0000-4000-8000-000000000001/2"
         );
         as_agent_in("42", "member");
-        assert_eq!(one::<String>("SELECT string_agg(tenant_id || '/' || id, ',') FROM public.by_bigint").unwrap(), "42/1");
+        assert_eq!(
+            one::<String>("SELECT string_agg(tenant_id || '/' || id, ',') FROM public.by_bigint").unwrap(),
+            "42/1"
+        );
         assert_eq!(
             one::<String>("SELECT pg_get_expr(polqual, polrelid) FROM pg_policy WHERE polrelid = 'public.by_bigint'::regclass AND polname = 'boundary_select'").unwrap(),
             "(tenant_id = (boundary.tenant_id())::bigint)"
@@ -174,8 +182,7 @@ mod tests {
         )
         .unwrap();
         as_agent_in("northstar-design", "member");
-        let plan = one::<String>("EXPLAIN (COSTS OFF) SELECT * FROM public.big WHERE id = 500")
-            .unwrap();
+        let plan = one::<String>("EXPLAIN (COSTS OFF) SELECT * FROM public.big WHERE id = 500").unwrap();
         let plan_text = Spi::connect(|c| {
             c.select("EXPLAIN (COSTS OFF) SELECT * FROM public.big WHERE id = 500", None, &[])
                 .unwrap()
@@ -189,7 +196,11 @@ mod tests {
             "{plan_text}"
         );
         assert_eq!(one::<i64>("SELECT count(*) FROM public.big WHERE id = 500"), Some(1));
-        assert_eq!(one::<i64>("SELECT count(*) FROM public.big WHERE id = 501"), Some(0), "another tenant's id");
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM public.big WHERE id = 501"),
+            Some(0),
+            "another tenant's id"
+        );
     }
 
     #[pg_test]
@@ -211,10 +222,19 @@ mod tests {
             "((tenant_id = boundary.tenant_id()) AND (workspace_id = boundary.workspace_id()) AND (source = ANY (boundary.datasource_ids())) AND (user_id = boundary.user_id()))"
         );
         as_agent_in("northstar-dental", "admin"); // datasources: tickets, kb
-        assert_eq!(one::<String>("SELECT string_agg(id::text, ',' ORDER BY id) FROM public.notes").unwrap(), "1");
-        Spi::run("RESET ROLE; SELECT boundary.protect('public.notes', user_column => '', datasource_column => '')").unwrap();
+        assert_eq!(
+            one::<String>("SELECT string_agg(id::text, ',' ORDER BY id) FROM public.notes").unwrap(),
+            "1"
+        );
+        Spi::run(
+            "RESET ROLE; SELECT boundary.protect('public.notes', user_column => '', datasource_column => '')",
+        )
+        .unwrap();
         Spi::run("SET ROLE agent_tester").unwrap();
-        assert_eq!(one::<String>("SELECT string_agg(id::text, ',' ORDER BY id) FROM public.notes").unwrap(), "1,3,4");
+        assert_eq!(
+            one::<String>("SELECT string_agg(id::text, ',' ORDER BY id) FROM public.notes").unwrap(),
+            "1,3,4"
+        );
         Spi::run("RESET ROLE").unwrap();
         assert_eq!(
             try_sql("SELECT boundary.protect('public.notes', workspace_column => 'team')"),
@@ -225,7 +245,8 @@ mod tests {
     #[pg_test]
     fn protect_refuses_what_it_cannot_protect() {
         fixture();
-        Spi::run("CREATE TABLE public.plain (id int); CREATE VIEW public.v AS SELECT 1 AS tenant_id").unwrap();
+        Spi::run("CREATE TABLE public.plain (id int); CREATE VIEW public.v AS SELECT 1 AS tenant_id")
+            .unwrap();
         assert_eq!(
             try_sql("SELECT boundary.protect('public.plain')"),
             "42703: table public.plain has no tenant column \"tenant_id\"; add one or pass tenant_column => '<column>'"
@@ -234,9 +255,15 @@ mod tests {
             try_sql("SELECT boundary.protect('public.v')"),
             "22023: public.v is not a table; only tables and partitioned tables can be protected (a view over protected tables needs security_invoker = true)"
         );
-        assert_eq!(try_sql("SELECT boundary.protect('public.nope')"), "42P01: relation \"public.nope\" does not exist");
         assert_eq!(
-            try_sql(&format!("SELECT boundary.protect('public.plain', tenant_column => '{}')", "t".repeat(64))),
+            try_sql("SELECT boundary.protect('public.nope')"),
+            "42P01: relation \"public.nope\" does not exist"
+        );
+        assert_eq!(
+            try_sql(&format!(
+                "SELECT boundary.protect('public.plain', tenant_column => '{}')",
+                "t".repeat(64)
+            )),
             "22023: tenant_column is 64 bytes long; PostgreSQL identifiers are at most 63"
         );
         assert_eq!(
@@ -366,10 +393,19 @@ mod tests {
         );
         // Taking protection apart with ALTER TABLE is undone at once.
         Spi::run("ALTER TABLE app.memories NO FORCE ROW LEVEL SECURITY").unwrap();
-        assert_eq!(one::<bool>("SELECT relforcerowsecurity FROM pg_class WHERE oid = 'app.memories'::regclass"), Some(true));
+        assert_eq!(
+            one::<bool>("SELECT relforcerowsecurity FROM pg_class WHERE oid = 'app.memories'::regclass"),
+            Some(true)
+        );
         // With the setting empty, new tables are left alone.
-        Spi::run("SET LOCAL agent_boundary.auto_protect_schemas = ''; CREATE TABLE app.unmanaged (tenant_id text)").unwrap();
-        assert_eq!(one::<i64>("SELECT count(*) FROM pg_policy WHERE polrelid = 'app.unmanaged'::regclass"), Some(0));
+        Spi::run(
+            "SET LOCAL agent_boundary.auto_protect_schemas = ''; CREATE TABLE app.unmanaged (tenant_id text)",
+        )
+        .unwrap();
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM pg_policy WHERE polrelid = 'app.unmanaged'::regclass"),
+            Some(0)
+        );
         // Views over protected tables get security_invoker.
         Spi::run("CREATE VIEW scratch.memories_view AS SELECT * FROM app.memories").unwrap();
         assert_eq!(
@@ -386,7 +422,10 @@ mod tests {
     #[pg_test]
     fn the_lint_is_empty_when_clean_and_names_every_problem_with_a_fix() {
         protected_tickets();
-        assert_eq!(column("SELECT object || ' | ' || problem FROM boundary.unprotected_tables()"), Vec::<String>::new());
+        assert_eq!(
+            column("SELECT object || ' | ' || problem FROM boundary.unprotected_tables()"),
+            Vec::<String>::new()
+        );
         Spi::run(
             "CREATE TABLE public.forgotten (tenant_id text, id int);
              SET LOCAL agent_boundary.auto_protect_schemas = '';
@@ -408,7 +447,8 @@ mod tests {
         .unwrap();
         // The ALTER TABLE above was repaired by the event trigger; break it where it cannot see.
         Spi::run("ALTER EVENT TRIGGER boundary_auto_protect DISABLE; ALTER TABLE public.tickets NO FORCE ROW LEVEL SECURITY; ALTER VIEW public.leaky_view SET (security_invoker = false)").unwrap();
-        let findings = column("SELECT object || ' | ' || problem FROM boundary.unprotected_tables()").join("\n");
+        let findings =
+            column("SELECT object || ' | ' || problem FROM boundary.unprotected_tables()").join("\n");
         let expected = [
             "agent_tester | has TRIGGER on protected table public.tickets",
             "public.accounts | unique index public.accounts_id_alone does not include the tenant column tenant_id; a duplicate-key error reveals other tenants' values",

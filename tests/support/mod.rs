@@ -5,6 +5,16 @@
 
 #![allow(dead_code)]
 
+/// `trials![f, g, ...]`: one libtest-mimic trial per async test function, named after it.
+macro_rules! trials {
+    ($($name:ident),+ $(,)?) => {
+        vec![$(libtest_mimic::Trial::test(stringify!($name), || {
+            crate::support::block_on($name());
+            Ok(())
+        })),+]
+    };
+}
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,6 +27,50 @@ pub use tokio_postgres::Client;
 /// The HMAC secret the fixture registers as key `app-2026`; tests sign with it like an app.
 pub const APP_KID: &str = "app-2026";
 pub const APP_SECRET: &[u8] = b"integration-test-secret-0123456789abcdef";
+
+/// What every suite starts from: the extension, the app key, and the lookalike tenants'
+/// principals (same workspace name, same user name, different role, plan and region).
+pub const BASE_FIXTURE: &str = r#"
+CREATE EXTENSION agent_boundary CASCADE;
+SELECT boundary.add_signing_key('app-2026', 'HS256', convert_to('integration-test-secret-0123456789abcdef', 'UTF8'));
+SELECT boundary.register_principal('northstar-dental', 'support', 'alice', 'admin',  'pro',  'us', ARRAY['search', 'crm'], ARRAY['tickets']);
+SELECT boundary.register_principal('northstar-dental', 'support', 'bob',   'viewer', 'pro',  'us', ARRAY['search'], ARRAY['tickets']);
+SELECT boundary.register_principal('northstar-design', 'support', 'alice', 'member', 'free', 'eu', ARRAY['search'], ARRAY['tickets']);
+"#;
+
+static SHARED: OnceLock<Cluster> = OnceLock::new();
+
+/// Starts the suite's shared cluster and loads `BASE_FIXTURE` plus `fixture` into it.
+pub fn start_shared_cluster(name: &str, fixture: &str) {
+    let cluster = Cluster::start(name, &[]);
+    block_on(async {
+        let admin = cluster.connect("postgres").await;
+        admin.batch_execute(BASE_FIXTURE).await.expect("base fixture");
+        admin.batch_execute(fixture).await.expect("fixture");
+    });
+    assert!(SHARED.set(cluster).is_ok(), "started twice");
+}
+
+/// The suite's shared cluster (see [`start_shared_cluster`]).
+pub fn cluster() -> &'static Cluster {
+    SHARED.get().expect("main starts the shared cluster first")
+}
+
+/// Stops the shared cluster, if one was started.
+pub fn stop_shared_cluster() {
+    if let Some(cluster) = SHARED.get() {
+        cluster.stop();
+    }
+}
+
+/// Tokens for the lookalike principals: alice at Northstar Dental (admin) and Design (member).
+pub fn dental_alice() -> String {
+    app_token("northstar-dental", "support", "alice", "admin", json!({}))
+}
+
+pub fn design_alice() -> String {
+    app_token("northstar-design", "support", "alice", "member", json!({}))
+}
 
 pub fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -101,9 +155,7 @@ impl Cluster {
     /// Starts a cluster; `extra_conf` lines are appended to postgresql.conf.
     pub fn start(name: &str, extra_conf: &[&str]) -> Cluster {
         let bin = pg_bin_dir();
-        let dir = manifest_dir()
-            .join("target/it-clusters")
-            .join(format!("{name}-{}", std::process::id()));
+        let dir = manifest_dir().join("target/it-clusters").join(format!("{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         if is_root() {
@@ -111,10 +163,15 @@ impl Cluster {
         }
         let data = dir.join("data");
         run(
-            as_server_user(&bin.join("initdb"))
-                .arg("-D")
-                .arg(&data)
-                .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"]),
+            as_server_user(&bin.join("initdb")).arg("-D").arg(&data).args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ]),
             "initdb",
         );
         let port = free_port();
