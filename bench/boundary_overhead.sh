@@ -6,17 +6,10 @@
 #      seal) vs set_config(..., true), with pgbench in prepared mode, one client.
 # Writes bench/RESULTS.md (section "Boundary overhead"). Usage: bash bench/boundary_overhead.sh [seconds per arm]
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
-source "$ROOT/scripts/cluster.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 seconds="${1:-15}"
-install_extension --release
-dir="$ROOT/target/bench-cluster"
-cluster_stop "$dir"; rm -rf "$dir"
-port="$(free_port)"
-cluster_start "$dir" "$port"
-trap 'cluster_stop "$dir"' EXIT
-export PGHOST=127.0.0.1 PGPORT="$port" PGUSER=postgres PGDATABASE=postgres
-psql_q() { "$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 "$@"; }
+bench_server boundary-overhead
+dir="$BENCH_DIR"
 
 psql_q -c "CREATE EXTENSION agent_boundary CASCADE" \
        -c "SELECT boundary.generate_signing_key('bench')" \
@@ -55,16 +48,12 @@ SQL
 tps() { "$PGBIN/pgbench" -n -M prepared -c 1 -T "$seconds" -D token="$token" -D tenant=northstar-dental -f "$1" 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p'; }
 enter_tps=$(tps "$dir/enter.sql" | xargs printf '%.0f'); set_tps=$(tps "$dir/set_config.sql" | xargs printf '%.0f')
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 # Milliseconds per million calls are nanoseconds per call.
 per_call_ns() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", a - b }'; }
-out="$ROOT/bench/RESULTS.md"
 {
-  echo "# Benchmark results"
-  echo
   echo "## Boundary overhead"
   echo
-  echo "Command: \`bash bench/boundary_overhead.sh $seconds\` — $(date -u +%Y-%m-%d), $(nproc) cores, $(uname -m), PostgreSQL 18.3 (embedded), release build of the extension."
+  echo "Command: \`bash bench/boundary_overhead.sh $seconds\` — $(machine)."
   echo
   echo "| measure | boundary | baseline | ratio |"
   echo "|---|---|---|---|"
@@ -73,5 +62,4 @@ out="$ROOT/bench/RESULTS.md"
   echo "| transactions/s: \`BEGIN; boundary.enter(token); tenant_id(); COMMIT\` vs \`BEGIN; set_config(...); current_setting(); COMMIT\` | $enter_tps | $set_tps | $(ratio "$set_tps" "$enter_tps")x the time per transaction |"
   echo
   echo "A policy \`tenant_id = boundary.tenant_id()\` pays the per-call cost once per index scan (the accessor is the index key) and once per row in a sequential scan. \`boundary.enter\` verifies the JWT, reads the key and the registry, and seals the result; the ratio is for a transaction that does nothing else."
-} > "$out"
-cat "$out"
+} | write_section boundary-overhead

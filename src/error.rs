@@ -21,6 +21,8 @@ pub enum BoundaryError {
     NotAllowed { what: String, hint: String },
     /// A caller-supplied argument is out of range or malformed.
     InvalidArgument(String),
+    /// A value is larger than the extension stores.
+    ValueTooLarge(String),
     /// A named object (signing key, principal) does not exist.
     UndefinedObject(String),
     /// A table lacks a column the caller named or protection needs.
@@ -41,6 +43,7 @@ impl BoundaryError {
             | Self::NotAllowed { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE,
             Self::TokenRefused(_) => ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
             Self::InvalidArgument(_) => ERRCODE_INVALID_PARAMETER_VALUE,
+            Self::ValueTooLarge(_) => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             Self::UndefinedObject(_) => ERRCODE_UNDEFINED_OBJECT,
             Self::UndefinedColumn(_) => ERRCODE_UNDEFINED_COLUMN,
             Self::DuplicateObject(_) => ERRCODE_DUPLICATE_OBJECT,
@@ -81,6 +84,7 @@ impl fmt::Display for BoundaryError {
             Self::PrincipalRefused(why) => write!(f, "agent boundary refused: {why}"),
             Self::NotAllowed { what, .. } => f.write_str(what),
             Self::InvalidArgument(why)
+            | Self::ValueTooLarge(why)
             | Self::UndefinedObject(why)
             | Self::UndefinedColumn(why)
             | Self::DuplicateObject(why)

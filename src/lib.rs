@@ -7,9 +7,11 @@ use pgrx::prelude::*;
 pgrx::pg_module_magic!(name, version);
 
 pub mod boundary;
+pub mod cache;
 pub mod error;
 pub mod gucs;
 pub mod keyspace;
+pub mod memory;
 pub mod policy;
 pub mod registry;
 

@@ -1,6 +1,7 @@
 //! The agent boundary as plain data: what a token may claim, how claims are validated, and how
 //! the registry narrows them. No PostgreSQL in here, so all of it is tested with `cargo test`.
 
+use crate::keyspace;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -44,6 +45,10 @@ closed_set!(
 );
 closed_set!(Plan, "plan", { Free = "free", Pro = "pro", Enterprise = "enterprise" });
 closed_set!(Region, "region", { Us = "us", Eu = "eu", In = "in" });
+closed_set!(
+    /// Whose memory: the user's own (default, the narrowest) or shared across the workspace.
+    MemoryScope, "scope", { User = "user", Workspace = "workspace" }
+);
 closed_set!(
     /// How long a boundary lasts: to the end of the transaction (default) or of the session.
     Scope, "scope", { Transaction = "transaction", Session = "session" }
@@ -211,6 +216,9 @@ pub struct Boundary {
     /// Id of the signing key that verified the token.
     pub kid: String,
     pub scope: Scope,
+    /// `cache_prefix()`, computed once per parsed boundary (it hashes the datasource list).
+    #[serde(skip)]
+    pub cached_cache_prefix: std::cell::OnceCell<String>,
 }
 
 fn intersect(requested: Option<Vec<String>>, allowed: &[String]) -> Vec<String> {
@@ -265,6 +273,7 @@ impl Requested {
             exp: self.expires_at,
             kid: kid.to_string(),
             scope,
+            cached_cache_prefix: Default::default(),
         })
     }
 }
@@ -276,11 +285,40 @@ impl Boundary {
             == (&other.tenant_id, &other.workspace_id, &other.user_id, &other.datasource_ids, other.role)
     }
 
-    /// The memory namespace: the token's, or one derived injectively from tenant, workspace and
-    /// user so two boundaries can never share it by accident.
+    fn memory_owner(&self) -> keyspace::MemoryOwner<'_> {
+        match &self.memory_namespace {
+            Some(ns) => keyspace::MemoryOwner::Namespace(ns),
+            None => keyspace::MemoryOwner::User(&self.user_id),
+        }
+    }
+
+    /// The user-scoped memory namespace: tenant, workspace and the user (or the token's
+    /// `memory_namespace`, which still lives inside the tenant and workspace).
     pub fn memory_namespace(&self) -> String {
-        self.memory_namespace.clone().unwrap_or_else(|| {
-            crate::keyspace::compose(["agent-memory", &self.tenant_id, &self.workspace_id, &self.user_id])
+        keyspace::memory_namespace(&self.tenant_id, &self.workspace_id, self.memory_owner())
+    }
+
+    /// The namespace memory of `scope` lives in.
+    pub fn memory_namespace_for(&self, scope: MemoryScope) -> String {
+        match scope {
+            MemoryScope::User => self.memory_namespace(),
+            MemoryScope::Workspace => keyspace::memory_namespace(
+                &self.tenant_id,
+                &self.workspace_id,
+                keyspace::MemoryOwner::Workspace,
+            ),
+        }
+    }
+
+    /// The canonical key of memory `name` in `scope`.
+    pub fn memory_key(&self, name: &str, scope: MemoryScope) -> String {
+        keyspace::memory_key(&self.memory_namespace_for(scope), name)
+    }
+
+    /// What every cache key built under this boundary starts with.
+    pub fn cache_prefix(&self) -> &str {
+        self.cached_cache_prefix.get_or_init(|| {
+            keyspace::cache_prefix(&self.tenant_id, &self.workspace_id, self.role.as_str(), &self.datasource_ids)
         })
     }
 
@@ -467,7 +505,7 @@ mod tests {
             narrow_claims(&c, &principal()).unwrap().memory_namespace()
         };
         assert_ne!(mk("a:b", "c"), mk("a", "b:c"));
-        assert_eq!(mk("a", "b"), "agent-memory:a:b:u-1");
+        assert_eq!(mk("a", "b"), "agent-memory:a:b:user:u-1");
     }
 
     #[test]

@@ -203,25 +203,6 @@ fn list_signing_keys() -> TableIterator<
     TableIterator::new(rows)
 }
 
-fn ttl_seconds(ttl: &pgrx::datum::Interval) -> Result<i64> {
-    if ttl.months() != 0 {
-        return Err(BoundaryError::InvalidArgument(
-            "ttl must be given in days, hours, minutes or seconds, not months or years".into(),
-        ));
-    }
-    let seconds = ttl.as_micros() / 1_000_000;
-    let max = gucs::max_token_lifetime_secs();
-    if seconds <= 0 {
-        return Err(BoundaryError::InvalidArgument("ttl must be positive".into()));
-    }
-    if seconds > i128::from(max) {
-        return Err(BoundaryError::InvalidArgument(format!(
-            "ttl is {seconds}s; agent_boundary.max_token_lifetime allows {max}s"
-        )));
-    }
-    Ok(seconds as i64)
-}
-
 /// Signs boundary claims into a token `boundary.enter()` accepts. For key holders (superuser or
 /// roles granted EXECUTE) and tests; applications usually sign with their own JWT library.
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
@@ -245,7 +226,12 @@ fn sign(
         }
         let now = now_unix();
         object.insert("iat".into(), now.into());
-        object.insert("exp".into(), (now + ttl_seconds(&ttl)?).into());
+        let ttl = super::ttl_seconds(
+            &ttl,
+            gucs::max_token_lifetime_secs(),
+            "agent_boundary.max_token_lifetime allows",
+        )?;
+        object.insert("exp".into(), (now + ttl).into());
         object.insert("aud".into(), token::AUDIENCE.into());
         Requested::from_claims(&claims).map_err(BoundaryError::InvalidArgument)?;
 

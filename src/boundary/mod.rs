@@ -20,6 +20,24 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use std::rc::Rc;
 
+/// A positive interval of days, hours, minutes or seconds, in seconds, at most `max_secs`
+/// (refused as "ttl is Ns; <limit> <max>s").
+pub fn ttl_seconds(ttl: &pgrx::datum::Interval, max_secs: i64, limit: &str) -> Result<i64> {
+    if ttl.months() != 0 {
+        return Err(BoundaryError::InvalidArgument(
+            "ttl must be given in days, hours, minutes or seconds, not months or years".into(),
+        ));
+    }
+    let secs = ttl.as_micros() / 1_000_000;
+    if secs <= 0 {
+        return Err(BoundaryError::InvalidArgument("ttl must be positive".into()));
+    }
+    if secs > i128::from(max_secs) {
+        return Err(BoundaryError::InvalidArgument(format!("ttl is {secs}s; {limit} {max_secs}s")));
+    }
+    Ok(secs as i64)
+}
+
 fn verify_and_narrow(token: &str, scope: Scope) -> Result<claims::Boundary> {
     let refused = BoundaryError::TokenRefused;
     let (kid, _alg) = token::peek_header(token).map_err(refused)?;

@@ -57,7 +57,11 @@ mod tests {
             one::<Vec<String>>("SELECT boundary.datasource_ids()").unwrap(),
             vec!["kb".to_string(), "tickets".to_string()]
         );
-        assert_eq!(one::<String>("SELECT boundary.memory_namespace()").unwrap(), "ns-1");
+        assert_eq!(
+            one::<String>("SELECT boundary.memory_namespace()").unwrap(),
+            "agent-memory:northstar-dental:support:ns:ns-1",
+            "a token's namespace stays inside its tenant and workspace"
+        );
         assert_eq!(one::<String>("SELECT boundary.trace_id()").unwrap(), "tr-9");
         assert_eq!(one::<String>("SELECT boundary.run_id()").unwrap(), "run-1");
         assert_eq!(one::<String>("SELECT boundary.prompt_version()").unwrap(), "v7");
@@ -468,15 +472,18 @@ mod tests {
                     AND NOT has_function_privilege('public', oid, 'EXECUTE')"
             )
             .unwrap(),
-            "add_signing_key,generate_signing_key,list_signing_keys,register_principal,retire_signing_key,revoke,sign"
+            "add_signing_key,generate_signing_key,list_signing_keys,purge_expired,register_principal,retire_signing_key,revoke,sign"
         );
-        // Nothing in the schema is readable by PUBLIC.
+        // Keys and registry are readable by no ordinary role; the agent tables are, but every
+        // one of them is protected (forced row level security, boundary policies).
         assert_eq!(
-            one::<i64>(
-                "SELECT count(*) FROM pg_class WHERE relnamespace = 'boundary'::regnamespace
-                   AND relkind IN ('r', 'v', 'm', 'p') AND has_table_privilege('public', oid, 'SELECT')"
-            ),
-            Some(0)
+            one::<String>(
+                "SELECT string_agg(relname || ':' || relforcerowsecurity, ',' ORDER BY relname) FROM pg_class
+                  WHERE relnamespace = 'boundary'::regnamespace
+                    AND relkind IN ('r', 'v', 'm', 'p') AND has_table_privilege('public', oid, 'SELECT')"
+            )
+            .unwrap(),
+            "cache:true,memories:true,run_state:true"
         );
     }
 }

@@ -77,7 +77,7 @@ CREATE TABLE lookup (code text);
 RESET agent_boundary.auto_protect_schemas;
 SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity,
        (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid) AS policies
-  FROM pg_class c WHERE c.relname IN ('memories', 'lookup') ORDER BY c.relname;
+  FROM pg_class c WHERE c.oid IN ('public.memories'::regclass, 'public.lookup'::regclass) ORDER BY c.relname;
 
 -- unprotect() undoes protect().
 SELECT boundary.unprotect('orders');

@@ -1,0 +1,125 @@
+//! A response cache whose keys carry everything that changes what a boundary may see: tenant,
+//! workspace, role, a hash of the sorted allowed datasource ids, the prompt version, a namespace
+//! and a hash of the input. A key built under another boundary is refused; a different
+//! datasource set or prompt version builds a different key, so it misses.
+
+use crate::boundary::claims::{validate_id, Boundary};
+use crate::boundary::state;
+use crate::boundary::ttl_seconds;
+use crate::error::{BoundaryError, OrRaise, Result};
+use crate::keyspace;
+use crate::memory::{lookup_value, validate_value};
+use pgrx::datum::{Interval, TimestampWithTimeZone};
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+const MAX_CACHE_TTL_SECS: i64 = 30 * 24 * 3600;
+
+extension_sql!(
+    r#"
+CREATE TABLE boundary.cache (
+    tenant_id    text NOT NULL,
+    workspace_id text NOT NULL,
+    key          text NOT NULL,
+    value        jsonb NOT NULL,
+    expires_at   timestamptz NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, key),
+    CHECK (starts_with(key, boundary.compose_key(VARIADIC ARRAY['agent-cache', tenant_id, workspace_id]) || ':'))
+);
+COMMENT ON TABLE boundary.cache IS
+  'Cached agent results, keyed by boundary.cache_key(); a role or datasource set sees only its own entries.';
+DO $protect$ BEGIN
+    PERFORM boundary.protect('boundary.cache', write_roles => '{owner,admin,member,viewer}');
+END $protect$;
+CREATE POLICY cache_current_boundary ON boundary.cache AS RESTRICTIVE FOR ALL
+    USING (starts_with(key, boundary.cache_prefix()) AND expires_at > statement_timestamp())
+    WITH CHECK (starts_with(key, boundary.cache_prefix()));
+GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.cache TO PUBLIC;
+"#,
+    name = "cache_table",
+    requires = [
+        policy::protect,
+        boundary::tenant_id,
+        boundary::workspace_id,
+        boundary::role,
+        cache_prefix,
+        memory::compose_key,
+        "policy_sql"
+    ],
+);
+
+/// What every cache key of the current boundary starts with (tenant, workspace, role,
+/// datasource hash). The cache's policy compares keys with it.
+#[pg_extern(stable, parallel_safe)]
+fn cache_prefix() -> String {
+    state::current().or_raise().cache_prefix().to_string()
+}
+
+fn validate_part(what: &str, value: &str) -> Result<()> {
+    validate_id(what, value).map_err(BoundaryError::InvalidArgument)
+}
+
+/// Refuses a key that was not built by cache_key() under the current boundary.
+fn check_key(boundary: &Boundary, key: &str) -> Result<()> {
+    let built_here = key.starts_with(boundary.cache_prefix())
+        && keyspace::decompose(key).len() == 8
+        && key.len() <= 4 * 1024;
+    if built_here {
+        Ok(())
+    } else {
+        Err(BoundaryError::NotAllowed {
+            what: "cache key was not built for the current agent boundary".into(),
+            hint:
+                "Build keys with boundary.cache_key(namespace, input, prompt_version) in the same boundary; \
+                   a different tenant, workspace, role or datasource set needs its own key."
+                    .into(),
+        })
+    }
+}
+
+/// `agent-cache:<tenant>:<workspace>:<role>:<sha256 of sorted datasources>:<prompt version>:
+/// <namespace>:<sha256 of input>`, every part escaped.
+#[pg_extern(stable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
+fn cache_key(namespace: &str, input: &str, prompt_version: &str) -> String {
+    let key = || -> Result<String> {
+        validate_part("namespace", namespace)?;
+        validate_part("prompt_version", prompt_version)?;
+        let boundary = state::current()?;
+        Ok(keyspace::cache_key(boundary.cache_prefix(), prompt_version, namespace, input))
+    };
+    key().or_raise()
+}
+
+/// Stores `value` under `key` (from cache_key() in this boundary) for `ttl`; returns the expiry.
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn cache_put(key: &str, value: JsonB, ttl: default!(Interval, "'1 hour'")) -> TimestampWithTimeZone {
+    let put = || -> Result<TimestampWithTimeZone> {
+        check_key(&*state::current()?, key)?;
+        validate_value(&value)?;
+        let ttl = ttl_seconds(&ttl, MAX_CACHE_TTL_SECS, "the limit is")?;
+        Spi::get_one_with_args::<TimestampWithTimeZone>(
+            "INSERT INTO boundary.cache AS c (key, value, expires_at)
+             VALUES ($1, $2, statement_timestamp() + make_interval(secs => $3))
+             ON CONFLICT (tenant_id, key) DO UPDATE
+                SET value = excluded.value, expires_at = excluded.expires_at, created_at = now()
+             RETURNING expires_at",
+            &[key.into(), value.into(), (ttl as f64).into()],
+        )?
+        .ok_or_else(|| BoundaryError::Internal("no expiry returned".into()))
+    };
+    put().or_raise()
+}
+
+/// The live value under `key`, or NULL on a miss. A key built under another boundary is refused.
+#[pg_extern(stable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
+fn cache_get(key: &str) -> Option<JsonB> {
+    let get = || -> Result<Option<JsonB>> {
+        check_key(&*state::current()?, key)?;
+        lookup_value("SELECT value FROM boundary.cache WHERE key = $1", key.to_string())
+    };
+    get().or_raise()
+}

@@ -1,0 +1,388 @@
+//! Agent memory in two separate stores, both protected by generated row level security:
+//! durable memory (`boundary.memories`: approved for reuse, per user or shared across the
+//! workspace) and run state (`boundary.run_state`: one run's scratchpad, expiring). Nothing
+//! moves from run state to memory except through `boundary.promote()`.
+//!
+//! The functions run as the caller, so every read and write passes the policies; names and
+//! values are bound as parameters, and keys are built by `keyspace` alone.
+
+use crate::boundary::claims::{truncate_for_message, Boundary, MemoryScope};
+use crate::boundary::{state, ttl_seconds};
+use crate::error::{BoundaryError, OrRaise, Result};
+use crate::keyspace;
+use pgrx::datum::{Interval, TimestampWithTimeZone};
+use pgrx::prelude::*;
+use pgrx::spi::OwnedPreparedStatement;
+use pgrx::JsonB;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
+
+/// Longest memory or run-state name, in bytes.
+pub const MAX_NAME_BYTES: usize = 200;
+/// Largest stored value (its JSON text), in bytes.
+pub const MAX_VALUE_BYTES: usize = 1 << 20;
+/// Longest run-state lifetime.
+const MAX_RUN_STATE_TTL_SECS: i64 = 7 * 24 * 3600;
+
+extension_sql!(
+    r#"
+CREATE TABLE boundary.memories (
+    tenant_id    text NOT NULL,
+    workspace_id text NOT NULL,
+    scope        text NOT NULL CHECK (scope IN ('user', 'workspace')),
+    namespace    text NOT NULL,
+    name         text NOT NULL,
+    key          text NOT NULL,
+    value        jsonb NOT NULL,
+    created_by   text NOT NULL,
+    updated_by   text NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    promoted_from_run text,
+    PRIMARY KEY (tenant_id, key),
+    -- The key is the namespace plus the name, and the namespace lies inside tenant and workspace,
+    -- so no row can claim a key another user or workspace owns.
+    CHECK (key = namespace || ':' || boundary.key_part(name)),
+    CHECK (starts_with(namespace, boundary.compose_key(VARIADIC ARRAY['agent-memory', tenant_id, workspace_id]) || ':')),
+    CHECK (scope = 'user' OR namespace = boundary.compose_key(VARIADIC ARRAY['agent-memory', tenant_id, workspace_id, 'workspace']))
+);
+COMMENT ON TABLE boundary.memories IS
+  'Durable agent memory (approved for reuse). Per user by default, or shared across the workspace.';
+SELECT pg_catalog.pg_extension_config_dump('boundary.memories', '');
+
+CREATE TABLE boundary.run_state (
+    tenant_id    text NOT NULL,
+    workspace_id text NOT NULL,
+    user_id      text NOT NULL,
+    run_id       text NOT NULL,
+    name         text NOT NULL,
+    value        jsonb NOT NULL,
+    expires_at   timestamptz NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, workspace_id, user_id, run_id, name)
+);
+COMMENT ON TABLE boundary.run_state IS
+  'One run''s scratchpad: visible only to that run, invisible once expired, never durable memory unless promoted.';
+
+DO $protect$ BEGIN
+    PERFORM boundary.protect('boundary.memories', user_column => '',
+                             write_roles => '{owner,admin,member,viewer}');
+    PERFORM boundary.protect('boundary.run_state', write_roles => '{owner,admin,member,viewer}');
+END $protect$;
+-- On top of tenant and workspace: user memory belongs to its owner; run state to its run, until it expires.
+CREATE POLICY memories_owner ON boundary.memories AS RESTRICTIVE FOR ALL
+    USING (scope = 'workspace' OR namespace = boundary.memory_namespace())
+    WITH CHECK (scope = 'workspace' OR namespace = boundary.memory_namespace());
+CREATE POLICY run_state_current_run ON boundary.run_state AS RESTRICTIVE FOR ALL
+    USING (run_id = boundary.run_id() AND expires_at > statement_timestamp())
+    WITH CHECK (run_id = boundary.run_id());
+ALTER TABLE boundary.run_state ALTER COLUMN run_id SET DEFAULT boundary.run_id();
+GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.memories, boundary.run_state TO PUBLIC;
+"#,
+    name = "memory_tables",
+    requires = [
+        policy::protect,
+        boundary::tenant_id,
+        boundary::workspace_id,
+        boundary::user_id,
+        boundary::role,
+        boundary::memory_namespace,
+        boundary::run_id,
+        compose_key,
+        key_part,
+        "policy_sql"
+    ],
+);
+
+/// `boundary.compose_key(VARIADIC parts)`: the injective key encoding, for app-side stores and
+/// CHECK constraints. Pure, so IMMUTABLE (unlike the accessors, it reads no boundary).
+#[pg_extern(immutable, parallel_safe, strict)]
+fn compose_key(parts: pgrx::VariadicArray<String>) -> String {
+    let parts: Vec<String> = parts.iter().map(|p| p.unwrap_or_default()).collect();
+    keyspace::compose(parts.iter().map(String::as_str))
+}
+
+/// One escaped key part (`%` → `%25`, `:` → `%3A`).
+#[pg_extern(immutable, parallel_safe, strict)]
+fn key_part(part: &str) -> String {
+    keyspace::part(part)
+}
+
+/// Memory and run-state names: 1..=200 bytes, no control characters, no `:` (the separator).
+pub fn validate_name(what: &str, name: &str) -> Result<()> {
+    let invalid = |why: String| Err(BoundaryError::InvalidArgument(why));
+    if name.is_empty() {
+        return invalid(format!("{what} must not be empty"));
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return invalid(format!("{what} is {} bytes long; the limit is {MAX_NAME_BYTES}", name.len()));
+    }
+    if name.chars().any(char::is_control) {
+        return invalid(format!("{what} contains a control character"));
+    }
+    if name.contains(':') {
+        return invalid(format!(
+            "{what} {:?} contains ':', the key separator; use another character",
+            truncate_for_message(name)
+        ));
+    }
+    Ok(())
+}
+
+/// Values are JSON (PostgreSQL already refused anything else) of at most 1 MiB.
+pub fn validate_value(value: &JsonB) -> Result<()> {
+    let size = value.0.to_string().len();
+    if size > MAX_VALUE_BYTES {
+        return Err(BoundaryError::ValueTooLarge(format!(
+            "value is {size} bytes of JSON; the limit is {MAX_VALUE_BYTES}"
+        )));
+    }
+    Ok(())
+}
+
+thread_local! {
+    /// Lookups run on every agent step; plan each once per backend (PostgreSQL's plan cache
+    /// still revalidates them after DDL, and the policies' accessors run at execution).
+    static LOOKUP_PLANS: RefCell<HashMap<&'static str, OwnedPreparedStatement>> = RefCell::new(HashMap::new());
+}
+
+/// The jsonb `value` of the row `sql` finds by its one text argument, through a kept plan.
+pub(crate) fn lookup_value(sql: &'static str, argument: String) -> Result<Option<JsonB>> {
+    Spi::connect(|client| {
+        LOOKUP_PLANS.with(|plans| {
+            let mut plans = plans.borrow_mut();
+            if !plans.contains_key(sql) {
+                let text = pgrx::PgOid::BuiltIn(pgrx::PgBuiltInOids::TEXTOID);
+                plans.insert(sql, client.prepare(sql, &[text])?.keep());
+            }
+            let rows = client.select(&plans[sql], Some(1), &[argument.into()])?;
+            Ok(rows.into_iter().next().map(|row| row.get::<JsonB>(1)).transpose()?.flatten())
+        })
+    })
+}
+
+fn scope(text: &str) -> Result<MemoryScope> {
+    MemoryScope::parse(text).map_err(BoundaryError::InvalidArgument)
+}
+
+fn run_id(boundary: &Boundary) -> Result<String> {
+    boundary.run_id.clone().ok_or_else(|| BoundaryError::NotAllowed {
+        what: "run state needs a run: the agent boundary has no run_id".into(),
+        hint: "Put a run_id claim in the boundary token.".into(),
+    })
+}
+
+fn current() -> Result<Rc<Boundary>> {
+    state::current()
+}
+
+/// The canonical key of memory `name`: `agent-memory:<tenant>:<workspace>:user:<user>:<name>`
+/// (or `:ns:<namespace>:` when the token names one, or `:workspace:` for shared memory), every
+/// part escaped, so app-side stores (Redis, ...) can use the same keys.
+#[pg_extern(stable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
+fn memory_key(name: &str, scope: default!(&str, "'user'")) -> String {
+    let key = || -> Result<String> {
+        validate_name("name", name)?;
+        Ok(current()?.memory_key(name, self::scope(scope)?))
+    };
+    key().or_raise()
+}
+
+/// Creates or replaces durable memory `name`; returns its key.
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn memory_set(name: &str, value: JsonB, scope: default!(&str, "'user'")) -> String {
+    let set = || -> Result<String> {
+        validate_name("name", name)?;
+        validate_value(&value)?;
+        let scope = self::scope(scope)?;
+        let boundary = current()?;
+        let key = boundary.memory_key(name, scope);
+        Spi::run_with_args(
+            "INSERT INTO boundary.memories AS m (scope, namespace, name, key, value, created_by, updated_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $6)
+             ON CONFLICT (tenant_id, key) DO UPDATE
+                SET value = excluded.value, updated_by = excluded.updated_by, updated_at = now()",
+            &[
+                scope.as_str().into(),
+                boundary.memory_namespace_for(scope).into(),
+                name.into(),
+                key.clone().into(),
+                value.into(),
+                boundary.user_id.clone().into(),
+            ],
+        )?;
+        Ok(key)
+    };
+    set().or_raise()
+}
+
+/// Durable memory `name`, or NULL.
+#[pg_extern(stable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
+fn memory_get(name: &str, scope: default!(&str, "'user'")) -> Option<JsonB> {
+    let get = || -> Result<Option<JsonB>> {
+        validate_name("name", name)?;
+        let key = current()?.memory_key(name, self::scope(scope)?);
+        lookup_value("SELECT value FROM boundary.memories WHERE key = $1", key)
+    };
+    get().or_raise()
+}
+
+/// Deletes durable memory `name`; true if there was one.
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn memory_delete(name: &str, scope: default!(&str, "'user'")) -> bool {
+    let delete = || -> Result<bool> {
+        validate_name("name", name)?;
+        let key = current()?.memory_key(name, self::scope(scope)?);
+        Ok(Spi::get_one_with_args::<i64>(
+            "WITH d AS (DELETE FROM boundary.memories WHERE key = $1 RETURNING 1) SELECT count(*) FROM d",
+            &[key.into()],
+        )?
+        .unwrap_or(0)
+            > 0)
+    };
+    delete().or_raise()
+}
+
+/// The durable memory this boundary can see (its own and the workspace's), names starting with
+/// `prefix`, ordered by scope and name.
+#[pg_extern(stable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
+fn memory_list(
+    prefix: default!(&str, "''"),
+) -> TableIterator<
+    'static,
+    (
+        name!(name, String),
+        name!(scope, String),
+        name!(value, JsonB),
+        name!(updated_at, TimestampWithTimeZone),
+    ),
+> {
+    let list = || -> Result<Vec<_>> {
+        if !prefix.is_empty() {
+            validate_name("prefix", prefix)?;
+        }
+        current()?;
+        Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT name, scope, value, updated_at FROM boundary.memories
+                      WHERE starts_with(name, $1) ORDER BY scope, name",
+                    None,
+                    &[prefix.into()],
+                )?
+                .map(|row| {
+                    Ok((
+                        row.get::<String>(1)?.unwrap_or_default(),
+                        row.get::<String>(2)?.unwrap_or_default(),
+                        row.get::<JsonB>(3)?.unwrap_or(JsonB(serde_json::Value::Null)),
+                        row.get::<TimestampWithTimeZone>(4)?
+                            .ok_or_else(|| BoundaryError::Internal("updated_at is NULL".into()))?,
+                    ))
+                })
+                .collect()
+        })
+    };
+    TableIterator::new(list().or_raise())
+}
+
+/// Sets run-state `name` for the boundary's run; it expires after `ttl`. Returns the expiry.
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn run_state_set(name: &str, value: JsonB, ttl: default!(Interval, "'1 hour'")) -> TimestampWithTimeZone {
+    let set = || -> Result<TimestampWithTimeZone> {
+        validate_name("name", name)?;
+        validate_value(&value)?;
+        let ttl = ttl_seconds(&ttl, MAX_RUN_STATE_TTL_SECS, "the limit is")?;
+        run_id(&*current()?)?;
+        Spi::get_one_with_args::<TimestampWithTimeZone>(
+            "INSERT INTO boundary.run_state AS r (name, value, expires_at)
+             VALUES ($1, $2, statement_timestamp() + make_interval(secs => $3))
+             ON CONFLICT (tenant_id, workspace_id, user_id, run_id, name) DO UPDATE
+                SET value = excluded.value, expires_at = excluded.expires_at, updated_at = now()
+             RETURNING expires_at",
+            &[name.into(), value.into(), (ttl as f64).into()],
+        )?
+        .ok_or_else(|| BoundaryError::Internal("no expiry returned".into()))
+    };
+    set().or_raise()
+}
+
+/// Run-state `name` of the boundary's run, or NULL (also once it has expired).
+#[pg_extern(stable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
+fn run_state_get(name: &str) -> Option<JsonB> {
+    let get = || -> Result<Option<JsonB>> {
+        validate_name("name", name)?;
+        run_id(&*current()?)?;
+        lookup_value("SELECT value FROM boundary.run_state WHERE name = $1", name.to_string())
+    };
+    get().or_raise()
+}
+
+/// Copies run-state `name` of the boundary's run into durable memory, recording the run it
+/// came from and who promoted it. The only way run state becomes memory. Returns the key.
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn promote(name: &str, scope: default!(&str, "'user'")) -> String {
+    let promote = || -> Result<String> {
+        validate_name("name", name)?;
+        let scope = self::scope(scope)?;
+        let boundary = current()?;
+        let run = run_id(&boundary)?;
+        let key = boundary.memory_key(name, scope);
+        let promoted = Spi::get_one_with_args::<i64>(
+            "WITH promoted AS (
+                INSERT INTO boundary.memories AS m
+                       (scope, namespace, name, key, value, created_by, updated_by, promoted_from_run)
+                SELECT $1, $2, r.name, $3, r.value, $4, $4, r.run_id
+                  FROM boundary.run_state r WHERE r.name = $5
+                ON CONFLICT (tenant_id, key) DO UPDATE
+                   SET value = excluded.value, updated_by = excluded.updated_by, updated_at = now(),
+                       promoted_from_run = excluded.promoted_from_run
+                RETURNING 1)
+             SELECT count(*) FROM promoted",
+            &[
+                scope.as_str().into(),
+                boundary.memory_namespace_for(scope).into(),
+                key.clone().into(),
+                boundary.user_id.clone().into(),
+                name.into(),
+            ],
+        )?
+        .unwrap_or(0);
+        if promoted == 0 {
+            return Err(BoundaryError::UndefinedObject(format!(
+                "run {} has no live run-state entry {:?} to promote",
+                truncate_for_message(&run),
+                truncate_for_message(name)
+            )));
+        }
+        Ok(key)
+    };
+    promote().or_raise()
+}
+
+/// Deletes expired run state and cache entries, all tenants at once; returns how many. Safe to
+/// schedule (e.g. with pg_cron); expired rows are already invisible before it runs.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn purge_expired() -> i64 {
+    Spi::get_one::<i64>(
+        "WITH r AS (DELETE FROM boundary.run_state WHERE expires_at <= statement_timestamp() RETURNING 1),
+              c AS (DELETE FROM boundary.cache WHERE expires_at <= statement_timestamp() RETURNING 1)
+         SELECT (SELECT count(*) FROM r) + (SELECT count(*) FROM c)",
+    )
+    .map_err(BoundaryError::from)
+    .and_then(|n| n.ok_or_else(|| BoundaryError::Internal("no count".into())))
+    .or_raise()
+}
