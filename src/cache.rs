@@ -8,7 +8,7 @@ use crate::boundary::state;
 use crate::boundary::ttl_seconds;
 use crate::error::{BoundaryError, OrRaise, Result};
 use crate::keyspace;
-use crate::memory::{lookup_value, validate_value};
+use crate::memory::{lookup_value, upsert_returning_expiry, validate_value};
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -100,15 +100,14 @@ fn cache_put(key: &str, value: JsonB, ttl: default!(Interval, "'1 hour'")) -> Ti
         check_key(&*state::current()?, key)?;
         validate_value(&value)?;
         let ttl = ttl_seconds(&ttl, MAX_CACHE_TTL_SECS, "the limit is")?;
-        Spi::get_one_with_args::<TimestampWithTimeZone>(
+        upsert_returning_expiry(
             "INSERT INTO boundary.cache AS c (key, value, expires_at)
              VALUES ($1, $2, statement_timestamp() + make_interval(secs => $3))
              ON CONFLICT (tenant_id, key) DO UPDATE
                 SET value = excluded.value, expires_at = excluded.expires_at, created_at = now()
              RETURNING expires_at",
             &[key.into(), value.into(), (ttl as f64).into()],
-        )?
-        .ok_or_else(|| BoundaryError::Internal("no expiry returned".into()))
+        )
     };
     put().or_raise()
 }

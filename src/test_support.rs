@@ -37,12 +37,25 @@ pub fn fixture() {
     .unwrap();
 }
 
-pub fn token_for(tenant: &str, extra: &str) -> String {
+/// A token for `user` at `tenant` (workspace "support") with `role`; `extra` is spliced into the
+/// claims object and must start with a comma.
+pub fn sign_for(tenant: &str, user: &str, role: &str, extra: &str) -> String {
     one::<String>(&format!(
         "SELECT boundary.sign('{{\"tenant_id\": \"{tenant}\", \"workspace_id\": \"support\",
-                                \"user_id\": \"alice\", \"role\": \"admin\" {extra}}}')"
+                                \"user_id\": \"{user}\", \"role\": \"{role}\" {extra}}}')"
     ))
     .unwrap()
+}
+
+pub fn token_for(tenant: &str, extra: &str) -> String {
+    sign_for(tenant, "alice", "admin", extra)
+}
+
+/// Enters that boundary (signing needs the superuser) and then becomes `agent_tester`.
+pub fn as_agent(tenant: &str, user: &str, role: &str, extra: &str) {
+    Spi::run("RESET ROLE").unwrap();
+    Spi::run(&enter_sql(&sign_for(tenant, user, role, extra))).unwrap();
+    Spi::run("SET ROLE agent_tester").unwrap();
 }
 
 pub fn enter_sql(token: &str) -> String {

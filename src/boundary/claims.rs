@@ -318,7 +318,12 @@ impl Boundary {
     /// What every cache key built under this boundary starts with.
     pub fn cache_prefix(&self) -> &str {
         self.cached_cache_prefix.get_or_init(|| {
-            keyspace::cache_prefix(&self.tenant_id, &self.workspace_id, self.role.as_str(), &self.datasource_ids)
+            keyspace::cache_prefix(
+                &self.tenant_id,
+                &self.workspace_id,
+                self.role.as_str(),
+                &self.datasource_ids,
+            )
         })
     }
 

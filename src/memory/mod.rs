@@ -166,6 +166,15 @@ pub(crate) fn lookup_value(sql: &'static str, argument: String) -> Result<Option
     })
 }
 
+/// Runs an upsert that ends in `RETURNING expires_at`.
+pub(crate) fn upsert_returning_expiry(
+    sql: &str,
+    args: &[pgrx::datum::DatumWithOid],
+) -> Result<TimestampWithTimeZone> {
+    Spi::get_one_with_args::<TimestampWithTimeZone>(sql, args)?
+        .ok_or_else(|| BoundaryError::Internal("the upsert returned no expiry".into()))
+}
+
 fn scope(text: &str) -> Result<MemoryScope> {
     MemoryScope::parse(text).map_err(BoundaryError::InvalidArgument)
 }
@@ -304,15 +313,14 @@ fn run_state_set(name: &str, value: JsonB, ttl: default!(Interval, "'1 hour'")) 
         validate_value(&value)?;
         let ttl = ttl_seconds(&ttl, MAX_RUN_STATE_TTL_SECS, "the limit is")?;
         run_id(&*current()?)?;
-        Spi::get_one_with_args::<TimestampWithTimeZone>(
+        upsert_returning_expiry(
             "INSERT INTO boundary.run_state AS r (name, value, expires_at)
              VALUES ($1, $2, statement_timestamp() + make_interval(secs => $3))
              ON CONFLICT (tenant_id, workspace_id, user_id, run_id, name) DO UPDATE
                 SET value = excluded.value, expires_at = excluded.expires_at, updated_at = now()
              RETURNING expires_at",
             &[name.into(), value.into(), (ttl as f64).into()],
-        )?
-        .ok_or_else(|| BoundaryError::Internal("no expiry returned".into()))
+        )
     };
     set().or_raise()
 }

@@ -6,18 +6,6 @@ mod tests {
     use crate::test_support::*;
     use pgrx::prelude::*;
 
-    /// Enters a boundary for `user` at `tenant` (extra claims spliced in) as agent_tester.
-    fn as_agent(tenant: &str, user: &str, extra: &str) {
-        Spi::run("RESET ROLE").unwrap();
-        let token = one::<String>(&format!(
-            "SELECT boundary.sign('{{\"tenant_id\": \"{tenant}\", \"workspace_id\": \"support\",
-                                    \"user_id\": \"{user}\", \"role\": \"member\" {extra}}}')"
-        ))
-        .unwrap();
-        Spi::run(&enter_sql(&token)).unwrap();
-        Spi::run("SET ROLE agent_tester").unwrap();
-    }
-
     fn fixture_with_bob() {
         fixture();
         Spi::run(
@@ -34,15 +22,15 @@ mod tests {
     #[pg_test]
     fn lookalike_tenants_keep_their_own_memory_under_the_same_name() {
         fixture_with_bob();
-        as_agent("northstar-dental", "alice", "");
+        as_agent("northstar-dental", "alice", "member", "");
         assert_eq!(
             text("SELECT boundary.memory_set('renewal', '{\"date\": \"2027-01-31\"}')"),
             "agent-memory:northstar-dental:support:user:alice:renewal"
         );
-        as_agent("northstar-design", "alice", "");
+        as_agent("northstar-design", "alice", "member", "");
         Spi::run("SELECT boundary.memory_set('renewal', '{\"date\": \"2027-06-30\"}')").unwrap();
         assert_eq!(text("SELECT boundary.memory_get('renewal')::text"), "{\"date\": \"2027-06-30\"}");
-        as_agent("northstar-dental", "alice", "");
+        as_agent("northstar-dental", "alice", "member", "");
         assert_eq!(text("SELECT boundary.memory_get('renewal')::text"), "{\"date\": \"2027-01-31\"}");
         assert_eq!(
             one::<i64>("SELECT count(*) FROM boundary.memories"),
@@ -51,7 +39,7 @@ mod tests {
         );
         // Another user of the same workspace: not alice's user memory, but the workspace's.
         Spi::run("SELECT boundary.memory_set('tone', '\"brief\"', 'workspace')").unwrap();
-        as_agent("northstar-dental", "bob", "");
+        as_agent("northstar-dental", "bob", "member", "");
         assert_eq!(text("SELECT boundary.memory_get('renewal')::text"), "<null>");
         assert_eq!(text("SELECT boundary.memory_get('tone', 'workspace')::text"), "\"brief\"");
         assert_eq!(
@@ -68,22 +56,22 @@ mod tests {
     #[pg_test]
     fn a_token_memory_namespace_stays_inside_its_tenant() {
         fixture();
-        as_agent("northstar-dental", "alice", r#", "memory_namespace": "support-bot""#);
+        as_agent("northstar-dental", "alice", "member", r#", "memory_namespace": "support-bot""#);
         assert_eq!(
             text("SELECT boundary.memory_key('handoff')"),
             "agent-memory:northstar-dental:support:ns:support-bot:handoff"
         );
         Spi::run("SELECT boundary.memory_set('handoff', '1')").unwrap();
-        as_agent("northstar-design", "alice", r#", "memory_namespace": "support-bot""#);
+        as_agent("northstar-design", "alice", "member", r#", "memory_namespace": "support-bot""#);
         assert_eq!(text("SELECT boundary.memory_get('handoff')::text"), "<null>");
-        as_agent("northstar-dental", "alice", "");
+        as_agent("northstar-dental", "alice", "member", "");
         assert_eq!(text("SELECT boundary.memory_get('handoff')::text"), "<null>", "a different namespace");
     }
 
     #[pg_test]
     fn bad_input_is_refused_and_nothing_is_written() {
         fixture();
-        as_agent("northstar-dental", "alice", r#", "run_id": "run-1""#);
+        as_agent("northstar-dental", "alice", "member", r#", "run_id": "run-1""#);
         let cases = [
             ("SELECT boundary.memory_set('', '1')", "22023: name must not be empty"),
             (
@@ -131,7 +119,7 @@ mod tests {
     #[pg_test]
     fn direct_writes_cannot_claim_another_users_keys() {
         fixture_with_bob();
-        as_agent("northstar-dental", "alice", "");
+        as_agent("northstar-dental", "alice", "member", "");
         let bobs = "agent-memory:northstar-dental:support:user:bob";
         assert_eq!(
             try_sql(&format!(
@@ -153,12 +141,12 @@ mod tests {
     #[pg_test]
     fn run_state_belongs_to_its_run_expires_and_becomes_memory_only_when_promoted() {
         fixture();
-        as_agent("northstar-dental", "alice", "");
+        as_agent("northstar-dental", "alice", "member", "");
         assert_eq!(
             try_sql("SELECT boundary.run_state_set('plan', '1')"),
             "42501: run state needs a run: the agent boundary has no run_id"
         );
-        as_agent("northstar-dental", "alice", r#", "run_id": "run-1""#);
+        as_agent("northstar-dental", "alice", "member", r#", "run_id": "run-1""#);
         Spi::run("SELECT boundary.run_state_set('scratchpad', '{\"draft\": \"maybe refund\"}')").unwrap();
         Spi::run("SELECT boundary.run_state_set('short', '1', '1 second')").unwrap();
         assert_eq!(
@@ -166,9 +154,9 @@ mod tests {
             "{\"draft\": \"maybe refund\"}"
         );
         assert_eq!(text("SELECT boundary.memory_get('scratchpad')::text"), "<null>", "not durable memory");
-        as_agent("northstar-dental", "alice", r#", "run_id": "run-2""#);
+        as_agent("northstar-dental", "alice", "member", r#", "run_id": "run-2""#);
         assert_eq!(text("SELECT boundary.run_state_get('scratchpad')::text"), "<null>", "another run");
-        as_agent("northstar-dental", "alice", r#", "run_id": "run-1""#);
+        as_agent("northstar-dental", "alice", "member", r#", "run_id": "run-1""#);
         assert_eq!(
             text("SELECT boundary.promote('scratchpad')"),
             "agent-memory:northstar-dental:support:user:alice:scratchpad"
@@ -193,7 +181,7 @@ mod tests {
     #[pg_test]
     fn cache_entries_follow_tenant_role_datasources_and_prompt_version() {
         fixture();
-        as_agent("northstar-dental", "alice", "");
+        as_agent("northstar-dental", "alice", "member", "");
         let key = text("SELECT boundary.cache_key('answers', 'When is the renewal?', 'v1')");
         assert!(key.starts_with("agent-cache:northstar-dental:support:member:"), "{key}");
         Spi::run(&format!("SELECT boundary.cache_put('{key}', '{{\"answer\": \"Jan 31\"}}')")).unwrap();
@@ -211,7 +199,7 @@ mod tests {
                 "SELECT boundary.register_principal('{tenant}', 'support', 'alice', 'member', 'pro', 'us', '{{}}', '{datasources}')"
             ))
             .unwrap();
-            as_agent(tenant, "alice", "");
+            as_agent(tenant, "alice", "member", "");
             assert_eq!(
                 try_sql(&format!("SELECT boundary.cache_get('{key}')")),
                 "42501: cache key was not built for the current agent boundary"

@@ -29,17 +29,6 @@ mod tests {
         })
     }
 
-    fn as_agent_in(tenant: &str, role: &str) {
-        Spi::run("RESET ROLE").unwrap();
-        let token = one::<String>(&format!(
-            "SELECT boundary.sign('{{\"tenant_id\": \"{tenant}\", \"workspace_id\": \"support\",
-                                    \"user_id\": \"alice\", \"role\": \"{role}\"}}')"
-        ))
-        .unwrap();
-        Spi::run(&enter_sql(&token)).unwrap();
-        Spi::run("SET ROLE agent_tester").unwrap();
-    }
-
     fn notes() -> String {
         one::<String>("SELECT coalesce(string_agg(tenant_id || '/' || id || '/' || note, ',' ORDER BY tenant_id, id), '') FROM public.tickets")
             .unwrap()
@@ -79,7 +68,7 @@ mod tests {
         protected_tickets();
         Spi::run("SET ROLE agent_tester").unwrap();
         assert_eq!(try_sql("SELECT count(*) FROM public.tickets"), "42501: no agent boundary is set");
-        as_agent_in("northstar-design", "admin");
+        as_agent("northstar-design", "alice", "admin", "");
         assert_eq!(notes(), "northstar-design/1/logo,northstar-design/2/renewal");
         // A row inserted without tenant_id gets the boundary's.
         Spi::run("INSERT INTO public.tickets (id, note) VALUES (3, 'brand guide')").unwrap();
@@ -105,7 +94,7 @@ mod tests {
     fn the_viewer_role_cannot_write_and_write_roles_is_a_parameter() {
         protected_tickets();
         Spi::run("SELECT boundary.register_principal('northstar-dental', 'support', 'alice', 'viewer', 'pro', 'us')").unwrap();
-        as_agent_in("northstar-dental", "viewer");
+        as_agent("northstar-dental", "alice", "viewer", "");
         assert_eq!(notes(), "northstar-dental/1/crown,northstar-dental/2/renewal", "a viewer reads");
         assert_eq!(
             try_sql("INSERT INTO public.tickets (id, note) VALUES (5, 'x')"),
@@ -122,7 +111,7 @@ mod tests {
         // Only owners may write once write_roles says so.
         Spi::run("RESET ROLE; SELECT boundary.register_principal('northstar-dental', 'support', 'alice', 'admin', 'pro', 'us')").unwrap();
         Spi::run("SELECT boundary.protect('public.tickets', write_roles => '{owner}')").unwrap();
-        as_agent_in("northstar-dental", "admin");
+        as_agent("northstar-dental", "alice", "admin", "");
         assert_eq!(
             try_sql("INSERT INTO public.tickets (id, note) VALUES (5, 'x')"),
             "42501: new row violates row-level security policy \"boundary_insert\" for table \"tickets\""
@@ -151,14 +140,14 @@ mod tests {
             one::<String>("SELECT pg_get_expr(polqual, polrelid) FROM pg_policy WHERE polrelid = 'public.by_uuid'::regclass AND polname = 'boundary_select'").unwrap(),
             "(tenant_id = (boundary.tenant_id())::uuid)"
         );
-        as_agent_in("7f1c0e9a-0000-4000-8000-000000000001", "member");
+        as_agent("7f1c0e9a-0000-4000-8000-000000000001", "alice", "member", "");
         Spi::run("INSERT INTO public.by_uuid (id) VALUES (2)").unwrap();
         assert_eq!(
             one::<String>("SELECT string_agg(tenant_id || '/' || id, ',' ORDER BY id) FROM public.by_uuid")
                 .unwrap(),
             "7f1c0e9a-0000-4000-8000-000000000001/1,7f1c0e9a-0000-4000-8000-000000000001/2"
         );
-        as_agent_in("42", "member");
+        as_agent("42", "alice", "member", "");
         assert_eq!(
             one::<String>("SELECT string_agg(tenant_id || '/' || id, ',') FROM public.by_bigint").unwrap(),
             "42/1"
@@ -181,7 +170,7 @@ mod tests {
              GRANT SELECT ON public.big TO agent_tester",
         )
         .unwrap();
-        as_agent_in("northstar-design", "member");
+        as_agent("northstar-design", "alice", "member", "");
         let plan = one::<String>("EXPLAIN (COSTS OFF) SELECT * FROM public.big WHERE id = 500").unwrap();
         let plan_text = Spi::connect(|c| {
             c.select("EXPLAIN (COSTS OFF) SELECT * FROM public.big WHERE id = 500", None, &[])
@@ -221,7 +210,7 @@ mod tests {
             one::<String>("SELECT pg_get_expr(polqual, polrelid) FROM pg_policy WHERE polrelid = 'public.notes'::regclass AND polname = 'boundary_select'").unwrap(),
             "((tenant_id = boundary.tenant_id()) AND (workspace_id = boundary.workspace_id()) AND (source = ANY (boundary.datasource_ids())) AND (user_id = boundary.user_id()))"
         );
-        as_agent_in("northstar-dental", "admin"); // datasources: tickets, kb
+        as_agent("northstar-dental", "alice", "admin", ""); // datasources: tickets, kb
         assert_eq!(
             one::<String>("SELECT string_agg(id::text, ',' ORDER BY id) FROM public.notes").unwrap(),
             "1"
@@ -294,7 +283,7 @@ mod tests {
         let ddl = column("SELECT boundary.protect('\"Odd Schema\".\"Tickets; DROP TABLE x\"', tenant_column => 'Tenant \"Id\"')");
         assert_eq!(ddl[0], "ALTER TABLE \"Odd Schema\".\"Tickets; DROP TABLE x\" ENABLE ROW LEVEL SECURITY");
         Spi::run("INSERT INTO \"Odd Schema\".\"Tickets; DROP TABLE x\" VALUES ('northstar-dental', 1), ('northstar-design', 2)").unwrap();
-        as_agent_in("northstar-design", "member");
+        as_agent("northstar-design", "alice", "member", "");
         assert_eq!(one::<i32>("SELECT id FROM \"Odd Schema\".\"Tickets; DROP TABLE x\""), Some(2));
     }
 
@@ -325,7 +314,7 @@ mod tests {
             try_sql("TRUNCATE public.tickets"),
             "42501: TRUNCATE on public.tickets is refused: it would bypass row level security"
         );
-        as_agent_in("northstar-design", "owner");
+        as_agent("northstar-design", "alice", "owner", "");
         assert_eq!(
             try_sql("TRUNCATE public.tickets"),
             "42501: TRUNCATE on public.tickets is refused: it would bypass row level security"
@@ -364,7 +353,7 @@ mod tests {
             .unwrap(),
             "derived:true,events_dental:true,events_later:true,events_rest:true"
         );
-        as_agent_in("northstar-design", "member");
+        as_agent("northstar-design", "alice", "member", "");
         assert_eq!(one::<i64>("SELECT count(*) FROM public.events_dental"), Some(0), "direct partition read");
         assert_eq!(one::<i32>("SELECT id FROM public.events_rest"), Some(2));
         assert_eq!(one::<i32>("SELECT id FROM elsewhere.derived"), Some(2), "direct child read");
