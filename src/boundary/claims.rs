@@ -216,9 +216,16 @@ pub struct Boundary {
     /// Id of the signing key that verified the token.
     pub kid: String,
     pub scope: Scope,
-    /// `cache_prefix()`, computed once per parsed boundary (it hashes the datasource list).
+    /// Keys derived from the fields, built once per parsed boundary: policies read them per row.
     #[serde(skip)]
-    pub cached_cache_prefix: std::cell::OnceCell<String>,
+    pub derived: std::cell::OnceCell<DerivedKeys>,
+}
+
+/// What the memory and cache policies compare rows with.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DerivedKeys {
+    memory_namespace: String,
+    cache_prefix: String,
 }
 
 fn intersect(requested: Option<Vec<String>>, allowed: &[String]) -> Vec<String> {
@@ -273,7 +280,7 @@ impl Requested {
             exp: self.expires_at,
             kid: kid.to_string(),
             scope,
-            cached_cache_prefix: Default::default(),
+            derived: Default::default(),
         })
     }
 }
@@ -294,14 +301,30 @@ impl Boundary {
 
     /// The user-scoped memory namespace: tenant, workspace and the user (or the token's
     /// `memory_namespace`, which still lives inside the tenant and workspace).
-    pub fn memory_namespace(&self) -> String {
-        keyspace::memory_namespace(&self.tenant_id, &self.workspace_id, self.memory_owner())
+    pub fn memory_namespace(&self) -> &str {
+        &self.derived().memory_namespace
+    }
+
+    fn derived(&self) -> &DerivedKeys {
+        self.derived.get_or_init(|| DerivedKeys {
+            memory_namespace: keyspace::memory_namespace(
+                &self.tenant_id,
+                &self.workspace_id,
+                self.memory_owner(),
+            ),
+            cache_prefix: keyspace::cache_prefix(
+                &self.tenant_id,
+                &self.workspace_id,
+                self.role.as_str(),
+                &self.datasource_ids,
+            ),
+        })
     }
 
     /// The namespace memory of `scope` lives in.
     pub fn memory_namespace_for(&self, scope: MemoryScope) -> String {
         match scope {
-            MemoryScope::User => self.memory_namespace(),
+            MemoryScope::User => self.memory_namespace().to_string(),
             MemoryScope::Workspace => keyspace::memory_namespace(
                 &self.tenant_id,
                 &self.workspace_id,
@@ -317,14 +340,7 @@ impl Boundary {
 
     /// What every cache key built under this boundary starts with.
     pub fn cache_prefix(&self) -> &str {
-        self.cached_cache_prefix.get_or_init(|| {
-            keyspace::cache_prefix(
-                &self.tenant_id,
-                &self.workspace_id,
-                self.role.as_str(),
-                &self.datasource_ids,
-            )
-        })
+        &self.derived().cache_prefix
     }
 
     /// The public JSON shape returned by `boundary.current()` and `boundary.enter()`.
@@ -507,7 +523,7 @@ mod tests {
             let mut c = claims();
             c["tenant_id"] = json!(t);
             c["workspace_id"] = json!(w);
-            narrow_claims(&c, &principal()).unwrap().memory_namespace()
+            narrow_claims(&c, &principal()).unwrap().memory_namespace().to_string()
         };
         assert_ne!(mk("a:b", "c"), mk("a", "b:c"));
         assert_eq!(mk("a", "b"), "agent-memory:a:b:user:u-1");

@@ -173,7 +173,7 @@ fn datasource_ids() -> Vec<String> {
 
 #[pg_extern(stable, parallel_safe)]
 fn memory_namespace() -> String {
-    current_boundary().memory_namespace()
+    current_boundary().memory_namespace().to_string()
 }
 
 #[pg_extern(stable, parallel_safe)]

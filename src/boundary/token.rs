@@ -278,7 +278,7 @@ mod tests {
             exp: NOW + 60,
             kid: "k1".into(),
             scope: Scope::Transaction,
-            cached_cache_prefix: Default::default(),
+            derived: Default::default(),
         }
     }
 

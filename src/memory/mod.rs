@@ -179,6 +179,12 @@ fn scope(text: &str) -> Result<MemoryScope> {
     MemoryScope::parse(text).map_err(BoundaryError::InvalidArgument)
 }
 
+/// The key of memory `name` in `scope` under the current boundary, after checking both.
+fn key_of(name: &str, scope: &str) -> Result<String> {
+    validate_name("name", name)?;
+    Ok(current()?.memory_key(name, self::scope(scope)?))
+}
+
 fn run_id(boundary: &Boundary) -> Result<String> {
     boundary.run_id.clone().ok_or_else(|| BoundaryError::NotAllowed {
         what: "run state needs a run: the agent boundary has no run_id".into(),
@@ -196,11 +202,7 @@ fn current() -> Result<Rc<Boundary>> {
 #[pg_extern(stable, parallel_safe)]
 #[search_path(pg_catalog, pg_temp)]
 fn memory_key(name: &str, scope: default!(&str, "'user'")) -> String {
-    let key = || -> Result<String> {
-        validate_name("name", name)?;
-        Ok(current()?.memory_key(name, self::scope(scope)?))
-    };
-    key().or_raise()
+    key_of(name, scope).or_raise()
 }
 
 /// Creates or replaces durable memory `name`; returns its key.
@@ -237,8 +239,7 @@ fn memory_set(name: &str, value: JsonB, scope: default!(&str, "'user'")) -> Stri
 #[search_path(pg_catalog, pg_temp)]
 fn memory_get(name: &str, scope: default!(&str, "'user'")) -> Option<JsonB> {
     let get = || -> Result<Option<JsonB>> {
-        validate_name("name", name)?;
-        let key = current()?.memory_key(name, self::scope(scope)?);
+        let key = key_of(name, scope)?;
         lookup_value("SELECT value FROM boundary.memories WHERE key = $1", key)
     };
     get().or_raise()
@@ -249,8 +250,7 @@ fn memory_get(name: &str, scope: default!(&str, "'user'")) -> Option<JsonB> {
 #[search_path(pg_catalog, pg_temp)]
 fn memory_delete(name: &str, scope: default!(&str, "'user'")) -> bool {
     let delete = || -> Result<bool> {
-        validate_name("name", name)?;
-        let key = current()?.memory_key(name, self::scope(scope)?);
+        let key = key_of(name, scope)?;
         Ok(Spi::get_one_with_args::<i64>(
             "WITH d AS (DELETE FROM boundary.memories WHERE key = $1 RETURNING 1) SELECT count(*) FROM d",
             &[key.into()],
