@@ -29,6 +29,12 @@ pub enum BoundaryError {
     UndefinedColumn(String),
     /// A named object already exists.
     DuplicateObject(String),
+    /// A required argument is NULL.
+    NullArgument(String),
+    /// A column has a type the operation cannot use.
+    WrongType(String),
+    /// The object is not ready for the operation (e.g. a table that is not protected).
+    NotPrepared(String),
     /// Something that should not happen; reported instead of panicking.
     Internal(String),
 }
@@ -47,6 +53,9 @@ impl BoundaryError {
             Self::UndefinedObject(_) => ERRCODE_UNDEFINED_OBJECT,
             Self::UndefinedColumn(_) => ERRCODE_UNDEFINED_COLUMN,
             Self::DuplicateObject(_) => ERRCODE_DUPLICATE_OBJECT,
+            Self::NullArgument(_) => ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            Self::WrongType(_) => ERRCODE_DATATYPE_MISMATCH,
+            Self::NotPrepared(_) => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             Self::Internal(_) => ERRCODE_INTERNAL_ERROR,
         }
     }
@@ -88,6 +97,9 @@ impl fmt::Display for BoundaryError {
             | Self::UndefinedObject(why)
             | Self::UndefinedColumn(why)
             | Self::DuplicateObject(why)
+            | Self::NullArgument(why)
+            | Self::WrongType(why)
+            | Self::NotPrepared(why)
             | Self::Internal(why) => f.write_str(why),
         }
     }

@@ -1,7 +1,8 @@
 //! Every `agent_boundary.*` setting, with typed accessors. The prefix is reserved, so a typo'd or
 //! invented `agent_boundary.*` name is refused instead of becoming a user-settable placeholder.
 //!
-//! Contexts follow trust: nothing here is `USERSET`. The boundary itself is `SUSET` *and* guarded
+//! Contexts follow trust: nothing that decides what anyone may see is `USERSET` (only the vector
+//! search tuning knobs are, as they change speed, never which rows qualify). The boundary itself is `SUSET` *and* guarded
 //! by a check hook that accepts only values sealed by this backend's `boundary.enter()`, so neither
 //! an ordinary role (no permission) nor a superuser or a role granted `SET` on it (no seal) can
 //! forge one.
@@ -18,6 +19,8 @@ static ALLOW_SESSION_SCOPE: GucSetting<bool> = GucSetting::<bool>::new(false);
 static MAX_TOKEN_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(3600);
 static CLOCK_SKEW: GucSetting<i32> = GucSetting::<i32>::new(30);
 static AUTO_PROTECT_SCHEMAS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+static VECTOR_EXACT_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(3000);
+static VECTOR_EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(100);
 static TENANT_COLUMN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"tenant_id"));
 
 pub fn init() {
@@ -81,6 +84,26 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"agent_boundary.vector_exact_limit",
+        c"vector_search ranks exactly when the boundary holds at most this many candidate rows.",
+        c"Above it the HNSW index is scanned (iteratively), with an exact fallback if it comes back short.",
+        &VECTOR_EXACT_LIMIT,
+        0,
+        10_000_000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"agent_boundary.vector_ef_search",
+        c"hnsw.ef_search used by vector_search's index scans (raised to k when k is larger).",
+        c"The session's own hnsw.* settings are restored after each call.",
+        &VECTOR_EF_SEARCH,
+        1,
+        1000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     // SAFETY: plain C call with a static NUL-terminated string.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(PREFIX.as_ptr()) };
 }
@@ -118,4 +141,12 @@ pub fn auto_protect_schemas() -> String {
 
 pub fn tenant_column() -> String {
     string_setting(&TENANT_COLUMN)
+}
+
+pub fn vector_exact_limit() -> i32 {
+    VECTOR_EXACT_LIMIT.get()
+}
+
+pub fn vector_ef_search() -> i32 {
+    VECTOR_EF_SEARCH.get()
 }

@@ -14,6 +14,7 @@ pub mod keyspace;
 pub mod memory;
 pub mod policy;
 pub mod registry;
+pub mod vector;
 
 #[cfg(any(test, feature = "pg_test"))]
 mod test_support;

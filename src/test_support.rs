@@ -61,3 +61,14 @@ pub fn as_agent(tenant: &str, user: &str, role: &str, extra: &str) {
 pub fn enter_sql(token: &str) -> String {
     format!("SELECT boundary.enter('{token}')")
 }
+
+/// The plan of `sql` as `EXPLAIN (COSTS OFF)` prints it, one line per plan line.
+pub fn explain(sql: &str) -> String {
+    Spi::connect(|c| {
+        c.select(&format!("EXPLAIN (COSTS OFF) {sql}"), None, &[])
+            .unwrap()
+            .map(|row| row.get::<String>(1).unwrap().unwrap())
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}

@@ -37,16 +37,20 @@ fn muting_event_trigger<T>(f: impl FnOnce() -> T) -> T {
     f()
 }
 
-struct Table {
+pub(crate) struct Table {
     oid: pg_sys::Oid,
-    qualified: String,
-    display: String,
+    /// Schema-qualified and quoted, for SQL.
+    pub(crate) qualified: String,
+    /// `schema.name` unquoted, for messages.
+    pub(crate) display: String,
+    /// The relation's own name, unquoted.
+    pub(crate) name: String,
     relkind: String,
     temporary: bool,
     schema: String,
 }
 
-fn table(oid: pg_sys::Oid) -> Result<Table> {
+pub(crate) fn table(oid: pg_sys::Oid) -> Result<Table> {
     let found = Spi::connect(|client| {
         let rows = client.select(
             "SELECT n.nspname::text, c.relname::text, c.relkind::text, c.relpersistence::text
@@ -73,13 +77,14 @@ fn table(oid: pg_sys::Oid) -> Result<Table> {
         oid,
         qualified: format!("{}.{}", quote_ident(&schema), quote_ident(&name)),
         display: format!("{schema}.{name}"),
+        name,
         relkind,
         temporary: persistence == "t",
         schema,
     })
 }
 
-fn column(table: &Table, name: &str) -> Result<Option<Column>> {
+pub(crate) fn column(table: &Table, name: &str) -> Result<Option<Column>> {
     let sql_type = Spi::get_one_with_args::<String>(
         "SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a
           WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
@@ -105,7 +110,7 @@ fn resolve(table: &Table, choice: &ColumnChoice, auto_name: &str, what: &str) ->
     }
 }
 
-fn plan(table: &Table, options: &ProtectOptions) -> Result<ProtectPlan> {
+pub(crate) fn plan(table: &Table, options: &ProtectOptions) -> Result<ProtectPlan> {
     if !matches!(table.relkind.as_str(), "r" | "p") {
         return Err(BoundaryError::InvalidArgument(format!(
             "{} is not a table; only tables and partitioned tables can be protected \
@@ -156,7 +161,7 @@ fn children(oid: pg_sys::Oid) -> Result<Vec<pg_sys::Oid>> {
 
 /// The relation's oid, closing the relation pgrx opened for the argument: ALTER TABLE refuses
 /// to run while this session still holds it open.
-fn release(relation: PgRelation) -> pg_sys::Oid {
+pub(crate) fn release(relation: PgRelation) -> pg_sys::Oid {
     let oid = relation.oid();
     drop(relation);
     oid
@@ -213,7 +218,7 @@ fn protect_tree(oid: pg_sys::Oid, options: &ProtectOptions, ran: &mut Vec<String
 }
 
 /// The options a protected table was protected with, if it is protected.
-fn stored_options(oid: pg_sys::Oid) -> Result<Option<ProtectOptions>> {
+pub(crate) fn stored_options(oid: pg_sys::Oid) -> Result<Option<ProtectOptions>> {
     let comment = Spi::get_one_with_args::<String>(
         "SELECT d.description FROM pg_catalog.pg_policy p
            JOIN pg_catalog.pg_description d

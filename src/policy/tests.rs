@@ -171,15 +171,8 @@ mod tests {
         )
         .unwrap();
         as_agent("northstar-design", "alice", "member", "");
-        let plan = one::<String>("EXPLAIN (COSTS OFF) SELECT * FROM public.big WHERE id = 500").unwrap();
-        let plan_text = Spi::connect(|c| {
-            c.select("EXPLAIN (COSTS OFF) SELECT * FROM public.big WHERE id = 500", None, &[])
-                .unwrap()
-                .map(|row| row.get::<String>(1).unwrap().unwrap())
-                .collect::<Vec<_>>()
-                .join("\n")
-        });
-        assert!(plan.starts_with("Index Scan using big_pkey on big"), "{plan_text}");
+        let plan_text = explain("SELECT * FROM public.big WHERE id = 500");
+        assert!(plan_text.starts_with("Index Scan using big_pkey on big"), "{plan_text}");
         assert!(
             plan_text.contains("Index Cond: ((tenant_id = boundary.tenant_id()) AND (id = 500))"),
             "{plan_text}"

@@ -1,0 +1,406 @@
+//! Filtered vector search: `boundary.vector_search(tbl, query, k, ...)` ranks only the rows of
+//! the current boundary and returns exactly min(k, visible) of them; `boundary.vector_index()`
+//! creates the indexes its plans use.
+//!
+//! Every statement carries the boundary's tenant, workspace, datasources and user as bound
+//! values in its WHERE clause, so the planner filters before it ranks, and runs as the caller,
+//! so row level security applies on top. Per call: count the candidates (up to a cutoff); rank
+//! them exactly if few, else scan the HNSW index iteratively and fall back to exact ranking if
+//! it comes back short.
+
+pub mod spec;
+
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
+
+use crate::boundary::claims::Boundary;
+use crate::boundary::state;
+use crate::error::{BoundaryError, OrRaise, Result};
+use crate::gucs;
+use crate::policy::{self, spec::Column};
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::{AnyElement, PgRelation};
+use spec::{IndexRequest, Metric, Path, SearchStatements, SearchTable};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::rc::Rc;
+
+/// What one (table, embedding column, id column, metric) needs, resolved from the catalog.
+struct Target {
+    display: String,
+    statements: SearchStatements,
+    /// The column's declared dimensions, when it has them.
+    dimensions: Option<i32>,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct TargetKey {
+    table: pg_sys::Oid,
+    embedding: String,
+    id: String,
+    metric: Metric,
+}
+
+thread_local! {
+    /// Resolved targets; only SQL text and column facts, never rows (policies still decide
+    /// what each statement sees). Dropped on any relcache invalidation of the table.
+    static TARGETS: RefCell<HashMap<TargetKey, Rc<Target>>> = RefCell::new(HashMap::new());
+    /// Bumped by every invalidation, so a target resolved while one arrived is not cached.
+    static GENERATION: Cell<u64> = const { Cell::new(0) };
+    static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
+    static PGVECTOR_LOADED: Cell<bool> = const { Cell::new(false) };
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn forget_relation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    GENERATION.with(|g| g.set(g.get() + 1));
+    TARGETS.with(|targets| {
+        if let Ok(mut targets) = targets.try_borrow_mut() {
+            if relid == pg_sys::InvalidOid {
+                targets.clear();
+            } else {
+                targets.retain(|key, _| key.table != relid);
+            }
+        }
+    });
+}
+
+fn register_invalidation_callback() {
+    if !CALLBACK_REGISTERED.with(|r| r.replace(true)) {
+        // SAFETY: registered once per backend; the callback only touches this module's statics.
+        unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget_relation), pg_sys::Datum::from(0)) };
+    }
+}
+
+/// The hnsw.* settings belong to pgvector's library, which may not be loaded in this backend yet.
+fn load_pgvector() {
+    if !PGVECTOR_LOADED.with(|l| l.replace(true)) {
+        // SAFETY: LOAD of an installed extension library; raises on failure.
+        unsafe { pg_sys::load_file(c"$libdir/vector".as_ptr(), false) };
+    }
+}
+
+/// The embedding column's facts: is it pgvector's `vector`, its dimensions, its printed type,
+/// and pgvector's schema (quoted).
+fn vector_column(table: &policy::Table, oid: pg_sys::Oid, name: &str) -> Result<(Option<i32>, String)> {
+    let found = Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT t.typname = 'vector' AND t.typnamespace = e.extnamespace,
+                    a.atttypmod,
+                    pg_catalog.format_type(a.atttypid, a.atttypmod),
+                    pg_catalog.quote_ident(n.nspname)
+               FROM pg_catalog.pg_attribute a
+               JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+               JOIN pg_catalog.pg_extension e ON e.extname = 'vector'
+               JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+              WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
+            Some(1),
+            &[oid.into(), name.into()],
+        )?;
+        rows.into_iter()
+            .next()
+            .map(|row| {
+                Ok::<_, BoundaryError>((
+                    row.get::<bool>(1)?.unwrap_or(false),
+                    row.get::<i32>(2)?.unwrap_or(-1),
+                    row.get::<String>(3)?.unwrap_or_default(),
+                    row.get::<String>(4)?.unwrap_or_default(),
+                ))
+            })
+            .transpose()
+    })?;
+    let Some((is_vector, typmod, sql_type, schema)) = found else {
+        return Err(BoundaryError::UndefinedColumn(format!(
+            "table {} has no column \"{name}\"; pass embedding_column => '<column>'",
+            table.display
+        )));
+    };
+    if !is_vector {
+        return Err(BoundaryError::WrongType(format!(
+            "column \"{name}\" of table {} is {sql_type}; vector_search ranks vector columns",
+            table.display
+        )));
+    }
+    Ok(((typmod > 0).then_some(typmod), schema))
+}
+
+fn resolve(key: &TargetKey) -> Result<Target> {
+    let table = policy::table(key.table)?;
+    let options = policy::stored_options(key.table)?.ok_or_else(|| {
+        BoundaryError::NotPrepared(format!(
+            "table {} is not protected; vector_search reads only tables protected by boundary.protect()",
+            table.display
+        ))
+    })?;
+    let scope = policy::plan(&table, &options)?;
+    let (dimensions, vector_schema) = vector_column(&table, key.table, &key.embedding)?;
+    if policy::column(&table, &key.id)?.is_none() {
+        return Err(BoundaryError::UndefinedColumn(format!(
+            "table {} has no column \"{}\"; pass id_column => '<column>'",
+            table.display, key.id
+        )));
+    }
+    let search = SearchTable {
+        table: table.qualified.clone(),
+        id: key.id.clone(),
+        embedding: key.embedding.clone(),
+        tenant: scope.tenant,
+        workspace: scope.workspace,
+        datasource: scope.datasource,
+        user: scope.user,
+        vector_schema,
+    };
+    Ok(Target { display: table.display, statements: search.statements(key.metric), dimensions })
+}
+
+fn target(key: TargetKey) -> Result<Rc<Target>> {
+    register_invalidation_callback();
+    if let Some(found) = TARGETS.with(|t| t.borrow().get(&key).cloned()) {
+        return Ok(found);
+    }
+    let generation = GENERATION.with(Cell::get);
+    let resolved = Rc::new(resolve(&key)?);
+    if generation == GENERATION.with(Cell::get) {
+        TARGETS.with(|t| t.borrow_mut().insert(key, resolved.clone()));
+    }
+    Ok(resolved)
+}
+
+/// The query's dimensions and whether it is all zeros, read from pgvector's layout
+/// (varlena header, int16 dim, int16 unused, float4[dim]).
+fn query_shape(query: &AnyElement) -> (i32, bool) {
+    // SAFETY: the argument is declared `vector`, so the datum is a pgvector varlena.
+    unsafe {
+        let detoasted = pg_sys::pg_detoast_datum(query.datum().cast_mut_ptr());
+        let base = detoasted.cast::<u8>();
+        let dim = base.add(4).cast::<i16>().read_unaligned();
+        let values = std::slice::from_raw_parts(base.add(8).cast::<f32>(), dim.max(0) as usize);
+        (i32::from(dim), values.iter().all(|v| *v == 0.0))
+    }
+}
+
+/// One guard-railed setting change inside the current GUC nest level.
+fn set_for_this_call(name: &str, value: &str) {
+    let name = CString::new(name).expect("setting names have no NUL");
+    let value = CString::new(value).expect("setting values have no NUL");
+    // SAFETY: plain call into guc.c; it raises on failure.
+    unsafe {
+        pg_sys::set_config_option(
+            name.as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+    }
+}
+
+/// Runs `f` with the index-scan settings vector_search needs, then puts the session's own
+/// values back, as a function's SET clause would (on error, transaction abort restores them).
+fn with_index_settings<T>(k: i32, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    load_pgvector();
+    // SAFETY: nest levels are a stack; this one is popped below or by (sub)transaction abort.
+    let nest_level = unsafe { pg_sys::NewGUCNestLevel() };
+    set_for_this_call("hnsw.iterative_scan", "relaxed_order");
+    set_for_this_call("hnsw.ef_search", &gucs::vector_ef_search().max(k).min(1000).to_string());
+    let result = f();
+    // SAFETY: pops exactly the level pushed above.
+    unsafe { pg_sys::AtEOXact_GUC(true, nest_level) };
+    result
+}
+
+type Hit = (Option<String>, Option<f64>);
+
+fn run(sql: &str, args: &[DatumWithOid]) -> Result<Vec<Hit>> {
+    Spi::connect(|client| {
+        client
+            .select(sql, None, args)?
+            .map(|row| Ok((row.get::<String>(1)?, row.get::<f64>(2)?)))
+            .collect::<Result<Vec<_>>>()
+    })
+}
+
+fn count(sql: &str, args: &[DatumWithOid]) -> Result<i64> {
+    Ok(Spi::get_one_with_args::<i64>(sql, args)?.unwrap_or(0))
+}
+
+fn arguments<'a>(query: &AnyElement, boundary: &'a Boundary, limit: i64) -> Vec<DatumWithOid<'a>> {
+    vec![
+        // SAFETY: the datum is the caller's argument, of the type its oid names.
+        unsafe { DatumWithOid::new(*query, query.oid()) },
+        boundary.tenant_id.as_str().into(),
+        boundary.workspace_id.as_str().into(),
+        boundary.datasource_ids.clone().into(),
+        boundary.user_id.as_str().into(),
+        limit.into(),
+    ]
+}
+
+fn search(
+    tbl: Option<pg_sys::Oid>,
+    query: Option<AnyElement>,
+    k: Option<i32>,
+    metric: Option<&str>,
+    embedding_column: Option<&str>,
+    id_column: Option<&str>,
+) -> Result<(Vec<Hit>, Path)> {
+    let boundary = state::current()?;
+    let null = |what: &str| BoundaryError::NullArgument(format!("{what} must not be NULL"));
+    let tbl = tbl.ok_or_else(|| null("tbl"))?;
+    let query = query.ok_or_else(|| null("query"))?;
+    let k = spec::validate_k(k).map_err(|e| {
+        if k.is_none() {
+            BoundaryError::NullArgument(e)
+        } else {
+            BoundaryError::InvalidArgument(e)
+        }
+    })?;
+    let metric =
+        Metric::parse(metric.ok_or_else(|| null("metric"))?).map_err(BoundaryError::InvalidArgument)?;
+    let identifier = |what: &str, name: Option<&str>| -> Result<String> {
+        let name = name.ok_or_else(|| null(what))?;
+        policy::spec::validate_identifier(what, name).map_err(BoundaryError::InvalidArgument)?;
+        Ok(name.to_string())
+    };
+    let key = TargetKey {
+        table: tbl,
+        embedding: identifier("embedding_column", embedding_column)?,
+        id: identifier("id_column", id_column)?,
+        metric,
+    };
+    let target = target(key)?;
+    let (dimensions, all_zero) = query_shape(&query);
+    if let Some(expected) = target.dimensions.filter(|d| *d != dimensions) {
+        return Err(BoundaryError::InvalidArgument(format!(
+            "query has {dimensions} dimensions; table {} stores vectors of {expected}",
+            target.display
+        )));
+    }
+    if all_zero && metric == Metric::Cosine {
+        return Err(BoundaryError::InvalidArgument(
+            "query is the zero vector, which has no cosine distance to anything".into(),
+        ));
+    }
+
+    let cutoff = spec::exact_cutoff(k, gucs::vector_exact_limit());
+    let candidates = count(&target.statements.count, &arguments(&query, &boundary, cutoff + 1))?;
+    let ranked = arguments(&query, &boundary, i64::from(k));
+    if candidates <= cutoff {
+        return Ok((run(&target.statements.exact, &ranked)?, Path::Exact));
+    }
+    // More than cutoff >= k candidates exist, so anything shorter than k is the index's doing.
+    let nearest = with_index_settings(k, || run(&target.statements.approximate, &ranked))?;
+    if nearest.len() == k as usize {
+        return Ok((nearest, Path::Approximate));
+    }
+    Ok((run(&target.statements.exact, &ranked)?, Path::ApproximateThenExact))
+}
+
+/// The k rows of `tbl` nearest to `query` among those the current boundary may see (its
+/// tenant, workspace, datasources and user, and any other policy on the table): exactly
+/// min(k, visible rows with an embedding), nearest first, `distance` as pgvector's operator
+/// for the metric gives it (`inner_product`: the negated inner product). `id` is the row's
+/// id column as text.
+#[pg_extern(
+    volatile,
+    parallel_unsafe,
+    sql = r#"
+CREATE FUNCTION boundary.vector_search(
+    tbl regclass,
+    query vector,
+    k integer,
+    metric text DEFAULT 'cosine',
+    embedding_column text DEFAULT 'embedding',
+    id_column text DEFAULT 'id'
+) RETURNS TABLE (id text, distance double precision)
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'vector_search_wrapper';
+COMMENT ON FUNCTION boundary.vector_search(regclass, vector, integer, text, text, text) IS
+  'Exactly min(k, visible) nearest rows of the current boundary, filtered before ranking.';
+"#
+)]
+fn vector_search(
+    tbl: Option<pg_sys::Oid>,
+    query: Option<AnyElement>,
+    k: Option<i32>,
+    metric: Option<&str>,
+    embedding_column: Option<&str>,
+    id_column: Option<&str>,
+) -> TableIterator<'static, (name!(id, Option<String>), name!(distance, Option<f64>))> {
+    let (hits, path) = search(tbl, query, k, metric, embedding_column, id_column).or_raise();
+    pgrx::debug1!("agent_boundary vector_search: {} plan, {} rows", path.as_str(), hits.len());
+    TableIterator::new(hits)
+}
+
+/// The indexes vector_search's plans use. Without `tenant`: a b-tree on the scope columns
+/// (tenant, workspace, datasource, user) for counting and exact ranking, and one HNSW index on
+/// the embedding. With `tenant`: an HNSW index over that tenant's rows only, for a large tenant
+/// whose searches should not walk other tenants' graph. Returns the DDL; with `run => false`
+/// only returns it (e.g. to run as CREATE INDEX CONCURRENTLY, which a function cannot).
+#[pg_extern(volatile, parallel_unsafe)]
+fn vector_index(
+    tbl: PgRelation,
+    metric: default!(&str, "'cosine'"),
+    embedding_column: default!(&str, "'embedding'"),
+    tenant: default!(Option<&str>, "NULL"),
+    m: default!(i32, 16),
+    ef_construction: default!(i32, 64),
+    run: default!(bool, true),
+) -> SetOfIterator<'static, String> {
+    let oid = policy::release(tbl);
+    let index = || -> Result<Vec<String>> {
+        let invalid = BoundaryError::InvalidArgument;
+        let metric = Metric::parse(metric).map_err(invalid)?;
+        spec::validate_hnsw_options(m, ef_construction).map_err(invalid)?;
+        let table = policy::table(oid)?;
+        let options = policy::stored_options(oid)?.ok_or_else(|| {
+            BoundaryError::NotPrepared(format!(
+                "table {} is not protected; run boundary.protect() on it first",
+                table.display
+            ))
+        })?;
+        let scope = policy::plan(&table, &options)?;
+        let (_, vector_schema) = vector_column(&table, oid, embedding_column)?;
+        let partial = match tenant {
+            None => None,
+            Some(tenant) => {
+                let literal = Spi::get_one_with_args::<String>(
+                    "SELECT pg_catalog.quote_literal($1)",
+                    &[tenant.into()],
+                )?
+                .expect("quote_literal of a non-NULL text is not NULL");
+                Some((scope.tenant.clone(), literal))
+            }
+        };
+        let scope_columns: Vec<String> =
+            [Some(&scope.tenant), scope.workspace.as_ref(), scope.datasource.as_ref(), scope.user.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(|c: &Column| c.name.clone())
+                .collect();
+        let statements = IndexRequest {
+            table: table.qualified.clone(),
+            relname: table.name.clone(),
+            embedding: embedding_column.to_string(),
+            metric,
+            m,
+            ef_construction,
+            scope_columns,
+            partial,
+            vector_schema,
+        }
+        .statements();
+        if run {
+            for statement in &statements {
+                Spi::run(statement)?;
+            }
+        }
+        Ok(statements)
+    };
+    SetOfIterator::new(index().or_raise())
+}

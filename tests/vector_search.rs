@@ -1,0 +1,227 @@
+//! Filtered vector search from a real client (tokio-postgres + the `pgvector` crate) against a
+//! real server, with the lookalike tenants: Northstar Design's vectors sit closer to the query
+//! than any of Northstar Dental's, and some of Dental's own rows sit in a datasource outside
+//! its boundary.
+
+#[macro_use]
+mod support;
+
+use libtest_mimic::Arguments;
+use pgvector::Vector;
+use std::collections::HashSet;
+use support::*;
+
+const DIMENSIONS: usize = 16;
+const DENTAL_ROWS: i64 = 300;
+const DENTAL_HIDDEN_ROWS: i64 = 20;
+const DESIGN_ROWS: i64 = 6000;
+
+const FIXTURE: &str = "
+CREATE ROLE agent LOGIN NOBYPASSRLS;
+CREATE TABLE public.notes (
+    tenant_id     text   NOT NULL,
+    workspace_id  text   NOT NULL,
+    datasource_id text   NOT NULL,
+    id            bigint PRIMARY KEY,
+    embedding     vector(16)
+);
+SELECT count(*) FROM boundary.protect('public.notes');
+GRANT SELECT ON public.notes TO agent;";
+
+/// A small deterministic generator (splitmix64), so every run ranks the same data.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f32 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    /// `center` plus noise of up to `spread` on every coordinate.
+    fn near(&mut self, center: &[f32], spread: f32) -> Vec<f32> {
+        center.iter().map(|c| c + (self.next() - 0.5) * 2.0 * spread).collect()
+    }
+}
+
+fn query() -> Vec<f32> {
+    (0..DIMENSIONS).map(|i| if i == 0 { 1.0 } else { 0.0 }).collect()
+}
+
+/// Row `id`'s tenant, datasource and embedding. Design's rows and Dental's hidden rows are
+/// tight around the query; Dental's visible rows are spread wider, so every one is farther.
+fn rows() -> Vec<(&'static str, &'static str, i64, Vec<f32>)> {
+    let mut rng = Rng(7);
+    let q = query();
+    let mut out = Vec::new();
+    for id in 1..=DENTAL_ROWS {
+        out.push(("northstar-dental", "tickets", id, rng.near(&q, 0.9)));
+    }
+    for id in DENTAL_ROWS + 1..=DENTAL_ROWS + DENTAL_HIDDEN_ROWS {
+        out.push(("northstar-dental", "crm-notes", id, rng.near(&q, 0.01)));
+    }
+    for id in 10_001..=10_000 + DESIGN_ROWS {
+        out.push(("northstar-design", "tickets", id, rng.near(&q, 0.05)));
+    }
+    out
+}
+
+fn cosine_distance(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    1.0 - dot / (norm(a) * norm(b))
+}
+
+/// The k ids nearest to the query among Dental's rows in its own datasource, computed here.
+fn dental_truth(k: usize) -> Vec<String> {
+    let q = query();
+    let mut visible: Vec<(f64, i64)> = rows()
+        .into_iter()
+        .filter(|(tenant, source, _, _)| *tenant == "northstar-dental" && *source == "tickets")
+        .map(|(_, _, id, v)| (cosine_distance(&q, &v), id))
+        .collect();
+    visible.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    visible.into_iter().take(k).map(|(_, id)| id.to_string()).collect()
+}
+
+fn set(ids: &[String]) -> HashSet<&str> {
+    ids.iter().map(String::as_str).collect()
+}
+
+fn load() {
+    block_on(async {
+        let admin = cluster().connect("postgres").await;
+        admin.batch_execute("BEGIN").await.unwrap();
+        let insert = admin
+            .prepare("INSERT INTO public.notes VALUES ($1, 'support', $2, $3, $4)")
+            .await
+            .unwrap();
+        for (tenant, source, id, embedding) in rows() {
+            admin.execute(&insert, &[&tenant, &source, &id, &Vector::from(embedding)]).await.unwrap();
+        }
+        admin.batch_execute("COMMIT; SELECT count(*) FROM boundary.vector_index('public.notes'); ANALYZE public.notes").await.unwrap();
+    });
+}
+
+/// Runs vector_search as `token`'s boundary after `settings`; returns the ids and the plan
+/// vector_search reported (DEBUG1).
+async fn search(token: &str, settings: &str, k: i32) -> Result<(Vec<String>, String), tokio_postgres::Error> {
+    let (agent, notices) = connect_with_notices(cluster().config("agent")).await.unwrap();
+    agent.batch_execute("BEGIN").await?;
+    enter(&agent, token).await?;
+    agent.batch_execute(&format!("{settings}; SET LOCAL client_min_messages = debug1")).await?;
+    let rows = agent
+        .query("SELECT id FROM boundary.vector_search('public.notes', $1, $2)", &[&Vector::from(query()), &k])
+        .await?;
+    agent.batch_execute("COMMIT").await?;
+    let plan = notices
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|n| n.strip_prefix("DEBUG: agent_boundary vector_search: ").map(str::to_string))
+        .unwrap_or_default();
+    Ok((rows.iter().map(|r| r.get::<_, String>(0)).collect(), plan))
+}
+
+async fn design_rows_closer_to_the_query_never_appear() {
+    let design_ids: HashSet<String> = (10_001..=10_000 + DESIGN_ROWS).map(|id| id.to_string()).collect();
+    let truth = dental_truth(10);
+    for (settings, plan) in [
+        ("SELECT 1", "exact plan, 10 rows"),
+        ("SET LOCAL agent_boundary.vector_exact_limit = 0", "approximate plan, 10 rows"),
+    ] {
+        let (ids, reported) = search(&dental_alice(), settings, 10).await.unwrap();
+        assert_eq!(reported, plan);
+        assert_eq!(ids.len(), 10, "{settings}");
+        assert!(ids.iter().all(|id| !design_ids.contains(id)), "{settings}: {ids:?}");
+        if plan.starts_with("exact") {
+            assert_eq!(set(&ids), set(&truth), "the exact plan ranks every candidate");
+        } else {
+            let found = ids.iter().filter(|id| truth.contains(id)).count();
+            assert!(found >= 8, "index recall@10 on Dental's rows: {found}/10");
+        }
+    }
+    // The lookalike tenant gets its own nearest rows (all closer than any of Dental's).
+    let (ids, _) = search(&design_alice(), "SELECT 1", 10).await.unwrap();
+    assert_eq!(ids.len(), 10);
+    assert!(ids.iter().all(|id| design_ids.contains(id)), "{ids:?}");
+}
+
+async fn k_above_the_visible_rows_returns_every_visible_row_once() {
+    for settings in ["SELECT 1", "SET LOCAL agent_boundary.vector_exact_limit = 0"] {
+        let (ids, plan) = search(&dental_alice(), settings, 1000).await.unwrap();
+        assert_eq!(plan, "exact plan, 300 rows", "k = 1000 covers the 300 candidates: {settings}");
+        assert_eq!(ids.len(), DENTAL_ROWS as usize);
+        assert_eq!(set(&ids), set(&dental_truth(1000)));
+    }
+}
+
+async fn a_datasource_outside_the_boundary_never_appears() {
+    let admin = cluster().connect("postgres").await;
+    // As the owner sees it (superuser, no policies): Dental's crm-notes rows are nearest of all.
+    let nearest_dental = column(
+        &admin,
+        "SELECT datasource_id FROM public.notes WHERE tenant_id = 'northstar-dental'
+          ORDER BY embedding <=> (SELECT embedding FROM public.notes WHERE id = 301) LIMIT 1",
+    )
+    .await
+    .unwrap();
+    assert_eq!(nearest_dental, ["crm-notes"]);
+    let (ids, _) = search(&dental_alice(), "SELECT 1", 50).await.unwrap();
+    assert_eq!(ids.len(), 50);
+    assert!(ids.iter().all(|id| id.parse::<i64>().unwrap() <= DENTAL_ROWS), "{ids:?}");
+}
+
+async fn an_index_that_comes_back_short_is_backed_by_an_exact_ranking() {
+    let starved = "SET LOCAL agent_boundary.vector_exact_limit = 50; \
+                   SET LOCAL agent_boundary.vector_ef_search = 10; SET LOCAL hnsw.max_scan_tuples = 1";
+    let (ids, plan) = search(&dental_alice(), starved, 10).await.unwrap();
+    assert_eq!(plan, "approximate, short, then exact plan, 10 rows");
+    assert_eq!(set(&ids), set(&dental_truth(10)));
+}
+
+async fn bad_input_is_refused_with_its_sqlstate() {
+    let agent = cluster().connect("agent").await;
+    agent.batch_execute("BEGIN").await.unwrap();
+    enter(&agent, &dental_alice()).await.unwrap();
+    let call = "SELECT id FROM boundary.vector_search('public.notes', $1, $2)";
+    assert_refused(
+        agent.query(call, &[&Vector::from(vec![1.0f32; 3]), &10i32]).await,
+        "22023",
+        "query has 3 dimensions; table public.notes stores vectors of 16",
+    );
+    agent.batch_execute("ROLLBACK; BEGIN").await.unwrap();
+    enter(&agent, &dental_alice()).await.unwrap();
+    assert_refused(agent.query(call, &[&None::<Vector>, &10i32]).await, "22004", "query must not be NULL");
+    agent.batch_execute("ROLLBACK; BEGIN").await.unwrap();
+    enter(&agent, &dental_alice()).await.unwrap();
+    assert_refused(
+        agent.query(call, &[&Vector::from(query()), &i32::MAX]).await,
+        "22023",
+        "k is 2147483647; vector_search returns at most 10000 rows",
+    );
+    agent.batch_execute("ROLLBACK").await.unwrap();
+    assert_refused(
+        agent.query(call, &[&Vector::from(query()), &10i32]).await,
+        "42501",
+        "no agent boundary is set",
+    );
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    start_shared_cluster("vector_search", FIXTURE);
+    load();
+    let trials = trials![
+        design_rows_closer_to_the_query_never_appear,
+        k_above_the_visible_rows_returns_every_visible_row_once,
+        a_datasource_outside_the_boundary_never_appears,
+        an_index_that_comes_back_short_is_backed_by_an_exact_ranking,
+        bad_input_is_refused_with_its_sqlstate,
+    ];
+    let conclusion = libtest_mimic::run(&args, trials);
+    stop_shared_cluster();
+    conclusion.exit_if_failed();
+}
