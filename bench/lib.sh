@@ -4,13 +4,14 @@
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
 source "$ROOT/scripts/cluster.sh"
 
-# bench_server NAME: start a fresh cluster for benchmark NAME; exports PG* for psql/pgbench.
+# bench_server NAME [postgresql.conf lines...]: start a fresh cluster for benchmark NAME;
+# exports PG* for psql/pgbench.
 bench_server() {
   install_extension --release
-  BENCH_DIR="$ROOT/target/bench-$1"
+  BENCH_DIR="$ROOT/target/bench-$1"; shift
   cluster_stop "$BENCH_DIR"; rm -rf "$BENCH_DIR"
   local port; port="$(free_port)"
-  cluster_start "$BENCH_DIR" "$port"
+  cluster_start "$BENCH_DIR" "$port" "$@"
   trap 'cluster_stop "$BENCH_DIR"' EXIT
   export PGHOST=127.0.0.1 PGPORT="$port" PGUSER=postgres PGDATABASE=postgres
 }

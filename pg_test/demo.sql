@@ -39,3 +39,27 @@ SELECT set_config('agent_boundary.boundary', :'dental_token', false);
 SELECT id, note FROM public.tickets;
 \echo '   SQLSTATE' :LAST_ERROR_SQLSTATE
 RESET ROLE;
+\echo
+\echo '== 6. Vector search: Design''s chunks are nearer to the question, yet Dental gets exactly'
+\echo '      its own 2 nearest (filtered before ranking, not after).'
+DROP TABLE IF EXISTS public.ticket_chunks;
+CREATE TABLE public.ticket_chunks (tenant_id text NOT NULL, id bigint PRIMARY KEY, chunk text NOT NULL,
+                                   embedding vector(3) NOT NULL);
+SELECT count(*) AS protect_statements FROM boundary.protect('public.ticket_chunks');
+GRANT SELECT ON public.ticket_chunks TO demo_agent;
+INSERT INTO public.ticket_chunks VALUES
+    ('northstar-dental', 1, 'Renewal risk: billing dispute over imaging fees', '[1, 0.3, 0]'),
+    ('northstar-dental', 2, 'Crown fitting follow-up for Dr. Reyes', '[1, 0.9, 0]'),
+    ('northstar-dental', 3, 'Chairside scanner training', '[0, 1, 0]'),
+    ('northstar-design', 4, 'Renewal risk: slow feedback on brand guide', '[1, 0.01, 0]'),
+    ('northstar-design', 5, 'Renewal call moved to Friday', '[1, 0.02, 0]');
+SELECT count(*) AS index_statements FROM boundary.vector_index('public.ticket_chunks');
+SET ROLE demo_agent;
+BEGIN;
+SELECT boundary.enter(:'dental_token') ->> 'tenant_id' AS entered;
+SELECT s.id, round(s.distance::numeric, 3) AS distance, c.chunk
+  FROM boundary.vector_search('public.ticket_chunks', '[1, 0, 0]', 2) AS s
+  JOIN public.ticket_chunks c ON c.id = s.id::bigint
+ ORDER BY s.distance;
+COMMIT;
+RESET ROLE;

@@ -15,18 +15,29 @@ mkdir -p "$logs"
 
 count() { grep -Eo 'test result: ok\. [0-9]+ passed' "$1" | awk '{s += $4} END {print s + 0}'; }
 
+# step LOG FILTER CMD...: run CMD, appending its output to LOG and showing the lines that match
+# FILTER as they come; returns CMD's own exit status (not the filter's).
+step() {
+  local log="$1" filter="$2"; shift 2
+  "$@" 2>&1 | tee -a "$log" | { grep -E "$filter" || true; }
+  return "${PIPESTATUS[0]}"
+}
+
 say "1/3 unit tests and #[pg_test] units (cargo pgrx test pg18)"
 pgdata="$ROOT/target/pgrx-test-data"
 mkdir -p "$pgdata" && { [ "$(id -u)" != 0 ] || chown postgres "$pgdata"; }
 runas=(); [ "$(id -u)" = 0 ] && runas=(--runas postgres)
-cargo pgrx test pg18 "${runas[@]}" --pgdata "$pgdata/pg18" 2>&1 | tee "$logs/pgrx-test.log" | grep -E '^ *(Compiling|Finished|Running)|^test |test result' || true
-[ "${PIPESTATUS[0]}" = 0 ] || { echo "cargo pgrx test failed; see $logs/pgrx-test.log" >&2; exit 1; }
+: > "$logs/pgrx-test.log"
+step "$logs/pgrx-test.log" '^ *(Compiling|Finished|Running)|^test |test result' \
+  cargo pgrx test pg18 "${runas[@]}" --pgdata "$pgdata/pg18" \
+  || { echo "cargo pgrx test failed; see $logs/pgrx-test.log" >&2; exit 1; }
 units=$(count "$logs/pgrx-test.log")
 
 install_extension
 say "2/3 SQL regression files (scripts/regress.sh)"
-bash "$ROOT/scripts/regress.sh" 2>&1 | tee "$logs/regress.log" | grep -Ev '^==>' || true
-[ "${PIPESTATUS[0]}" = 0 ] || exit 1
+: > "$logs/regress.log"
+step "$logs/regress.log" '^(ok|FAILED|regress:|[-+@ ])' bash "$ROOT/scripts/regress.sh" \
+  || { echo "SQL regression files differ; see $logs/regress.log" >&2; exit 1; }
 regress=$(grep -c '^ok ' "$logs/regress.log")
 
 say "3/3 integration tests from a real client (tokio-postgres, pgbouncer)"
@@ -34,8 +45,9 @@ integration_log="$logs/integration.log"
 : > "$integration_log"
 for target in tests/*.rs; do
   name="$(basename "$target" .rs)"
-  cargo test --features integration --test "$name" 2>&1 | tee -a "$integration_log" | grep -E '^ *(Compiling|Finished|Running)|^test |test result' || true
-  [ "${PIPESTATUS[0]}" = 0 ] || { echo "integration tests $name failed; see $integration_log" >&2; exit 1; }
+  step "$integration_log" '^ *(Compiling|Finished|Running)|^test |test result|panicked|left:|right:' \
+    cargo test --features integration --test "$name" \
+    || { echo "integration tests $name failed; see $integration_log" >&2; exit 1; }
 done
 integration=$(count "$integration_log")
 

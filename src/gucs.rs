@@ -20,7 +20,8 @@ static MAX_TOKEN_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(3600);
 static CLOCK_SKEW: GucSetting<i32> = GucSetting::<i32>::new(30);
 static AUTO_PROTECT_SCHEMAS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 static VECTOR_EXACT_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(3000);
-static VECTOR_EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(100);
+static VECTOR_EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(400);
+static VECTOR_EF_SEARCH_TENANT_INDEX: GucSetting<i32> = GucSetting::<i32>::new(100);
 static TENANT_COLUMN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"tenant_id"));
 
 pub fn init() {
@@ -96,9 +97,19 @@ pub fn init() {
     );
     GucRegistry::define_int_guc(
         c"agent_boundary.vector_ef_search",
-        c"hnsw.ef_search used by vector_search's index scans (raised to k when k is larger).",
+        c"hnsw.ef_search for vector_search's scans of an HNSW index shared by all tenants (raised to k).",
         c"The session's own hnsw.* settings are restored after each call.",
         &VECTOR_EF_SEARCH,
+        1,
+        1000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"agent_boundary.vector_ef_search_tenant_index",
+        c"hnsw.ef_search for vector_search when the tenant has its own index from vector_index(tenant => ...).",
+        c"A graph holding only the tenant's rows needs a narrower beam than a shared one.",
+        &VECTOR_EF_SEARCH_TENANT_INDEX,
         1,
         1000,
         GucContext::Userset,
@@ -149,4 +160,8 @@ pub fn vector_exact_limit() -> i32 {
 
 pub fn vector_ef_search() -> i32 {
     VECTOR_EF_SEARCH.get()
+}
+
+pub fn vector_ef_search_tenant_index() -> i32 {
+    VECTOR_EF_SEARCH_TENANT_INDEX.get()
 }

@@ -94,14 +94,17 @@ fn load() {
     block_on(async {
         let admin = cluster().connect("postgres").await;
         admin.batch_execute("BEGIN").await.unwrap();
-        let insert = admin
-            .prepare("INSERT INTO public.notes VALUES ($1, 'support', $2, $3, $4)")
-            .await
-            .unwrap();
+        let insert =
+            admin.prepare("INSERT INTO public.notes VALUES ($1, 'support', $2, $3, $4)").await.unwrap();
         for (tenant, source, id, embedding) in rows() {
             admin.execute(&insert, &[&tenant, &source, &id, &Vector::from(embedding)]).await.unwrap();
         }
-        admin.batch_execute("COMMIT; SELECT count(*) FROM boundary.vector_index('public.notes'); ANALYZE public.notes").await.unwrap();
+        admin
+            .batch_execute(
+                "COMMIT; SELECT count(*) FROM boundary.vector_index('public.notes'); ANALYZE public.notes",
+            )
+            .await
+            .unwrap();
     });
 }
 
@@ -130,7 +133,11 @@ async fn design_rows_closer_to_the_query_never_appear() {
     let truth = dental_truth(10);
     for (settings, plan) in [
         ("SELECT 1", "exact plan, 10 rows"),
-        ("SET LOCAL agent_boundary.vector_exact_limit = 0", "approximate plan, 10 rows"),
+        (
+            // enable_sort = off keeps the planner on the HNSW index rather than b-tree + sort.
+            "SET LOCAL agent_boundary.vector_exact_limit = 0; SET LOCAL enable_sort = off",
+            "approximate plan, 10 rows, ef_search 400",
+        ),
     ] {
         let (ids, reported) = search(&dental_alice(), settings, 10).await.unwrap();
         assert_eq!(reported, plan);
@@ -175,11 +182,45 @@ async fn a_datasource_outside_the_boundary_never_appears() {
 }
 
 async fn an_index_that_comes_back_short_is_backed_by_an_exact_ranking() {
-    let starved = "SET LOCAL agent_boundary.vector_exact_limit = 50; \
+    let starved = "SET LOCAL agent_boundary.vector_exact_limit = 50; SET LOCAL enable_sort = off; \
                    SET LOCAL agent_boundary.vector_ef_search = 10; SET LOCAL hnsw.max_scan_tuples = 1";
     let (ids, plan) = search(&dental_alice(), starved, 10).await.unwrap();
-    assert_eq!(plan, "approximate, short, then exact plan, 10 rows");
+    assert_eq!(plan, "approximate, short, then exact plan, 10 rows, ef_search 10");
     assert_eq!(set(&ids), set(&dental_truth(10)));
+}
+
+async fn a_tenant_with_its_own_index_is_searched_with_a_narrower_beam() {
+    // Created and used inside one transaction that rolls back, so parallel trials never see it.
+    let (owner, notices) = connect_with_notices(cluster().config("postgres")).await.unwrap();
+    owner.batch_execute("BEGIN").await.unwrap();
+    let ddl = column(&owner, "SELECT boundary.vector_index('public.notes', tenant => 'northstar-dental')")
+        .await
+        .unwrap();
+    assert!(ddl[0].ends_with("WHERE \"tenant_id\" = 'northstar-dental'::text"), "{ddl:?}");
+    owner.batch_execute("SET LOCAL ROLE agent").await.unwrap();
+    enter(&owner, &dental_alice()).await.unwrap();
+    owner
+        .batch_execute(
+            "SET LOCAL agent_boundary.vector_exact_limit = 0; SET LOCAL client_min_messages = debug1",
+        )
+        .await
+        .unwrap();
+    let rows = owner
+        .query("SELECT id FROM boundary.vector_search('public.notes', $1, 10)", &[&Vector::from(query())])
+        .await
+        .unwrap();
+    owner.batch_execute("ROLLBACK").await.unwrap();
+    let ids: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(set(&ids), set(&dental_truth(10)), "a graph of Dental's rows alone finds the true neighbours");
+    assert!(
+        notices
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|n| n == "DEBUG: agent_boundary vector_search: approximate plan, 10 rows, ef_search 100"),
+        "{:?}",
+        notices.lock().unwrap()
+    );
 }
 
 async fn bad_input_is_refused_with_its_sqlstate() {
@@ -219,6 +260,7 @@ fn main() {
         k_above_the_visible_rows_returns_every_visible_row_once,
         a_datasource_outside_the_boundary_never_appears,
         an_index_that_comes_back_short_is_backed_by_an_exact_ranking,
+        a_tenant_with_its_own_index_is_searched_with_a_narrower_beam,
         bad_input_is_refused_with_its_sqlstate,
     ];
     let conclusion = libtest_mimic::run(&args, trials);

@@ -47,7 +47,7 @@ pub(crate) struct Table {
     pub(crate) name: String,
     relkind: String,
     temporary: bool,
-    schema: String,
+    pub(crate) schema: String,
 }
 
 pub(crate) fn table(oid: pg_sys::Oid) -> Result<Table> {

@@ -20,10 +20,11 @@ use crate::gucs;
 use crate::policy::{self, spec::Column};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
-use pgrx::{AnyElement, PgRelation};
+use pgrx::spi::OwnedPreparedStatement;
+use pgrx::{AnyElement, PgOid, PgRelation};
 use spec::{IndexRequest, Metric, Path, SearchStatements, SearchTable};
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
 use std::rc::Rc;
 
@@ -33,6 +34,13 @@ struct Target {
     statements: SearchStatements,
     /// The column's declared dimensions, when it has them.
     dimensions: Option<i32>,
+    /// Kept plans of the count and exact statements (PostgreSQL revalidates them after DDL).
+    /// The approximate statement is planned per call so its tenant is a constant that a
+    /// per-tenant partial index can match.
+    count_plan: RefCell<Option<OwnedPreparedStatement>>,
+    exact_plan: RefCell<Option<OwnedPreparedStatement>>,
+    /// Tenants with their own HNSW index (made by vector_index) on this column and metric.
+    tenant_indexes: HashSet<String>,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -44,9 +52,12 @@ struct TargetKey {
 }
 
 thread_local! {
-    /// Resolved targets; only SQL text and column facts, never rows (policies still decide
-    /// what each statement sees). Dropped on any relcache invalidation of the table.
+    /// Resolved targets; only SQL text, plans and column facts, never rows (policies still
+    /// decide what each statement sees).
     static TARGETS: RefCell<HashMap<TargetKey, Rc<Target>>> = RefCell::new(HashMap::new());
+    /// Relations invalidated since the last call (InvalidOid: all), forgotten at the start of
+    /// the next call rather than inside the callback, which can run while a plan executes.
+    static STALE: RefCell<Vec<pg_sys::Oid>> = const { RefCell::new(Vec::new()) };
     /// Bumped by every invalidation, so a target resolved while one arrived is not cached.
     static GENERATION: Cell<u64> = const { Cell::new(0) };
     static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
@@ -54,15 +65,26 @@ thread_local! {
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn forget_relation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+unsafe extern "C-unwind" fn note_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     GENERATION.with(|g| g.set(g.get() + 1));
+    STALE.with(|stale| {
+        if let Ok(mut stale) = stale.try_borrow_mut() {
+            stale.push(relid);
+        }
+    });
+}
+
+fn forget_stale_targets() {
+    let stale = STALE.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    if stale.is_empty() {
+        return;
+    }
     TARGETS.with(|targets| {
-        if let Ok(mut targets) = targets.try_borrow_mut() {
-            if relid == pg_sys::InvalidOid {
-                targets.clear();
-            } else {
-                targets.retain(|key, _| key.table != relid);
-            }
+        let mut targets = targets.borrow_mut();
+        if stale.contains(&pg_sys::InvalidOid) {
+            targets.clear();
+        } else {
+            targets.retain(|key, _| !stale.contains(&key.table));
         }
     });
 }
@@ -70,7 +92,7 @@ unsafe extern "C-unwind" fn forget_relation(_arg: pg_sys::Datum, relid: pg_sys::
 fn register_invalidation_callback() {
     if !CALLBACK_REGISTERED.with(|r| r.replace(true)) {
         // SAFETY: registered once per backend; the callback only touches this module's statics.
-        unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget_relation), pg_sys::Datum::from(0)) };
+        unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(note_invalidation), pg_sys::Datum::from(0)) };
     }
 }
 
@@ -126,6 +148,30 @@ fn vector_column(table: &policy::Table, oid: pg_sys::Oid, name: &str) -> Result<
     Ok(((typmod > 0).then_some(typmod), schema))
 }
 
+/// The tenants whose own (valid) HNSW index vector_index made for this column and metric.
+fn tenant_indexes(key: &TargetKey) -> Result<HashSet<String>> {
+    let comments: Vec<String> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT d.description
+                   FROM pg_catalog.pg_index i
+                   JOIN pg_catalog.pg_description d
+                     ON d.objoid = i.indexrelid AND d.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                  WHERE i.indrelid = $1 AND i.indisvalid AND i.indpred IS NOT NULL",
+                None,
+                &[key.table.into()],
+            )?
+            .map(|row| Ok(row.get::<String>(1)?.unwrap_or_default()))
+            .collect::<Result<Vec<_>>>()
+    })?;
+    Ok(comments
+        .iter()
+        .filter_map(|c| spec::TenantIndexNote::from_comment(c))
+        .filter(|n| n.embedding == key.embedding && n.metric == key.metric.as_str())
+        .map(|n| n.tenant)
+        .collect())
+}
+
 fn resolve(key: &TargetKey) -> Result<Target> {
     let table = policy::table(key.table)?;
     let options = policy::stored_options(key.table)?.ok_or_else(|| {
@@ -152,11 +198,19 @@ fn resolve(key: &TargetKey) -> Result<Target> {
         user: scope.user,
         vector_schema,
     };
-    Ok(Target { display: table.display, statements: search.statements(key.metric), dimensions })
+    Ok(Target {
+        display: table.display,
+        statements: search.statements(key.metric),
+        dimensions,
+        count_plan: RefCell::new(None),
+        exact_plan: RefCell::new(None),
+        tenant_indexes: tenant_indexes(key)?,
+    })
 }
 
 fn target(key: TargetKey) -> Result<Rc<Target>> {
     register_invalidation_callback();
+    forget_stale_targets();
     if let Some(found) = TARGETS.with(|t| t.borrow().get(&key).cloned()) {
         return Ok(found);
     }
@@ -202,12 +256,12 @@ fn set_for_this_call(name: &str, value: &str) {
 
 /// Runs `f` with the index-scan settings vector_search needs, then puts the session's own
 /// values back, as a function's SET clause would (on error, transaction abort restores them).
-fn with_index_settings<T>(k: i32, f: impl FnOnce() -> Result<T>) -> Result<T> {
+fn with_index_settings<T>(ef_search: i32, f: impl FnOnce() -> Result<T>) -> Result<T> {
     load_pgvector();
     // SAFETY: nest levels are a stack; this one is popped below or by (sub)transaction abort.
     let nest_level = unsafe { pg_sys::NewGUCNestLevel() };
     set_for_this_call("hnsw.iterative_scan", "relaxed_order");
-    set_for_this_call("hnsw.ef_search", &gucs::vector_ef_search().max(k).min(1000).to_string());
+    set_for_this_call("hnsw.ef_search", &ef_search.to_string());
     let result = f();
     // SAFETY: pops exactly the level pushed above.
     unsafe { pg_sys::AtEOXact_GUC(true, nest_level) };
@@ -216,17 +270,23 @@ fn with_index_settings<T>(k: i32, f: impl FnOnce() -> Result<T>) -> Result<T> {
 
 type Hit = (Option<String>, Option<f64>);
 
-fn run(sql: &str, args: &[DatumWithOid]) -> Result<Vec<Hit>> {
-    Spi::connect(|client| {
-        client
-            .select(sql, None, args)?
-            .map(|row| Ok((row.get::<String>(1)?, row.get::<f64>(2)?)))
-            .collect::<Result<Vec<_>>>()
-    })
+fn hits(table: pgrx::spi::SpiTupleTable) -> Result<Vec<Hit>> {
+    table.map(|row| Ok((row.get::<String>(1)?, row.get::<f64>(2)?))).collect()
 }
 
-fn count(sql: &str, args: &[DatumWithOid]) -> Result<i64> {
-    Ok(Spi::get_one_with_args::<i64>(sql, args)?.unwrap_or(0))
+/// Runs `sql` through the plan kept in `slot`, preparing it on first use.
+fn run_kept<'a>(
+    client: &pgrx::spi::SpiClient<'a>,
+    slot: &RefCell<Option<OwnedPreparedStatement>>,
+    sql: &str,
+    args: &[DatumWithOid],
+) -> Result<pgrx::spi::SpiTupleTable<'a>> {
+    let mut slot = slot.borrow_mut();
+    if slot.is_none() {
+        let types: Vec<PgOid> = args.iter().map(|a| PgOid::from(a.oid())).collect();
+        *slot = Some(client.prepare(sql, &types)?.keep());
+    }
+    Ok(client.select(slot.as_ref().expect("prepared above"), None, args)?)
 }
 
 fn arguments<'a>(query: &AnyElement, boundary: &'a Boundary, limit: i64) -> Vec<DatumWithOid<'a>> {
@@ -288,17 +348,33 @@ fn search(
     }
 
     let cutoff = spec::exact_cutoff(k, gucs::vector_exact_limit());
-    let candidates = count(&target.statements.count, &arguments(&query, &boundary, cutoff + 1))?;
-    let ranked = arguments(&query, &boundary, i64::from(k));
-    if candidates <= cutoff {
-        return Ok((run(&target.statements.exact, &ranked)?, Path::Exact));
-    }
-    // More than cutoff >= k candidates exist, so anything shorter than k is the index's doing.
-    let nearest = with_index_settings(k, || run(&target.statements.approximate, &ranked))?;
-    if nearest.len() == k as usize {
-        return Ok((nearest, Path::Approximate));
-    }
-    Ok((run(&target.statements.exact, &ranked)?, Path::ApproximateThenExact))
+    let counting = arguments(&query, &boundary, cutoff + 1);
+    let ranking = arguments(&query, &boundary, i64::from(k));
+    Spi::connect(|client| {
+        let exact = || hits(run_kept(&client, &target.exact_plan, &target.statements.exact, &ranking)?);
+        let candidates = run_kept(&client, &target.count_plan, &target.statements.count, &counting)?
+            .first()
+            .get_one::<i64>()?
+            .unwrap_or(0);
+        if candidates <= cutoff {
+            return Ok((exact()?, Path::Exact));
+        }
+        // More than cutoff >= k candidates exist, so anything shorter than k is the index's doing.
+        // A graph shared with other tenants needs a wider beam for the same recall.
+        let ef_search = if target.tenant_indexes.contains(&boundary.tenant_id) {
+            gucs::vector_ef_search_tenant_index()
+        } else {
+            gucs::vector_ef_search()
+        };
+        let ef_search = ef_search.max(k).min(1000);
+        let nearest = with_index_settings(ef_search, || {
+            hits(client.select(target.statements.approximate.as_str(), None, &ranking)?)
+        })?;
+        if nearest.len() == k as usize {
+            return Ok((nearest, Path::Approximate { ef_search }));
+        }
+        Ok((exact()?, Path::ApproximateThenExact { ef_search }))
+    })
 }
 
 /// The k rows of `tbl` nearest to `query` among those the current boundary may see (its
@@ -333,7 +409,7 @@ fn vector_search(
     id_column: Option<&str>,
 ) -> TableIterator<'static, (name!(id, Option<String>), name!(distance, Option<f64>))> {
     let (hits, path) = search(tbl, query, k, metric, embedding_column, id_column).or_raise();
-    pgrx::debug1!("agent_boundary vector_search: {} plan, {} rows", path.as_str(), hits.len());
+    pgrx::debug1!("agent_boundary vector_search: {}", path.describe(hits.len()));
     TableIterator::new(hits)
 }
 
@@ -349,7 +425,7 @@ fn vector_index(
     embedding_column: default!(&str, "'embedding'"),
     tenant: default!(Option<&str>, "NULL"),
     m: default!(i32, 16),
-    ef_construction: default!(i32, 64),
+    ef_construction: default!(i32, 128),
     run: default!(bool, true),
 ) -> SetOfIterator<'static, String> {
     let oid = policy::release(tbl);
@@ -366,17 +442,7 @@ fn vector_index(
         })?;
         let scope = policy::plan(&table, &options)?;
         let (_, vector_schema) = vector_column(&table, oid, embedding_column)?;
-        let partial = match tenant {
-            None => None,
-            Some(tenant) => {
-                let literal = Spi::get_one_with_args::<String>(
-                    "SELECT pg_catalog.quote_literal($1)",
-                    &[tenant.into()],
-                )?
-                .expect("quote_literal of a non-NULL text is not NULL");
-                Some((scope.tenant.clone(), literal))
-            }
-        };
+        let partial = tenant.map(|tenant| (scope.tenant.clone(), tenant.to_string()));
         let scope_columns: Vec<String> =
             [Some(&scope.tenant), scope.workspace.as_ref(), scope.datasource.as_ref(), scope.user.as_ref()]
                 .into_iter()
@@ -386,6 +452,7 @@ fn vector_index(
         let statements = IndexRequest {
             table: table.qualified.clone(),
             relname: table.name.clone(),
+            schema: policy::spec::quote_ident(&table.schema),
             embedding: embedding_column.to_string(),
             metric,
             m,

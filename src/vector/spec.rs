@@ -5,8 +5,13 @@
 //! the values are bound, never spliced, and arrive at the planner as constants (one-shot SPI
 //! plans), so a per-tenant partial index matches the tenant predicate.
 
-use crate::policy::spec::{quote_ident, Column, MAX_IDENTIFIER_BYTES};
+use crate::policy::spec::{quote_ident, quote_literal, Column, MAX_IDENTIFIER_BYTES};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+/// The index path takes this many times k rows from the relaxed-order scan and keeps the k
+/// nearest: the scan hands rows over roughly, not exactly, in distance order.
+pub const APPROXIMATE_OVERFETCH: i32 = 4;
 
 /// Most neighbours one call may ask for.
 pub const MAX_K: i32 = 10_000;
@@ -157,8 +162,8 @@ impl SearchTable {
             ),
             approximate: format!(
                 "WITH nearest AS MATERIALIZED (SELECT {id} AS id, {distance} AS distance FROM {t} \
-                 WHERE {filter} ORDER BY {distance} LIMIT $6) \
-                 SELECT id::text, distance FROM nearest ORDER BY distance"
+                 WHERE {filter} ORDER BY {distance} LIMIT $6 * {APPROXIMATE_OVERFETCH}) \
+                 SELECT id::text, distance FROM nearest ORDER BY distance LIMIT $6"
             ),
         }
     }
@@ -169,18 +174,22 @@ impl SearchTable {
 pub enum Path {
     /// Few enough candidates to rank them all.
     Exact,
-    /// The index returned k rows.
-    Approximate,
+    /// The index, scanned with this ef_search, returned k rows.
+    Approximate { ef_search: i32 },
     /// The index came back short; ranked exactly instead.
-    ApproximateThenExact,
+    ApproximateThenExact { ef_search: i32 },
 }
 
 impl Path {
-    pub fn as_str(self) -> &'static str {
+    pub fn describe(self, rows: usize) -> String {
         match self {
-            Self::Exact => "exact",
-            Self::Approximate => "approximate",
-            Self::ApproximateThenExact => "approximate, short, then exact",
+            Self::Exact => format!("exact plan, {rows} rows"),
+            Self::Approximate { ef_search } => {
+                format!("approximate plan, {rows} rows, ef_search {ef_search}")
+            }
+            Self::ApproximateThenExact { ef_search } => {
+                format!("approximate, short, then exact plan, {rows} rows, ef_search {ef_search}")
+            }
         }
     }
 }
@@ -222,10 +231,32 @@ pub struct IndexRequest {
     pub ef_construction: i32,
     /// The scope columns, tenant first: the b-tree the exact plan and the count read.
     pub scope_columns: Vec<String>,
-    /// The tenant column and the literal (already quoted by PostgreSQL) for a partial index.
+    /// The table's schema, quoted (indexes live next to their table).
+    pub schema: String,
+    /// The tenant column and the tenant, for a per-tenant partial index.
     pub partial: Option<(Column, String)>,
     /// The schema pgvector is installed in, quoted: operator classes are named with it.
     pub vector_schema: String,
+}
+
+/// What a per-tenant index's comment records, so vector_search knows which tenants have one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantIndexNote {
+    pub tenant: String,
+    pub embedding: String,
+    pub metric: String,
+}
+
+pub const TENANT_INDEX_MARKER: &str = "agent_boundary tenant index: ";
+
+impl TenantIndexNote {
+    pub fn to_comment(&self) -> String {
+        format!("{TENANT_INDEX_MARKER}{}", serde_json::to_string(self).expect("serializable"))
+    }
+
+    pub fn from_comment(comment: &str) -> Option<Self> {
+        serde_json::from_str(comment.strip_prefix(TENANT_INDEX_MARKER)?).ok()
+    }
 }
 
 impl IndexRequest {
@@ -249,15 +280,26 @@ impl IndexRequest {
                     ),
                 ]
             }
-            Some((tenant, literal)) => {
-                let name = format!("hnsw_{}_t{}", short_hash(&vector_key), short_hash(literal));
-                vec![format!(
-                    "CREATE INDEX IF NOT EXISTS {} ON {t} USING hnsw ({embedding} {opclass}) {options} \
-                     WHERE {} = {literal}::{}",
-                    quote_ident(&index_name(&self.relname, &name)),
-                    quote_ident(&tenant.name),
-                    tenant.sql_type
-                )]
+            Some((column, tenant)) => {
+                let name = quote_ident(&index_name(
+                    &self.relname,
+                    &format!("hnsw_{}_t{}", short_hash(&vector_key), short_hash(tenant)),
+                ));
+                let note = TenantIndexNote {
+                    tenant: tenant.clone(),
+                    embedding: self.embedding.clone(),
+                    metric: self.metric.as_str().into(),
+                };
+                vec![
+                    format!(
+                        "CREATE INDEX IF NOT EXISTS {name} ON {t} USING hnsw ({embedding} {opclass}) {options} \
+                         WHERE {} = {}::{}",
+                        quote_ident(&column.name),
+                        quote_literal(tenant),
+                        column.sql_type
+                    ),
+                    format!("COMMENT ON INDEX {}.{name} IS {}", self.schema, quote_literal(&note.to_comment())),
+                ]
             }
         }
     }
@@ -318,7 +360,8 @@ mod tests {
         let s = docs().statements(Metric::Cosine);
         assert!(s.exact.contains("OFFSET 0) AS candidates ORDER BY distance LIMIT $6"), "{}", s.exact);
         assert!(s.approximate.contains("ORDER BY \"embedding\" OPERATOR(\"public\".<=>) $1 LIMIT $6"));
-        assert!(s.approximate.ends_with("FROM nearest ORDER BY distance"));
+        assert!(s.approximate.contains("LIMIT $6 * 4)"), "{}", s.approximate);
+        assert!(s.approximate.ends_with("FROM nearest ORDER BY distance LIMIT $6"));
         assert!(s.count.ends_with("LIMIT $6) AS candidates"));
     }
 
@@ -384,6 +427,7 @@ mod tests {
             m: 16,
             ef_construction: 64,
             scope_columns: vec!["tenant_id".into(), "workspace_id".into()],
+            schema: "\"public\"".into(),
             partial: None,
             vector_schema: "\"public\"".into(),
         };
@@ -393,11 +437,22 @@ mod tests {
         assert!(shared[1].contains(
             "USING hnsw (\"embedding\" \"public\".vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
         ));
-        r.partial = Some((column("tenant_id", "text"), "'acme'".into()));
+        r.partial = Some((column("tenant_id", "text"), "acme".into()));
         let a = r.statements();
-        r.partial = Some((column("tenant_id", "text"), "'acme2'".into()));
+        r.partial = Some((column("tenant_id", "text"), "it's \\ odd".into()));
         let b = r.statements();
         assert!(a[0].ends_with("WHERE \"tenant_id\" = 'acme'::text"), "{}", a[0]);
+        assert!(b[0].ends_with("WHERE \"tenant_id\" = E'it''s \\\\ odd'::text"), "{}", b[0]);
+        let note = a[1].split(" IS ").nth(1).unwrap();
+        assert_eq!(
+            TenantIndexNote::from_comment(note.trim_matches('\'')),
+            Some(TenantIndexNote {
+                tenant: "acme".into(),
+                embedding: "embedding".into(),
+                metric: "cosine".into()
+            })
+        );
+        assert!(a[1].starts_with("COMMENT ON INDEX \"public\".\""), "{}", a[1]);
         for ddl in shared.iter().chain(&a).chain(&b) {
             let name = ddl.split('"').nth(1).unwrap();
             assert!(name.len() <= MAX_IDENTIFIER_BYTES, "{name}");

@@ -79,7 +79,8 @@ mod tests {
             Some(-2.0),
             "inner_product reports pgvector's negated inner product"
         );
-        let l2 = one::<f64>("SELECT distance FROM boundary.vector_search('public.docs', '[1,0,0]', 1, 'l2')").unwrap();
+        let l2 = one::<f64>("SELECT distance FROM boundary.vector_search('public.docs', '[1,0,0]', 1, 'l2')")
+            .unwrap();
         assert!((l2 - 0.2).abs() < 1e-6, "{l2}");
     }
 
@@ -224,8 +225,8 @@ mod tests {
         );
         assert!(plan.contains(&format!("Index Scan using {partial} on docs")), "{plan}");
         assert_eq!(
-            try_sql("SELECT boundary.vector_index('public.docs', m => 40)"),
-            "22023: ef_construction (64) must be at least 2 * m (80)"
+            try_sql("SELECT boundary.vector_index('public.docs', m => 80)"),
+            "22023: ef_construction (128) must be at least 2 * m (160)"
         );
         assert_eq!(
             try_sql("SELECT boundary.vector_index('public.docs', 'cosine', 'tenant_id')"),
