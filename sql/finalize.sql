@@ -3,7 +3,8 @@
 -- Anyone may call enter/exit and the accessors (policies call them as the querying role), so
 -- the schema is usable by PUBLIC. The key and registry tables are for no ordinary role. The
 -- agent tables (memories, run_state, cache) are granted to PUBLIC in their modules: their rows
--- are guarded by generated row level security, so a role sees nothing without a boundary.
+-- are guarded by generated row level security, so a role sees nothing without a boundary. The
+-- audit log is granted SELECT only (tenants read their own rows); only the extension writes it.
 -- Managing keys, signing, managing the registry and purging are for superusers and for roles
 -- they grant explicitly (see README).
 GRANT USAGE ON SCHEMA boundary TO PUBLIC;
@@ -17,3 +18,5 @@ REVOKE EXECUTE ON FUNCTION boundary.sign(jsonb, interval, text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION boundary.register_principal(text, text, text, text, text, text, text[], text[]) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION boundary.revoke(text, text, text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION boundary.purge_expired() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION boundary.blocked_events_total() FROM PUBLIC;
+REVOKE ALL ON SEQUENCE boundary.blocked_events FROM PUBLIC;

@@ -35,6 +35,11 @@ pub enum BoundaryError {
     WrongType(String),
     /// The object is not ready for the operation (e.g. a table that is not protected).
     NotPrepared(String),
+    /// A tool asked for something outside the boundary: "resource public.tickets:7", "tool crm".
+    /// The same for "belongs to another tenant" and "does not exist", so it is no oracle.
+    OutsideBoundary(String),
+    /// A job's snapshot no longer matches the registry (or expired); `reason` says what changed.
+    JobRefused { reason: String },
     /// Something that should not happen; reported instead of panicking.
     Internal(String),
 }
@@ -46,7 +51,9 @@ impl BoundaryError {
             Self::NoBoundary
             | Self::BoundaryExpired { .. }
             | Self::PrincipalRefused(_)
-            | Self::NotAllowed { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE,
+            | Self::NotAllowed { .. }
+            | Self::OutsideBoundary(_)
+            | Self::JobRefused { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE,
             Self::TokenRefused(_) => ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
             Self::InvalidArgument(_) => ERRCODE_INVALID_PARAMETER_VALUE,
             Self::ValueTooLarge(_) => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
@@ -71,9 +78,19 @@ impl BoundaryError {
         }
     }
 
-    /// Raise as a PostgreSQL ERROR with this error's SQLSTATE, message and hint.
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            Self::JobRefused { reason } => Some(reason.clone()),
+            _ => None,
+        }
+    }
+
+    /// Raise as a PostgreSQL ERROR with this error's SQLSTATE, message, detail and hint.
     pub fn raise(self) -> ! {
         let mut report = ErrorReport::new(self.sqlstate(), self.to_string(), "agent_boundary");
+        if let Some(detail) = self.detail() {
+            report = report.set_detail(detail);
+        }
         if let Some(hint) = self.hint() {
             report = report.set_hint(hint);
         }
@@ -92,6 +109,8 @@ impl fmt::Display for BoundaryError {
             Self::TokenRefused(why) => write!(f, "agent boundary token refused: {why}"),
             Self::PrincipalRefused(why) => write!(f, "agent boundary refused: {why}"),
             Self::NotAllowed { what, .. } => f.write_str(what),
+            Self::OutsideBoundary(what) => write!(f, "{what} is outside current boundary"),
+            Self::JobRefused { .. } => f.write_str("resume refused: permissions changed during execution"),
             Self::InvalidArgument(why)
             | Self::ValueTooLarge(why)
             | Self::UndefinedObject(why)

@@ -17,6 +17,7 @@ pub const BOUNDARY_NAME: &CStr = c"agent_boundary.boundary";
 static BOUNDARY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 static ALLOW_SESSION_SCOPE: GucSetting<bool> = GucSetting::<bool>::new(false);
 static MAX_TOKEN_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(3600);
+static MAX_JOB_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(24 * 3600);
 static CLOCK_SKEW: GucSetting<i32> = GucSetting::<i32>::new(30);
 static AUTO_PROTECT_SCHEMAS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 static VECTOR_EXACT_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(3000);
@@ -55,6 +56,16 @@ pub fn init() {
         &MAX_TOKEN_LIFETIME,
         1,
         7 * 24 * 3600,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"agent_boundary.max_job_lifetime",
+        c"Longest lifetime of a job token from boundary.snapshot().",
+        c"boundary.snapshot caps its ttl at this value and boundary.resume refuses longer-lived tokens.",
+        &MAX_JOB_LIFETIME,
+        1,
+        30 * 24 * 3600,
         GucContext::Suset,
         GucFlags::UNIT_S,
     );
@@ -136,6 +147,10 @@ pub fn allow_session_scope() -> bool {
 
 pub fn max_token_lifetime_secs() -> i64 {
     i64::from(MAX_TOKEN_LIFETIME.get())
+}
+
+pub fn max_job_lifetime_secs() -> i64 {
+    i64::from(MAX_JOB_LIFETIME.get())
 }
 
 pub fn clock_skew_secs() -> i64 {

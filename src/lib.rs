@@ -6,14 +6,17 @@ use pgrx::prelude::*;
 
 pgrx::pg_module_magic!(name, version);
 
+pub mod audit;
 pub mod boundary;
 pub mod cache;
 pub mod error;
 pub mod gucs;
+pub mod jobs;
 pub mod keyspace;
 pub mod memory;
 pub mod policy;
 pub mod registry;
+pub mod tools;
 pub mod vector;
 
 #[cfg(any(test, feature = "pg_test"))]

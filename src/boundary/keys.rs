@@ -235,26 +235,32 @@ fn sign(
         object.insert("aud".into(), token::AUDIENCE.into());
         Requested::from_claims(&claims).map_err(BoundaryError::InvalidArgument)?;
 
-        let key = match kid {
-            Some(kid) => active_key(kid)?.ok_or_else(|| {
-                BoundaryError::UndefinedObject(format!(
-                    "no active signing key \"{}\"",
-                    super::claims::truncate_for_message(kid)
-                ))
-            })?,
-            None => newest_signing_key()?.ok_or_else(|| {
-                BoundaryError::UndefinedObject(
-                    "no active key can sign; create one with boundary.generate_signing_key(kid)".into(),
-                )
-            })?,
-        };
-        let encoding = key.material().encoding_key().map_err(BoundaryError::Internal)?.ok_or_else(|| {
-            BoundaryError::InvalidArgument(format!(
-                "signing key \"{}\" holds only a public key; the database cannot sign with it",
-                key.kid
-            ))
-        })?;
-        token::sign(&claims, &key.kid, key.alg, &encoding).map_err(BoundaryError::Internal)
+        sign_claims(&claims, kid)
     };
     sign().or_raise()
+}
+
+/// Signs complete claims with `kid`'s key, or the newest active key that can sign. Caller must
+/// run as the extension owner.
+pub(crate) fn sign_claims(claims: &serde_json::Value, kid: Option<&str>) -> Result<String> {
+    let key = match kid {
+        Some(kid) => active_key(kid)?.ok_or_else(|| {
+            BoundaryError::UndefinedObject(format!(
+                "no active signing key \"{}\"",
+                super::claims::truncate_for_message(kid)
+            ))
+        })?,
+        None => newest_signing_key()?.ok_or_else(|| {
+            BoundaryError::UndefinedObject(
+                "no active key can sign; create one with boundary.generate_signing_key(kid)".into(),
+            )
+        })?,
+    };
+    let encoding = key.material().encoding_key().map_err(BoundaryError::Internal)?.ok_or_else(|| {
+        BoundaryError::InvalidArgument(format!(
+            "signing key \"{}\" holds only a public key; the database cannot sign with it",
+            key.kid
+        ))
+    })?;
+    token::sign(claims, &key.kid, key.alg, &encoding).map_err(BoundaryError::Internal)
 }

@@ -102,6 +102,8 @@ fn enter(token: &str, scope: default!(&str, "'transaction'")) -> JsonB {
         let boundary = verify_and_narrow(token, scope)?;
         refuse_switch_under_open_cursors(&boundary)?;
         let shown = boundary.to_public_json();
+        crate::audit::entered();
+        crate::audit::record("enter", Some(&boundary), crate::audit::Event::default())?;
         state::install(boundary)?;
         if scope == Scope::Transaction && !state::in_transaction_block() {
             pgrx::warning!(
@@ -118,6 +120,9 @@ fn enter(token: &str, scope: default!(&str, "'transaction'")) -> JsonB {
 /// ROLLBACK undoes the removal.
 #[pg_extern(volatile, parallel_unsafe)]
 fn exit() {
+    if let Some(boundary) = state::current_if_any().or_raise() {
+        crate::audit::record("exit", Some(&boundary), crate::audit::Event::default()).or_raise();
+    }
     state::clear();
 }
 

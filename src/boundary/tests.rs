@@ -472,7 +472,7 @@ mod tests {
                     AND NOT has_function_privilege('public', oid, 'EXECUTE')"
             )
             .unwrap(),
-            "add_signing_key,generate_signing_key,list_signing_keys,purge_expired,register_principal,retire_signing_key,revoke,sign"
+            "add_signing_key,blocked_events_total,generate_signing_key,list_signing_keys,purge_expired,register_principal,retire_signing_key,revoke,sign"
         );
         // Keys and registry are readable by no ordinary role; the agent tables are, but every
         // one of them is protected (forced row level security, boundary policies).
@@ -483,7 +483,15 @@ mod tests {
                     AND relkind IN ('r', 'v', 'm', 'p') AND has_table_privilege('public', oid, 'SELECT')"
             )
             .unwrap(),
-            "cache:true,memories:true,run_state:true"
+            "audit_log:true,cache:true,memories:true,run_state:true"
+        );
+        // The audit log is read-only for everyone but the extension itself.
+        assert_eq!(
+            one::<String>(
+                "SELECT string_agg(p, ',') FROM unnest(ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) p
+                  WHERE has_table_privilege('public', 'boundary.audit_log', p)"
+            ),
+            None
         );
     }
 }

@@ -12,6 +12,9 @@ use serde_json::Value;
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 /// Every boundary token is for this audience; a token naming another audience is refused.
 pub const AUDIENCE: &str = "agent_boundary";
+/// Job tokens (`boundary.snapshot`) carry their own audience, so neither kind of token can be
+/// used as the other.
+pub const JOB_AUDIENCE: &str = "agent_boundary.job";
 /// Algorithms a signing key may use.
 pub const ALGORITHMS: &[&str] = &["HS256", "HS384", "HS512", "EdDSA", "ES256", "RS256"];
 /// Shortest HMAC secret accepted (RFC 7518 §3.2: at least the hash size; we ask 32 for all).
@@ -145,7 +148,6 @@ fn describe(kind: &ErrorKind) -> String {
         }
         ErrorKind::ExpiredSignature => "token has expired".into(),
         ErrorKind::ImmatureSignature => "token is not valid yet (nbf is in the future)".into(),
-        ErrorKind::InvalidAudience => format!("token audience is not {AUDIENCE:?}"),
         ErrorKind::InvalidAlgorithm => "token alg does not match the alg of its key".into(),
         ErrorKind::MissingRequiredClaim(c) => format!("claim {c} is missing"),
         ErrorKind::InvalidClaimFormat(c) => format!("claim {c} has the wrong type"),
@@ -155,16 +157,38 @@ fn describe(kind: &ErrorKind) -> String {
     }
 }
 
-/// Verifies signature, audience, exp, nbf, iat and lifetime; returns the claims.
+/// Verifies a boundary token: signature, audience (if present), exp, nbf, iat and lifetime;
+/// returns the claims.
 pub fn verify(token: &str, key: &KeyMaterial, time: TimePolicy) -> Result<Value, String> {
+    verify_for(token, key, time, AUDIENCE, false)
+}
+
+/// Verifies a job token from `boundary.snapshot`: as [`verify`], and its audience must be
+/// [`JOB_AUDIENCE`].
+pub fn verify_job(token: &str, key: &KeyMaterial, time: TimePolicy) -> Result<Value, String> {
+    verify_for(token, key, time, JOB_AUDIENCE, true)
+}
+
+fn verify_for(
+    token: &str,
+    key: &KeyMaterial,
+    time: TimePolicy,
+    audience: &str,
+    require_audience: bool,
+) -> Result<Value, String> {
     let decoding = key.decoding_key()?;
     let mut validation = Validation::new(key.alg);
     validation.leeway = time.skew.max(0) as u64;
     validation.validate_nbf = true;
-    validation.set_audience(&[AUDIENCE]);
-    validation.set_required_spec_claims(&["exp"]);
-    let data =
-        jsonwebtoken::decode::<Value>(token, &decoding, &validation).map_err(|e| describe(e.kind()))?;
+    validation.set_audience(&[audience]);
+    validation.set_required_spec_claims(if require_audience { &["exp", "aud"][..] } else { &["exp"][..] });
+    let data = jsonwebtoken::decode::<Value>(token, &decoding, &validation).map_err(|e| match e.kind() {
+        ErrorKind::InvalidAudience => format!("token audience is not {audience:?}"),
+        ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => {
+            format!("token audience is not {audience:?}")
+        }
+        kind => describe(kind),
+    })?;
     let claims = data.claims;
     // jsonwebtoken checks exp against the system clock; recheck against the policy's clock too.
     let exp = claims.get("exp").and_then(Value::as_i64).ok_or("claim exp must be an integer")?;

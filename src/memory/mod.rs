@@ -375,6 +375,12 @@ fn promote(name: &str, scope: default!(&str, "'user'")) -> String {
                 truncate_for_message(name)
             )));
         }
+        let keys = vec![key.clone()];
+        crate::audit::record(
+            "promote",
+            Some(&boundary),
+            crate::audit::Event { memory_keys: keys, ..Default::default() },
+        )?;
         Ok(key)
     };
     promote().or_raise()

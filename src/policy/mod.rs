@@ -177,6 +177,21 @@ fn run_all(statements: &[String]) -> Result<()> {
 /// What an earlier protect() left on the table: our policies, the TRUNCATE guard, and the
 /// columns whose default is one of our accessors.
 fn existing(oid: pg_sys::Oid) -> Result<Existing> {
+    // Only columns a protection scopes (or scoped, by its stored options) have "our" defaults;
+    // any other column's `DEFAULT boundary.user_id()` (say, requested_by) is the user's own.
+    let mut scoped = vec![
+        gucs::tenant_column(),
+        spec::AUTO_WORKSPACE_COLUMN.to_string(),
+        spec::AUTO_USER_COLUMN.to_string(),
+    ];
+    if let Some(previous) = stored_options(oid)? {
+        scoped.push(previous.tenant_column.clone());
+        for choice in [&previous.workspace_column, &previous.user_column] {
+            if let ColumnChoice::Named(name) = choice {
+                scoped.push(name.clone());
+            }
+        }
+    }
     Spi::connect(|client| {
         let names = |sql: &str, args: &[pgrx::datum::DatumWithOid]| -> Result<Vec<String>> {
             client.select(sql, None, args)?.map(|row| Ok(row.get::<String>(1)?.unwrap_or_default())).collect()
@@ -194,11 +209,11 @@ fn existing(oid: pg_sys::Oid) -> Result<Existing> {
             accessor_defaults: names(
                 "SELECT a.attname::text FROM pg_catalog.pg_attrdef d
                    JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
-                  WHERE d.adrelid = $1
+                  WHERE d.adrelid = $1 AND a.attname = ANY ($2)
                     AND pg_catalog.pg_get_expr(d.adbin, d.adrelid)
                         ~ '^\\(?boundary\\.(tenant_id|workspace_id|user_id)\\(\\)'
                   ORDER BY a.attnum",
-                &[oid.into()],
+                &[oid.into(), scoped.clone().into()],
             )?,
         })
     })
@@ -247,6 +262,12 @@ fn parse_write_roles(roles: Vec<Option<String>>) -> Result<Vec<Role>> {
     Ok(parsed)
 }
 
+/// An administrative audit row (no tenant: tenants do not see it) naming the table.
+fn audit_table_event(event: &str, oid: pg_sys::Oid) -> Result<()> {
+    let display = table(oid)?.display;
+    crate::audit::record(event, None, crate::audit::Event { resource: Some(&display), ..Default::default() })
+}
+
 /// Turns a table into a tenant table: ENABLE and FORCE row level security; a restrictive
 /// policy per command on the tenant column (and the workspace, datasource and user columns
 /// when the table has `workspace_id`, `datasource_id`, `user_id`, or the caller names them;
@@ -277,6 +298,7 @@ fn protect(
         };
         let mut ran = Vec::new();
         protect_tree(oid, &options, &mut ran)?;
+        audit_table_event("protect", oid)?;
         Ok(ran)
     };
     SetOfIterator::new(protect().or_raise())
@@ -296,6 +318,7 @@ fn reprotect(tbl: PgRelation) -> SetOfIterator<'static, String> {
         })?;
         let mut ran = Vec::new();
         protect_tree(oid, &options, &mut ran)?;
+        audit_table_event("protect", oid)?;
         Ok(ran)
     };
     SetOfIterator::new(reprotect().or_raise())
@@ -329,6 +352,9 @@ fn unprotect(tbl: PgRelation) -> SetOfIterator<'static, String> {
     let oid = release(tbl);
     let mut ran = Vec::new();
     unprotect_tree(oid, &mut ran).or_raise();
+    if !ran.is_empty() {
+        audit_table_event("unprotect", oid).or_raise();
+    }
     SetOfIterator::new(ran)
 }
 
@@ -391,6 +417,7 @@ fn auto_protect_table(oid: pg_sys::Oid) -> Result<()> {
         (None, false) => return Ok(()),
     };
     protect_tree(oid, &options, &mut ran)?;
+    audit_table_event("protect", oid)?;
     pgrx::notice!("agent_boundary protected table {}", table.display);
     Ok(())
 }

@@ -445,10 +445,12 @@ mod tests {
             "public.unsafe_definer() | SECURITY DEFINER function without a pinned search_path: objects the caller creates can hijack it",
             "replicator | has REPLICATION: logical replication streams every tenant's rows of protected tables",
             // The agent tables are granted to PUBLIC, so a BYPASSRLS role reads every tenant's memory.
+            "sneaky | can bypass row level security (BYPASSRLS) and has privileges on protected table boundary.audit_log",
             "sneaky | can bypass row level security (BYPASSRLS) and has privileges on protected table boundary.cache",
             "sneaky | can bypass row level security (BYPASSRLS) and has privileges on protected table boundary.memories",
             "sneaky | can bypass row level security (BYPASSRLS) and has privileges on protected table boundary.run_state",
             "sneaky | can bypass row level security (BYPASSRLS) and has privileges on protected table public.tickets",
+            "via_membership | can bypass row level security (membership in sneaky) and has privileges on protected table boundary.audit_log",
             "via_membership | can bypass row level security (membership in sneaky) and has privileges on protected table boundary.cache",
             "via_membership | can bypass row level security (membership in sneaky) and has privileges on protected table boundary.memories",
             "via_membership | can bypass row level security (membership in sneaky) and has privileges on protected table boundary.run_state",

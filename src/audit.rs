@@ -1,0 +1,225 @@
+//! The audit trail: `boundary.audit_log`, append-only and metadata-only (ids, namespaces,
+//! counts, reasons; never row content, tokens or keys).
+//!
+//! PostgreSQL has no autonomous transactions: a row written by the transaction that an ERROR
+//! then aborts is rolled back with it. Refusals (a tool asking outside the boundary, a job
+//! whose permissions changed) always end in an ERROR, so they are recorded where a rollback
+//! cannot reach: one JSON line per refusal in the server log (prefix `agent_boundary audit: `)
+//! and the sequence `boundary.blocked_events`, which counts every refusal (sequences ignore
+//! rollback). Refusals an agent catches in a savepoint are also counted into the `exit` row of
+//! the boundary they happened under. Events of transactions that commit are rows.
+
+use crate::boundary::claims::{Boundary, Requested};
+use crate::error::{OrRaise, Result};
+use pgrx::prelude::*;
+use serde_json::json;
+use std::cell::Cell;
+
+extension_sql!(
+    r#"
+CREATE TABLE boundary.audit_log (
+    id                  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at                  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    event               text NOT NULL CHECK (event IN ('enter', 'exit', 'promote', 'protect', 'unprotect', 'snapshot', 'resume')),
+    tenant_id           text,
+    workspace_id        text,
+    user_id             text,
+    trace_id            text,
+    run_id              text,
+    prompt_version      text,
+    retrieval_namespace text,
+    tool_ids            text[] NOT NULL DEFAULT '{}',
+    datasource_ids      text[] NOT NULL DEFAULT '{}',
+    memory_keys         text[] NOT NULL DEFAULT '{}',
+    blocked_count       integer NOT NULL DEFAULT 0,
+    resource            text
+);
+COMMENT ON TABLE boundary.audit_log IS
+  'Append-only, metadata-only audit trail. Refusals are in the server log and boundary.blocked_events.';
+CREATE INDEX audit_log_tenant_at ON boundary.audit_log (tenant_id, at);
+SELECT pg_catalog.pg_extension_config_dump('boundary.audit_log', '');
+
+CREATE SEQUENCE boundary.blocked_events;
+COMMENT ON SEQUENCE boundary.blocked_events IS
+  'Every refusal (blocked tool argument, refused resume) ever, including those whose transaction rolled back.';
+
+CREATE FUNCTION boundary.refuse_audit_change() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RAISE EXCEPTION 'boundary.audit_log is append-only: % is refused', TG_OP USING ERRCODE = '42501';
+END $$;
+CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON boundary.audit_log
+    FOR EACH ROW EXECUTE FUNCTION boundary.refuse_audit_change();
+CREATE TRIGGER audit_log_refuse_truncate BEFORE TRUNCATE ON boundary.audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION boundary.refuse_audit_change();
+
+DO $protect$ BEGIN
+    -- Tenants read their own rows; nobody but this extension writes (no INSERT grant).
+    PERFORM boundary.protect('boundary.audit_log', workspace_column => '', user_column => '',
+                             write_roles => '{owner,admin,member,viewer}');
+END $protect$;
+GRANT SELECT ON boundary.audit_log TO PUBLIC;
+"#,
+    name = "audit_log_table",
+    requires = [policy::protect, boundary::tenant_id, boundary::role, "policy_sql"],
+);
+
+thread_local! {
+    /// Refusals since the last enter() in this backend; savepoint rollbacks do not undo it.
+    static BLOCKED_SINCE_ENTER: Cell<i32> = const { Cell::new(0) };
+}
+
+/// What happened, beyond the boundary's own fields.
+#[derive(Default)]
+pub struct Event<'a> {
+    pub resource: Option<&'a str>,
+    pub memory_keys: Vec<String>,
+}
+
+fn read_only() -> bool {
+    // SAFETY: reads backend-local transaction state.
+    unsafe { pg_sys::XactReadOnly || pg_sys::RecoveryInProgress() }
+}
+
+/// Runs `f` as the owner of the audit table (the extension's owner), the way a SECURITY
+/// DEFINER function would, so no role needs INSERT on it. An ERROR inside `f` aborts the
+/// (sub)transaction, which restores the user id.
+fn as_audit_owner<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let owner = Spi::get_one::<pg_sys::Oid>(
+        "SELECT relowner FROM pg_catalog.pg_class WHERE oid = 'boundary.audit_log'::pg_catalog.regclass",
+    )?
+    .unwrap_or(pg_sys::InvalidOid);
+    let (mut user, mut context) = (pg_sys::InvalidOid, 0);
+    // SAFETY: save, switch and restore, as fmgr_security_definer does.
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
+        pg_sys::SetUserIdAndSecContext(owner, context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
+    }
+    let result = f();
+    unsafe { pg_sys::SetUserIdAndSecContext(user, context) };
+    result
+}
+
+/// Whose refusal a log line records: from a boundary, or from a job token that was refused.
+#[derive(Clone, Copy)]
+pub struct Who<'a> {
+    pub tenant_id: &'a str,
+    pub workspace_id: &'a str,
+    pub user_id: &'a str,
+    pub trace_id: Option<&'a str>,
+    pub run_id: Option<&'a str>,
+}
+
+impl<'a> From<&'a Boundary> for Who<'a> {
+    fn from(b: &'a Boundary) -> Self {
+        Who {
+            tenant_id: &b.tenant_id,
+            workspace_id: &b.workspace_id,
+            user_id: &b.user_id,
+            trace_id: b.trace_id.as_deref(),
+            run_id: b.run_id.as_deref(),
+        }
+    }
+}
+
+impl<'a> From<&'a Requested> for Who<'a> {
+    fn from(r: &'a Requested) -> Self {
+        Who {
+            tenant_id: &r.tenant_id,
+            workspace_id: &r.workspace_id,
+            user_id: &r.user_id,
+            trace_id: r.trace_id.as_deref(),
+            run_id: r.run_id.as_deref(),
+        }
+    }
+}
+
+/// One JSON line in the server log: metadata only.
+fn log_line(event: &str, who: Option<Who>, resource: Option<&str>, reason: &str, blocked: i32) {
+    let line = json!({
+        "event": event,
+        "tenant_id": who.map(|w| w.tenant_id),
+        "workspace_id": who.map(|w| w.workspace_id),
+        "user_id": who.map(|w| w.user_id),
+        "trace_id": who.and_then(|w| w.trace_id),
+        "run_id": who.and_then(|w| w.run_id),
+        "resource": resource,
+        "reason": reason,
+        "blocked_since_enter": blocked,
+    });
+    pgrx::log!("agent_boundary audit: {line}");
+}
+
+/// Appends one row for `event` under `boundary` (or none, for admin events such as protect).
+/// In a read-only transaction (a hot standby, say) the row goes to the server log instead.
+pub fn record(event: &str, boundary: Option<&Boundary>, details: Event) -> Result<()> {
+    // CREATE EXTENSION protects the extension's own tables before this one exists.
+    // SAFETY: reads a backend-local flag.
+    if unsafe { pg_sys::creating_extension } {
+        return Ok(());
+    }
+    if read_only() {
+        log_line(
+            event,
+            boundary.map(Who::from),
+            details.resource,
+            "read-only transaction: not written to audit_log",
+            0,
+        );
+        return Ok(());
+    }
+    let text = |f: fn(&Boundary) -> Option<String>| boundary.and_then(f);
+    let blocked = if event == "exit" { BLOCKED_SINCE_ENTER.with(Cell::get) } else { 0 };
+    as_audit_owner(|| {
+        Spi::run_with_args(
+            "INSERT INTO boundary.audit_log
+                    (event, tenant_id, workspace_id, user_id, trace_id, run_id, prompt_version,
+                     retrieval_namespace, tool_ids, datasource_ids, memory_keys, blocked_count, resource)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            &[
+                event.into(),
+                text(|b| Some(b.tenant_id.clone())).into(),
+                text(|b| Some(b.workspace_id.clone())).into(),
+                text(|b| Some(b.user_id.clone())).into(),
+                text(|b| b.trace_id.clone()).into(),
+                text(|b| b.run_id.clone()).into(),
+                text(|b| b.prompt_version.clone()).into(),
+                text(|b| Some(b.memory_namespace().to_string())).into(),
+                boundary.map(|b| b.tool_ids.clone()).unwrap_or_default().into(),
+                boundary.map(|b| b.datasource_ids.clone()).unwrap_or_default().into(),
+                details.memory_keys.into(),
+                blocked.into(),
+                details.resource.into(),
+            ],
+        )?;
+        Ok(())
+    })
+}
+
+/// A new boundary starts its own count of refusals.
+pub fn entered() {
+    BLOCKED_SINCE_ENTER.with(|c| c.set(0));
+}
+
+/// Records a refusal where the coming rollback cannot undo it: the server log and the
+/// `blocked_events` counter (not in a read-only transaction, where nextval is not allowed).
+pub fn refused(event: &str, who: Option<Who>, resource: Option<&str>, reason: &str) {
+    let blocked = BLOCKED_SINCE_ENTER.with(|c| {
+        c.set(c.get().saturating_add(1));
+        c.get()
+    });
+    log_line(event, who, resource, reason, blocked);
+    if !read_only() {
+        as_audit_owner(|| Ok(Spi::run("SELECT pg_catalog.nextval('boundary.blocked_events')")?)).or_raise();
+    }
+}
+
+/// How many refusals were ever recorded, across all tenants (rolled-back ones included).
+#[pg_extern(security_definer, stable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
+fn blocked_events_total() -> i64 {
+    Spi::get_one::<i64>("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM boundary.blocked_events")
+        .map_err(crate::error::BoundaryError::from)
+        .or_raise()
+        .unwrap_or(0)
+}

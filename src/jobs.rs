@@ -1,0 +1,174 @@
+//! Long-running jobs: `boundary.snapshot(ttl)` signs the current boundary into a job token for
+//! the queue payload; `boundary.resume(token)` verifies it, reloads the principal from the
+//! registry, refuses if anything the job relied on changed, and otherwise enters the boundary
+//! with today's permissions. A worker without a resumed boundary reads nothing protected.
+
+use crate::audit;
+use crate::boundary::claims::{Principal, Requested, Scope};
+use crate::boundary::{keys, state, token, ttl_seconds};
+use crate::error::{BoundaryError, OrRaise, Result};
+use crate::gucs;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::{json, Value};
+
+/// Why a snapshot no longer holds, or None when the registry still grants everything it used.
+pub fn what_changed(job: &Requested, now: Option<&Principal>) -> Option<String> {
+    let Some(now) = now else {
+        return Some("the principal is no longer registered".into());
+    };
+    if now.revoked {
+        return Some("the principal has been revoked".into());
+    }
+    if now.role < job.role {
+        return Some(format!("role downgraded from {} to {}", job.role.as_str(), now.role.as_str()));
+    }
+    if let Some(plan) = job.plan.filter(|p| *p != now.plan) {
+        return Some(format!("plan changed from {} to {}", plan.as_str(), now.plan.as_str()));
+    }
+    if let Some(region) = job.region.filter(|r| *r != now.region) {
+        return Some(format!("region changed from {} to {}", region.as_str(), now.region.as_str()));
+    }
+    let removed = |kind: &str, used: &Option<Vec<String>>, allowed: &[String]| {
+        used.iter().flatten().find(|id| !allowed.contains(id)).map(|id| format!("{kind} {id} was removed"))
+    };
+    removed("tool", &job.tool_ids, &now.tool_ids)
+        .or_else(|| removed("datasource", &job.datasource_ids, &now.datasource_ids))
+}
+
+fn random_run_id() -> Result<String> {
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes).map_err(|e| BoundaryError::Internal(format!("no randomness: {e}")))?;
+    Ok(format!("run-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+}
+
+/// A signed job token carrying the current boundary (tenant, workspace, user, role, plan,
+/// region, tools, datasources, namespace, trace, prompt version) and its run id (a new one if
+/// the boundary has none), valid for `ttl` (at most `agent_boundary.max_job_lifetime`). For the
+/// queue payload; only `boundary.resume()` accepts it.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn snapshot(ttl: default!(pgrx::datum::Interval, "'1 hour'")) -> String {
+    let snapshot = || -> Result<String> {
+        let boundary = state::current()?;
+        let ttl = ttl_seconds(&ttl, gucs::max_job_lifetime_secs(), "agent_boundary.max_job_lifetime allows")?;
+        let now = state::now_unix();
+        let run_id = match &boundary.run_id {
+            Some(run) => run.clone(),
+            None => random_run_id()?,
+        };
+        let claims = json!({
+            "tenant_id": boundary.tenant_id, "workspace_id": boundary.workspace_id,
+            "user_id": boundary.user_id, "role": boundary.role.as_str(),
+            "plan": boundary.plan.as_str(), "region": boundary.region.as_str(),
+            "tool_ids": boundary.tool_ids, "datasource_ids": boundary.datasource_ids,
+            "memory_namespace": boundary.memory_namespace, "trace_id": boundary.trace_id,
+            "run_id": run_id, "prompt_version": boundary.prompt_version,
+            "iat": now, "exp": now + ttl, "aud": token::JOB_AUDIENCE,
+        });
+        let signed = keys::sign_claims(&claims, None)?;
+        let mut recorded = (*boundary).clone();
+        recorded.run_id = Some(run_id);
+        audit::record("snapshot", Some(&recorded), audit::Event::default())?;
+        Ok(signed)
+    };
+    snapshot().or_raise()
+}
+
+fn refused(job: Option<&Requested>, reason: String) -> BoundaryError {
+    audit::refused("resume_refused", job.map(audit::Who::from), None, &reason);
+    BoundaryError::JobRefused { reason }
+}
+
+/// Verifies a job token from `boundary.snapshot()`, checks the registry, and enters the job's
+/// boundary with today's permissions for the rest of the transaction. Refused with SQLSTATE
+/// 42501 `resume refused: permissions changed during execution` (the DETAIL says what changed)
+/// when the token expired, the principal was revoked, its role was downgraded, its plan or
+/// region changed, or a tool or datasource the job carried was removed. Returns the boundary.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn resume(job_token: &str) -> JsonB {
+    let resume = || -> Result<JsonB> {
+        let token_refused = BoundaryError::TokenRefused;
+        let (kid, _alg) = token::peek_header(job_token).map_err(token_refused)?;
+        let key = keys::active_key(&kid)?
+            .ok_or_else(|| token_refused(format!("signed with an unknown or retired key id \"{kid}\"")))?;
+        let now = state::now_unix();
+        let time = token::TimePolicy {
+            now,
+            skew: gucs::clock_skew_secs(),
+            max_lifetime: gucs::max_job_lifetime_secs(),
+        };
+        let claims: Value = match token::verify_job(job_token, &key.material(), time) {
+            Ok(claims) => claims,
+            Err(why) if why == "token has expired" => {
+                return Err(refused(None, "the job token has expired".into()));
+            }
+            Err(why) => return Err(token_refused(why)),
+        };
+        let job = Requested::from_claims(&claims).map_err(token_refused)?;
+        let principal = crate::registry::lookup(&job.tenant_id, &job.workspace_id, &job.user_id)?;
+        if let Some(reason) = what_changed(&job, principal.as_ref()) {
+            return Err(refused(Some(&job), reason));
+        }
+        let principal = principal.expect("what_changed refuses a missing principal");
+        let boundary =
+            job.narrow(&principal, &kid, Scope::Transaction, now).map_err(BoundaryError::PrincipalRefused)?;
+        let shown = boundary.to_public_json();
+        audit::entered();
+        audit::record("resume", Some(&boundary), audit::Event::default())?;
+        state::install(boundary)?;
+        Ok(JsonB(shown))
+    };
+    resume().or_raise()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::boundary::claims::{Plan, Region, Role};
+
+    fn job() -> Requested {
+        Requested::from_claims(&json!({
+            "tenant_id": "t", "workspace_id": "w", "user_id": "u", "role": "admin",
+            "plan": "pro", "region": "eu", "tool_ids": ["crm", "search"], "datasource_ids": ["kb"],
+            "exp": 2_000_000_000,
+        }))
+        .unwrap()
+    }
+
+    fn registry() -> Principal {
+        Principal {
+            role: Role::Admin,
+            plan: Plan::Pro,
+            region: Region::Eu,
+            tool_ids: vec!["crm".into(), "search".into(), "mail".into()],
+            datasource_ids: vec!["kb".into()],
+            revoked: false,
+        }
+    }
+
+    #[test]
+    fn an_unchanged_or_wider_registry_lets_the_job_resume() {
+        assert_eq!(what_changed(&job(), Some(&registry())), None);
+        let mut wider = registry();
+        wider.role = Role::Owner;
+        assert_eq!(what_changed(&job(), Some(&wider)), None);
+    }
+
+    #[test]
+    fn every_kind_of_change_is_named() {
+        let changed = |edit: fn(&mut Principal)| {
+            let mut p = registry();
+            edit(&mut p);
+            what_changed(&job(), Some(&p)).unwrap()
+        };
+        assert_eq!(what_changed(&job(), None).unwrap(), "the principal is no longer registered");
+        assert_eq!(changed(|p| p.revoked = true), "the principal has been revoked");
+        assert_eq!(changed(|p| p.role = Role::Viewer), "role downgraded from admin to viewer");
+        assert_eq!(changed(|p| p.plan = Plan::Free), "plan changed from pro to free");
+        assert_eq!(changed(|p| p.region = Region::Us), "region changed from eu to us");
+        assert_eq!(changed(|p| p.tool_ids.retain(|t| t != "crm")), "tool crm was removed");
+        assert_eq!(changed(|p| p.datasource_ids.clear()), "datasource kb was removed");
+    }
+}

@@ -1,0 +1,128 @@
+-- Tool-argument checks, job snapshots and resume, the audit trail, and an approval recipe.
+CREATE TABLE crm_tickets (
+    tenant_id     text    NOT NULL,
+    id            bigint  PRIMARY KEY,
+    subject       text    NOT NULL,
+    refund_amount numeric NOT NULL DEFAULT 0
+);
+SELECT count(*) AS protect_statements FROM boundary.protect('crm_tickets');
+GRANT SELECT, UPDATE ON crm_tickets TO regress_agent;
+INSERT INTO crm_tickets VALUES
+    ('northstar-dental', 10, 'Imaging invoice disputed', 0),
+    ('northstar-design', 20, 'Brand guide feedback', 0);
+SELECT boundary.sign('{"tenant_id": "northstar-dental", "workspace_id": "support", "user_id": "alice",
+                       "role": "admin", "trace_id": "regress-trace"}') AS dental \gset
+SET ROLE regress_agent;
+
+-- assert_in: the row's id inside the boundary; one error for "other tenant's", "missing", "malformed".
+\set VERBOSITY sqlstate
+BEGIN;
+SELECT boundary.enter(:'dental') IS NOT NULL AS entered;
+SELECT boundary.assert_in('crm_tickets', '10') AS inside;
+SAVEPOINT s;
+SELECT boundary.assert_in('crm_tickets', '20');
+\echo :LAST_ERROR_SQLSTATE :LAST_ERROR_MESSAGE
+ROLLBACK TO s;
+SELECT boundary.assert_in('crm_tickets', '30');
+\echo :LAST_ERROR_SQLSTATE :LAST_ERROR_MESSAGE
+ROLLBACK TO s;
+SELECT boundary.assert_in('crm_tickets', 'ten');
+\echo :LAST_ERROR_SQLSTATE :LAST_ERROR_MESSAGE
+ROLLBACK TO s;
+SELECT boundary.assert_in('crm_tickets', '10', id_column => 'ticket_no');
+\echo :LAST_ERROR_SQLSTATE :LAST_ERROR_MESSAGE
+ROLLBACK TO s;
+SELECT boundary.assert_tool('crm') AS tool, boundary.assert_datasource('tickets') AS datasource;
+SELECT boundary.assert_tool('payments');
+\echo :LAST_ERROR_SQLSTATE :LAST_ERROR_MESSAGE
+ROLLBACK TO s;
+SELECT boundary.assert_datasource('billing');
+\echo :LAST_ERROR_SQLSTATE :LAST_ERROR_MESSAGE
+ROLLBACK TO s;
+-- A job token for the queue; a worker resumes it (here, in a later transaction).
+SELECT boundary.snapshot('15 minutes') AS job \gset
+COMMIT;
+SELECT boundary.assert_tool('crm');
+\echo :LAST_ERROR_SQLSTATE :LAST_ERROR_MESSAGE
+BEGIN;
+SELECT boundary.resume(:'job') ->> 'tenant_id' AS resumed_tenant, boundary.run_id() LIKE 'run-%' AS has_run_id;
+SELECT id, subject FROM crm_tickets;
+COMMIT;
+RESET ROLE;
+-- The registry changes while the job waits: resume is refused, with the reason.
+SELECT boundary.register_principal('northstar-dental', 'support', 'alice', 'member', 'pro', 'us',
+       ARRAY['search', 'crm'], ARRAY['tickets', 'kb']);
+SET ROLE regress_agent;
+\set VERBOSITY default
+BEGIN;
+SELECT boundary.resume(:'job');
+ROLLBACK;
+RESET ROLE;
+SELECT boundary.register_principal('northstar-dental', 'support', 'alice', 'admin', 'pro', 'us',
+       ARRAY['search', 'crm'], ARRAY['tickets', 'kb']);
+
+-- The audit trail: metadata only, append-only, each tenant sees its own rows.
+SELECT event, tenant_id, user_id, trace_id, tool_ids, datasource_ids, blocked_count, resource
+  FROM boundary.audit_log WHERE trace_id = 'regress-trace' OR event IN ('protect', 'unprotect') ORDER BY id;
+SELECT boundary.blocked_events_total() >= 5 AS refusals_counted_despite_rollbacks;
+\set VERBOSITY sqlstate
+DELETE FROM boundary.audit_log;
+\echo :LAST_ERROR_SQLSTATE :LAST_ERROR_MESSAGE
+\set VERBOSITY default
+
+-- Risk tiers: a sensitive write (a refund) needs an approval recorded in the database first.
+-- Approvals live in a protected table; only an owner or admin may approve, never the requester.
+CREATE TABLE approvals (
+    tenant_id    text   NOT NULL,
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    action       text   NOT NULL,
+    resource     text   NOT NULL,
+    requested_by text   NOT NULL DEFAULT boundary.user_id(),
+    approved_by  text,
+    approved_at  timestamptz
+);
+SELECT count(*) AS protect_statements FROM boundary.protect('approvals', user_column => '',
+       write_roles => '{owner,admin,member}');
+CREATE POLICY approvals_approver ON approvals AS RESTRICTIVE FOR UPDATE
+    USING (boundary.role() IN ('owner', 'admin'))
+    WITH CHECK (approved_by = boundary.user_id() AND approved_by <> requested_by);
+GRANT SELECT, INSERT, UPDATE ON approvals TO regress_agent;
+CREATE FUNCTION require_approval() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, public AS $$
+BEGIN
+    -- Runs as the writer, so the approvals it can see are its own tenant's.
+    IF NOT EXISTS (SELECT 1 FROM approvals
+                    WHERE action = TG_ARGV[0] AND resource = TG_TABLE_NAME || ':' || NEW.id
+                      AND approved_at IS NOT NULL) THEN
+        RAISE EXCEPTION 'approval required: % on %:%', TG_ARGV[0], TG_TABLE_NAME, NEW.id
+              USING ERRCODE = '42501';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER refund_needs_approval BEFORE UPDATE OF refund_amount ON crm_tickets
+    FOR EACH ROW EXECUTE FUNCTION require_approval('refund');
+SELECT boundary.register_principal('northstar-dental', 'support', 'agentbot', 'member', 'pro', 'us',
+       ARRAY['crm'], ARRAY['tickets']);
+SELECT boundary.sign('{"tenant_id": "northstar-dental", "workspace_id": "support", "user_id": "agentbot", "role": "member"}') AS bot \gset
+SET ROLE regress_agent;
+BEGIN;
+SELECT boundary.enter(:'bot') IS NOT NULL AS entered;
+UPDATE crm_tickets SET refund_amount = 120 WHERE id = 10;
+ROLLBACK;
+BEGIN;
+SELECT boundary.enter(:'bot') IS NOT NULL AS entered;
+INSERT INTO approvals (action, resource) VALUES ('refund', 'crm_tickets:10') RETURNING id, requested_by;
+UPDATE approvals SET approved_by = 'agentbot', approved_at = now() RETURNING id;   -- a member cannot approve
+COMMIT;
+BEGIN;
+SELECT boundary.enter(:'dental') IS NOT NULL AS entered;   -- alice, an admin, approves
+UPDATE approvals SET approved_by = boundary.user_id(), approved_at = now() WHERE resource = 'crm_tickets:10';
+COMMIT;
+BEGIN;
+SELECT boundary.enter(:'bot') IS NOT NULL AS entered;
+UPDATE crm_tickets SET refund_amount = 120 WHERE id = 10;
+SELECT id, refund_amount FROM crm_tickets;
+COMMIT;
+RESET ROLE;
+DROP TABLE crm_tickets, approvals;
+DROP FUNCTION require_approval();
