@@ -158,6 +158,9 @@ pub fn record(event: &str, boundary: Option<&Boundary>, details: Event) -> Resul
     if unsafe { pg_sys::creating_extension } {
         return Ok(());
     }
+    if matches!(event, "enter" | "exit") && !crate::gucs::audit_enter() {
+        return Ok(());
+    }
     if read_only() {
         log_line(
             event,

@@ -17,6 +17,7 @@ pub const BOUNDARY_NAME: &CStr = c"agent_boundary.boundary";
 static BOUNDARY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 static ALLOW_SESSION_SCOPE: GucSetting<bool> = GucSetting::<bool>::new(false);
 static MAX_TOKEN_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(3600);
+static AUDIT_ENTER: GucSetting<bool> = GucSetting::<bool>::new(true);
 static MAX_JOB_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(24 * 3600);
 static CLOCK_SKEW: GucSetting<i32> = GucSetting::<i32>::new(30);
 static AUTO_PROTECT_SCHEMAS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
@@ -58,6 +59,15 @@ pub fn init() {
         7 * 24 * 3600,
         GucContext::Suset,
         GucFlags::UNIT_S,
+    );
+    GucRegistry::define_bool_guc(
+        c"agent_boundary.audit_enter",
+        c"Write an audit_log row for every boundary.enter() and boundary.exit().",
+        c"Off saves a write (and a WAL flush at commit) per otherwise read-only request; refusals, \
+          promote, snapshot, resume and protect are recorded either way.",
+        &AUDIT_ENTER,
+        GucContext::Suset,
+        GucFlags::default(),
     );
     GucRegistry::define_int_guc(
         c"agent_boundary.max_job_lifetime",
@@ -147,6 +157,10 @@ pub fn allow_session_scope() -> bool {
 
 pub fn max_token_lifetime_secs() -> i64 {
     i64::from(MAX_TOKEN_LIFETIME.get())
+}
+
+pub fn audit_enter() -> bool {
+    AUDIT_ENTER.get()
 }
 
 pub fn max_job_lifetime_secs() -> i64 {

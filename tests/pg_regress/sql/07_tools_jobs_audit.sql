@@ -126,3 +126,13 @@ COMMIT;
 RESET ROLE;
 DROP TABLE crm_tickets, approvals;
 DROP FUNCTION require_approval();
+
+-- A superuser can turn off enter/exit rows (refusals and the other events are still recorded).
+SET agent_boundary.audit_enter = off;
+SELECT count(*) AS enter_rows_before FROM boundary.audit_log WHERE event = 'enter' \gset
+BEGIN;
+SELECT boundary.enter(:'dental') IS NOT NULL AS entered;
+SELECT boundary.exit();
+COMMIT;
+SELECT count(*) - :enter_rows_before AS new_enter_rows FROM boundary.audit_log WHERE event = 'enter';
+RESET agent_boundary.audit_enter;
