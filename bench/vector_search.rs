@@ -319,7 +319,7 @@ fn queries(s: &Settings, sizes: &[usize], centres: &[Vec<f32>], rng: &mut Rng) -
         let Some(tenants) = by_bucket.get(&bucket) else { continue };
         for _ in 0..s.queries_per_bucket {
             let tenant = tenants[rng.below(tenants.len())];
-            let vector = Vector::from(rng.around(&centres));
+            let vector = Vector::from(rng.around(centres));
             out.push(Query { bucket, tenant: tenant_name(tenant), vector });
         }
     }

@@ -213,7 +213,7 @@ fn existing(oid: pg_sys::Oid) -> Result<Existing> {
                     AND pg_catalog.pg_get_expr(d.adbin, d.adrelid)
                         ~ '^\\(?boundary\\.(tenant_id|workspace_id|user_id)\\(\\)'
                   ORDER BY a.attnum",
-                &[oid.into(), scoped.clone().into()],
+                &[oid.into(), scoped.into()],
             )?,
         })
     })

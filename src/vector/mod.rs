@@ -351,8 +351,8 @@ fn search(
     let counting = arguments(&query, &boundary, cutoff + 1);
     let ranking = arguments(&query, &boundary, i64::from(k));
     Spi::connect(|client| {
-        let exact = || hits(run_kept(&client, &target.exact_plan, &target.statements.exact, &ranking)?);
-        let candidates = run_kept(&client, &target.count_plan, &target.statements.count, &counting)?
+        let exact = || hits(run_kept(client, &target.exact_plan, &target.statements.exact, &ranking)?);
+        let candidates = run_kept(client, &target.count_plan, &target.statements.count, &counting)?
             .first()
             .get_one::<i64>()?
             .unwrap_or(0);
