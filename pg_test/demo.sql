@@ -42,7 +42,9 @@ RESET ROLE;
 \echo
 \echo '== 6. Vector search: Design''s chunks are nearer to the question, yet Dental gets exactly'
 \echo '      its own 2 nearest (filtered before ranking, not after).'
+SET client_min_messages = warning;
 DROP TABLE IF EXISTS public.ticket_chunks;
+RESET client_min_messages;
 CREATE TABLE public.ticket_chunks (tenant_id text NOT NULL, id bigint PRIMARY KEY, chunk text NOT NULL,
                                    embedding vector(3) NOT NULL);
 SELECT count(*) AS protect_statements FROM boundary.protect('public.ticket_chunks');
