@@ -295,6 +295,7 @@ impl Pgbouncer {
                  unix_socket_dir =\nauth_type = trust\nauth_file = {}\n\
                  pool_mode = {pool_mode}\ndefault_pool_size = {pool_size}\nmin_pool_size = 0\n\
                  max_client_conn = 100\nserver_reset_query =\nignore_startup_parameters = extra_float_digits,options\n\
+                 server_login_retry = 1\n\
                  logfile = {}\n",
                 cluster.port,
                 dir.join("userlist.txt").display(),
