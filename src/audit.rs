@@ -85,9 +85,14 @@ fn read_only() -> bool {
 /// DEFINER function would, so no role needs INSERT on it. An ERROR inside `f` aborts the
 /// (sub)transaction, which restores the user id.
 fn as_audit_owner<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
-    let owner = Spi::get_one::<pg_sys::Oid>(
-        "SELECT relowner FROM pg_catalog.pg_class WHERE oid = 'boundary.audit_log'::pg_catalog.regclass",
-    )?
+    let owner = Spi::connect(|client| {
+        let rows = crate::kept::select(
+            client,
+            "SELECT relowner FROM pg_catalog.pg_class WHERE oid = 'boundary.audit_log'::pg_catalog.regclass",
+            &[],
+        )?;
+        Ok::<_, crate::error::BoundaryError>(rows.first().get_one::<pg_sys::Oid>()?)
+    })?
     .unwrap_or(pg_sys::InvalidOid);
     let (mut user, mut context) = (pg_sys::InvalidOid, 0);
     // SAFETY: save, switch and restore, as fmgr_security_definer does.
@@ -174,27 +179,32 @@ pub fn record(event: &str, boundary: Option<&Boundary>, details: Event) -> Resul
     let text = |f: fn(&Boundary) -> Option<String>| boundary.and_then(f);
     let blocked = if event == "exit" { BLOCKED_SINCE_ENTER.with(Cell::get) } else { 0 };
     as_audit_owner(|| {
-        Spi::run_with_args(
-            "INSERT INTO boundary.audit_log
-                    (event, tenant_id, workspace_id, user_id, trace_id, run_id, prompt_version,
-                     retrieval_namespace, tool_ids, datasource_ids, memory_keys, blocked_count, resource)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-            &[
-                event.into(),
-                text(|b| Some(b.tenant_id.clone())).into(),
-                text(|b| Some(b.workspace_id.clone())).into(),
-                text(|b| Some(b.user_id.clone())).into(),
-                text(|b| b.trace_id.clone()).into(),
-                text(|b| b.run_id.clone()).into(),
-                text(|b| b.prompt_version.clone()).into(),
-                text(|b| Some(b.memory_namespace().to_string())).into(),
-                boundary.map(|b| b.tool_ids.clone()).unwrap_or_default().into(),
-                boundary.map(|b| b.datasource_ids.clone()).unwrap_or_default().into(),
-                details.memory_keys.into(),
-                blocked.into(),
-                details.resource.into(),
-            ],
-        )?;
+        let args: [pgrx::datum::DatumWithOid; 13] = [
+            event.into(),
+            text(|b| Some(b.tenant_id.clone())).into(),
+            text(|b| Some(b.workspace_id.clone())).into(),
+            text(|b| Some(b.user_id.clone())).into(),
+            text(|b| b.trace_id.clone()).into(),
+            text(|b| b.run_id.clone()).into(),
+            text(|b| b.prompt_version.clone()).into(),
+            text(|b| Some(b.memory_namespace().to_string())).into(),
+            boundary.map(|b| b.tool_ids.clone()).unwrap_or_default().into(),
+            boundary.map(|b| b.datasource_ids.clone()).unwrap_or_default().into(),
+            details.memory_keys.into(),
+            blocked.into(),
+            details.resource.into(),
+        ];
+        Spi::connect_mut(|client| {
+            crate::kept::update(
+                client,
+                "INSERT INTO boundary.audit_log
+                        (event, tenant_id, workspace_id, user_id, trace_id, run_id, prompt_version,
+                         retrieval_namespace, tool_ids, datasource_ids, memory_keys, blocked_count, resource)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                &args,
+            )
+            .map(drop)
+        })?;
         Ok(())
     })
 }

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod error;
 pub mod gucs;
 pub mod jobs;
+pub mod kept;
 pub mod keyspace;
 pub mod memory;
 pub mod policy;

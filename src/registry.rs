@@ -35,11 +35,11 @@ SELECT pg_catalog.pg_extension_config_dump('boundary.principals', '');
 /// The registry row for a principal, if one exists. Caller must run as the extension owner.
 pub fn lookup(tenant_id: &str, workspace_id: &str, user_id: &str) -> Result<Option<Principal>> {
     Spi::connect(|client| {
-        let rows = client.select(
+        let rows = crate::kept::select(
+            client,
             "SELECT role, plan, region, tool_ids, datasource_ids, revoked_at IS NOT NULL
                FROM boundary.principals
               WHERE tenant_id = $1 AND workspace_id = $2 AND user_id = $3",
-            Some(1),
             &[tenant_id.into(), workspace_id.into(), user_id.into()],
         )?;
         let Some(row) = rows.into_iter().next() else { return Ok(None) };

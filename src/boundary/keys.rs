@@ -62,10 +62,10 @@ fn read_key(row: &pgrx::spi::SpiHeapTupleData) -> Result<StoredKey> {
 /// The active (not retired) key with this id, if any. Caller must run as the extension owner.
 pub fn active_key(kid: &str) -> Result<Option<StoredKey>> {
     Spi::connect(|client| {
-        let rows = client.select(
+        let rows = crate::kept::select(
+            client,
             "SELECT kid, alg, verify_key, signing_key FROM boundary.signing_keys
               WHERE kid = $1 AND retired_at IS NULL",
-            Some(1),
             &[kid.into()],
         )?;
         rows.into_iter().next().map(|row| read_key(&row)).transpose()

@@ -12,10 +12,7 @@ use crate::error::{BoundaryError, OrRaise, Result};
 use crate::keyspace;
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
-use pgrx::spi::OwnedPreparedStatement;
 use pgrx::JsonB;
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -145,24 +142,12 @@ pub fn validate_value(value: &JsonB) -> Result<()> {
     Ok(())
 }
 
-thread_local! {
-    /// Lookups run on every agent step; plan each once per backend (PostgreSQL's plan cache
-    /// still revalidates them after DDL, and the policies' accessors run at execution).
-    static LOOKUP_PLANS: RefCell<HashMap<&'static str, OwnedPreparedStatement>> = RefCell::new(HashMap::new());
-}
-
-/// The jsonb `value` of the row `sql` finds by its one text argument, through a kept plan.
+/// The jsonb `value` of the row `sql` finds by its one text argument, through a kept plan
+/// (lookups run on every agent step; the policies' accessors still run at execution).
 pub(crate) fn lookup_value(sql: &'static str, argument: String) -> Result<Option<JsonB>> {
     Spi::connect(|client| {
-        LOOKUP_PLANS.with(|plans| {
-            let mut plans = plans.borrow_mut();
-            if !plans.contains_key(sql) {
-                let text = pgrx::PgOid::BuiltIn(pgrx::PgBuiltInOids::TEXTOID);
-                plans.insert(sql, client.prepare(sql, &[text])?.keep());
-            }
-            let rows = client.select(&plans[sql], Some(1), &[argument.into()])?;
-            Ok(rows.into_iter().next().map(|row| row.get::<JsonB>(1)).transpose()?.flatten())
-        })
+        let rows = crate::kept::select(client, sql, &[argument.into()])?;
+        Ok(rows.into_iter().next().map(|row| row.get::<JsonB>(1)).transpose()?.flatten())
     })
 }
 

@@ -21,7 +21,7 @@ use crate::policy::{self, spec::Column};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::OwnedPreparedStatement;
-use pgrx::{AnyElement, PgOid, PgRelation};
+use pgrx::{AnyElement, PgRelation};
 use spec::{IndexRequest, Metric, Path, SearchStatements, SearchTable};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
@@ -37,8 +37,8 @@ struct Target {
     /// Kept plans of the count and exact statements (PostgreSQL revalidates them after DDL).
     /// The approximate statement is planned per call so its tenant is a constant that a
     /// per-tenant partial index can match.
-    count_plan: RefCell<Option<OwnedPreparedStatement>>,
-    exact_plan: RefCell<Option<OwnedPreparedStatement>>,
+    count_plan: RefCell<Option<Rc<OwnedPreparedStatement>>>,
+    exact_plan: RefCell<Option<Rc<OwnedPreparedStatement>>>,
     /// Tenants with their own HNSW index (made by vector_index) on this column and metric.
     tenant_indexes: HashSet<String>,
 }
@@ -274,21 +274,6 @@ fn hits(table: pgrx::spi::SpiTupleTable) -> Result<Vec<Hit>> {
     table.map(|row| Ok((row.get::<String>(1)?, row.get::<f64>(2)?))).collect()
 }
 
-/// Runs `sql` through the plan kept in `slot`, preparing it on first use.
-fn run_kept<'a>(
-    client: &pgrx::spi::SpiClient<'a>,
-    slot: &RefCell<Option<OwnedPreparedStatement>>,
-    sql: &str,
-    args: &[DatumWithOid],
-) -> Result<pgrx::spi::SpiTupleTable<'a>> {
-    let mut slot = slot.borrow_mut();
-    if slot.is_none() {
-        let types: Vec<PgOid> = args.iter().map(|a| PgOid::from(a.oid())).collect();
-        *slot = Some(client.prepare(sql, &types)?.keep());
-    }
-    Ok(client.select(slot.as_ref().expect("prepared above"), None, args)?)
-}
-
 fn arguments<'a>(query: &AnyElement, boundary: &'a Boundary, limit: i64) -> Vec<DatumWithOid<'a>> {
     vec![
         // SAFETY: the datum is the caller's argument, of the type its oid names.
@@ -351,11 +336,13 @@ fn search(
     let counting = arguments(&query, &boundary, cutoff + 1);
     let ranking = arguments(&query, &boundary, i64::from(k));
     Spi::connect(|client| {
-        let exact = || hits(run_kept(client, &target.exact_plan, &target.statements.exact, &ranking)?);
-        let candidates = run_kept(client, &target.count_plan, &target.statements.count, &counting)?
-            .first()
-            .get_one::<i64>()?
-            .unwrap_or(0);
+        let exact =
+            || hits(crate::kept::select_in(client, &target.exact_plan, &target.statements.exact, &ranking)?);
+        let candidates =
+            crate::kept::select_in(client, &target.count_plan, &target.statements.count, &counting)?
+                .first()
+                .get_one::<i64>()?
+                .unwrap_or(0);
         if candidates <= cutoff {
             return Ok((exact()?, Path::Exact));
         }
