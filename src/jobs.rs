@@ -90,9 +90,7 @@ fn refused(job: Option<&Requested>, reason: String) -> BoundaryError {
 fn resume(job_token: &str) -> JsonB {
     let resume = || -> Result<JsonB> {
         let token_refused = BoundaryError::TokenRefused;
-        let (kid, _alg) = token::peek_header(job_token).map_err(token_refused)?;
-        let key = keys::active_key(&kid)?
-            .ok_or_else(|| token_refused(format!("signed with an unknown or retired key id \"{kid}\"")))?;
+        let (kid, key) = keys::key_for_token(job_token)?;
         let now = state::now_unix();
         let time = token::TimePolicy {
             now,

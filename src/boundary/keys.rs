@@ -72,6 +72,16 @@ pub fn active_key(kid: &str) -> Result<Option<StoredKey>> {
     })
 }
 
+/// The active key named by a token's `kid` header: (kid, key), or the reason it is refused.
+/// Caller must run as the extension owner.
+pub fn key_for_token(token: &str) -> Result<(String, StoredKey)> {
+    let refused = BoundaryError::TokenRefused;
+    let (kid, _alg) = token::peek_header(token).map_err(refused)?;
+    let key = active_key(&kid)?
+        .ok_or_else(|| refused(format!("signed with an unknown or retired key id \"{kid}\"")))?;
+    Ok((kid, key))
+}
+
 /// The newest active key the database can sign with.
 fn newest_signing_key() -> Result<Option<StoredKey>> {
     Spi::connect(|client| {

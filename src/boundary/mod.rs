@@ -40,9 +40,7 @@ pub fn ttl_seconds(ttl: &pgrx::datum::Interval, max_secs: i64, limit: &str) -> R
 
 fn verify_and_narrow(token: &str, scope: Scope) -> Result<claims::Boundary> {
     let refused = BoundaryError::TokenRefused;
-    let (kid, _alg) = token::peek_header(token).map_err(refused)?;
-    let key = keys::active_key(&kid)?
-        .ok_or_else(|| refused(format!("signed with an unknown or retired key id \"{kid}\"")))?;
+    let (kid, key) = keys::key_for_token(token)?;
     let now = state::now_unix();
     let time = token::TimePolicy {
         now,
