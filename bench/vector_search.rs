@@ -81,36 +81,10 @@ impl Settings {
     }
 }
 
-/// splitmix64, with Box-Muller normals: the same data on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-
-    fn normal(&mut self) -> f32 {
-        let (u1, u2) = (self.uniform().max(1e-12), self.uniform());
-        ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
-    }
-
-    /// A point near a randomly chosen centre.
-    fn around(&mut self, centres: &[Vec<f32>]) -> Vec<f32> {
-        let centre = &centres[self.below(centres.len())];
-        centre.iter().map(|c| c + SPREAD * self.normal()).collect()
-    }
+/// A point near a randomly chosen centre.
+fn around(rng: &mut Rng, centres: &[Vec<f32>]) -> Vec<f32> {
+    let centre = &centres[rng.below(centres.len())];
+    centre.iter().map(|c| c + SPREAD * rng.normal()).collect()
 }
 
 fn tenant_name(i: usize) -> String {
@@ -287,7 +261,7 @@ async fn load(
     let writer = BinaryCopyInWriter::new(sink, &[Type::TEXT, Type::INT8, vector_type]);
     pin_mut!(writer);
     for (id, tenant) in owner.iter().enumerate() {
-        let embedding = Vector::from(rng.around(&centres));
+        let embedding = Vector::from(around(rng, &centres));
         writer.as_mut().write(&[&tenant_name(*tenant), &(id as i64), &embedding]).await.unwrap();
         if (id + 1) % 50_000 == 0 {
             progress(start, &format!("loaded {} of {} vectors", id + 1, s.vectors));
@@ -319,7 +293,7 @@ fn queries(s: &Settings, sizes: &[usize], centres: &[Vec<f32>], rng: &mut Rng) -
         let Some(tenants) = by_bucket.get(&bucket) else { continue };
         for _ in 0..s.queries_per_bucket {
             let tenant = tenants[rng.below(tenants.len())];
-            let vector = Vector::from(rng.around(centres));
+            let vector = Vector::from(around(rng, centres));
             out.push(Query { bucket, tenant: tenant_name(tenant), vector });
         }
     }

@@ -92,11 +92,7 @@ fn resume(job_token: &str) -> JsonB {
         let token_refused = BoundaryError::TokenRefused;
         let (kid, key) = keys::key_for_token(job_token)?;
         let now = state::now_unix();
-        let time = token::TimePolicy {
-            now,
-            skew: gucs::clock_skew_secs(),
-            max_lifetime: gucs::max_job_lifetime_secs(),
-        };
+        let time = crate::boundary::time_policy(now, gucs::max_job_lifetime_secs());
         let claims: Value = match token::verify_job(job_token, &key.material(), time) {
             Ok(claims) => claims,
             Err(why) if why == "token has expired" => {

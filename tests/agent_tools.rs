@@ -314,7 +314,11 @@ async fn blocked_attempts_survive_rollback_and_audit_rows_hold_metadata_only() {
         app_token("northstar-dental", "support", "alice", "admin", json!({"trace_id": "trace-commit-1"}));
     let agent = as_agent(&traced).await;
     agent.batch_execute("SAVEPOINT tool").await.unwrap();
-    assert!(assert_in(&agent, "4").await.is_err());
+    assert_refused(
+        assert_in(&agent, "4").await,
+        "42501",
+        "resource public.notes:4 is outside current boundary",
+    );
     agent.batch_execute("ROLLBACK TO SAVEPOINT tool; SELECT boundary.exit(); COMMIT").await.unwrap();
     assert_eq!(
         column(&admin, "SELECT string_agg(event || ':' || blocked_count, ',' ORDER BY id) FROM boundary.audit_log WHERE trace_id = 'trace-commit-1'")

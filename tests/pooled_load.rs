@@ -46,13 +46,9 @@ fn setting(name: &str, default: u64) -> u64 {
 }
 
 /// A tenant with Zipf-like skew: t0001 most often, t1000 least.
-fn pick_tenant(state: &mut u64) -> String {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    let u = (*state >> 11) as f64 / (1u64 << 53) as f64;
+fn pick_tenant(rng: &mut Rng) -> String {
     // Inverse of a continuous 1/x density over [1, TENANTS + 1).
-    let rank = ((TENANTS as f64 + 1.0).powf(u)).floor() as usize;
+    let rank = ((TENANTS as f64 + 1.0).powf(rng.uniform())).floor() as usize;
     format!("t{:04}", rank.clamp(1, TENANTS))
 }
 
@@ -113,7 +109,7 @@ async fn run_client(
     confirmed: Writes,
     in_doubt: Writes,
 ) {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ (who as u64 + 1).wrapping_mul(0x2545_f491_4f6c_dd1d);
+    let mut rng = Rng(u64::try_from(who).unwrap_or(0) + 1);
     let mut seq = 0i64;
     let mut connection: Option<Client> = None;
     while Instant::now() < deadline {
@@ -128,7 +124,7 @@ async fn run_client(
                 }
             }
         }
-        let tenant = pick_tenant(&mut state);
+        let tenant = pick_tenant(&mut rng);
         seq += 1;
         let client = connection.as_ref().unwrap();
         match transaction(client, &tenant, who, seq, &tally).await {

@@ -28,22 +28,9 @@ CREATE TABLE public.notes (
 SELECT count(*) FROM boundary.protect('public.notes');
 GRANT SELECT ON public.notes TO agent;";
 
-/// A small deterministic generator (splitmix64), so every run ranks the same data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32
-    }
-
-    /// `center` plus noise of up to `spread` on every coordinate.
-    fn near(&mut self, center: &[f32], spread: f32) -> Vec<f32> {
-        center.iter().map(|c| c + (self.next() - 0.5) * 2.0 * spread).collect()
-    }
+/// `center` plus uniform noise of up to `spread` on every coordinate.
+fn near(rng: &mut Rng, center: &[f32], spread: f32) -> Vec<f32> {
+    center.iter().map(|c| c + (rng.uniform() as f32 - 0.5) * 2.0 * spread).collect()
 }
 
 fn query() -> Vec<f32> {
@@ -57,13 +44,13 @@ fn rows() -> Vec<(&'static str, &'static str, i64, Vec<f32>)> {
     let q = query();
     let mut out = Vec::new();
     for id in 1..=DENTAL_ROWS {
-        out.push(("northstar-dental", "tickets", id, rng.near(&q, 0.9)));
+        out.push(("northstar-dental", "tickets", id, near(&mut rng, &q, 0.9)));
     }
     for id in DENTAL_ROWS + 1..=DENTAL_ROWS + DENTAL_HIDDEN_ROWS {
-        out.push(("northstar-dental", "crm-notes", id, rng.near(&q, 0.01)));
+        out.push(("northstar-dental", "crm-notes", id, near(&mut rng, &q, 0.01)));
     }
     for id in 10_001..=10_000 + DESIGN_ROWS {
-        out.push(("northstar-design", "tickets", id, rng.near(&q, 0.05)));
+        out.push(("northstar-design", "tickets", id, near(&mut rng, &q, 0.05)));
     }
     out
 }

@@ -66,11 +66,16 @@ pub fn truncate_for_message(text: &str) -> String {
 
 /// An identifier is 1..=256 bytes of text without control characters (NUL included).
 pub fn validate_id(field: &str, value: &str) -> Result<(), String> {
+    validate_text(field, value, MAX_ID_BYTES)
+}
+
+/// 1..=`max_bytes` bytes of text without control characters (NUL included).
+pub fn validate_text(field: &str, value: &str, max_bytes: usize) -> Result<(), String> {
     if value.is_empty() {
         return Err(format!("{field} must not be empty"));
     }
-    if value.len() > MAX_ID_BYTES {
-        return Err(format!("{field} is {} bytes long; the limit is {MAX_ID_BYTES}", value.len()));
+    if value.len() > max_bytes {
+        return Err(format!("{field} is {} bytes long; the limit is {max_bytes}", value.len()));
     }
     if value.chars().any(char::is_control) {
         return Err(format!("{field} contains a control character"));

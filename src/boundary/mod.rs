@@ -38,15 +38,16 @@ pub fn ttl_seconds(ttl: &pgrx::datum::Interval, max_secs: i64, limit: &str) -> R
     Ok(secs as i64)
 }
 
+/// Verification clock rules: now, the configured skew, and the longest lifetime accepted.
+pub fn time_policy(now: i64, max_lifetime: i64) -> token::TimePolicy {
+    token::TimePolicy { now, skew: gucs::clock_skew_secs(), max_lifetime }
+}
+
 fn verify_and_narrow(token: &str, scope: Scope) -> Result<claims::Boundary> {
     let refused = BoundaryError::TokenRefused;
     let (kid, key) = keys::key_for_token(token)?;
     let now = state::now_unix();
-    let time = token::TimePolicy {
-        now,
-        skew: gucs::clock_skew_secs(),
-        max_lifetime: gucs::max_token_lifetime_secs(),
-    };
+    let time = time_policy(now, gucs::max_token_lifetime_secs());
     let verified = token::verify(token, &key.material(), time).map_err(refused)?;
     let requested = Requested::from_claims(&verified).map_err(refused)?;
     let principal =

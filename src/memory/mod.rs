@@ -6,7 +6,7 @@
 //! The functions run as the caller, so every read and write passes the policies; names and
 //! values are bound as parameters, and keys are built by `keyspace` alone.
 
-use crate::boundary::claims::{truncate_for_message, Boundary, MemoryScope};
+use crate::boundary::claims::{truncate_for_message, validate_text, Boundary, MemoryScope};
 use crate::boundary::{state, ttl_seconds};
 use crate::error::{BoundaryError, OrRaise, Result};
 use crate::keyspace;
@@ -112,21 +112,12 @@ fn key_part(part: &str) -> String {
 
 /// Memory and run-state names: 1..=200 bytes, no control characters, no `:` (the separator).
 pub fn validate_name(what: &str, name: &str) -> Result<()> {
-    let invalid = |why: String| Err(BoundaryError::InvalidArgument(why));
-    if name.is_empty() {
-        return invalid(format!("{what} must not be empty"));
-    }
-    if name.len() > MAX_NAME_BYTES {
-        return invalid(format!("{what} is {} bytes long; the limit is {MAX_NAME_BYTES}", name.len()));
-    }
-    if name.chars().any(char::is_control) {
-        return invalid(format!("{what} contains a control character"));
-    }
+    validate_text(what, name, MAX_NAME_BYTES).map_err(BoundaryError::InvalidArgument)?;
     if name.contains(':') {
-        return invalid(format!(
+        return Err(BoundaryError::InvalidArgument(format!(
             "{what} {:?} contains ':', the key separator; use another character",
             truncate_for_message(name)
-        ));
+        )));
     }
     Ok(())
 }

@@ -90,8 +90,9 @@ mod tests {
         as_agent("northstar-dental", "alice", "admin", "");
         Spi::run("SET LOCAL agent_boundary.vector_exact_limit = 0; SET LOCAL enable_seqscan = off").unwrap();
         assert_eq!(ids("SELECT * FROM boundary.vector_search('public.docs', '[1,0,0]', 2)"), "1,2");
-        // An index scan allowed to read one tuple comes back short; the exact ranking fills in.
-        Spi::run("SET LOCAL hnsw.max_scan_tuples = 1").unwrap();
+        // An index scan allowed to read one tuple comes back short; the exact ranking fills in
+        // (tests/vector_search.rs asserts that this path is the one taken).
+        Spi::run("SET LOCAL hnsw.max_scan_tuples = 1; SET LOCAL enable_sort = off").unwrap();
         assert_eq!(ids("SELECT * FROM boundary.vector_search('public.docs', '[1,0,0]', 3)"), "1,2,3");
     }
 
