@@ -4,10 +4,10 @@
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
 source "$ROOT/scripts/cluster.sh"
 
-# bench_server NAME [postgresql.conf lines...]: start a fresh cluster for benchmark NAME;
-# exports PG* for psql/pgbench.
+# bench_server NAME [postgresql.conf lines...]: start a fresh cluster for benchmark NAME with the
+# release build (the debug build with BENCH_DEBUG_BUILD=1); exports PG* for psql/pgbench.
 bench_server() {
-  install_extension --release
+  if [ "${BENCH_DEBUG_BUILD:-0}" = 1 ]; then install_extension; else install_extension --release; fi
   BENCH_DIR="$ROOT/target/bench-$1"; shift
   cluster_stop "$BENCH_DIR"; rm -rf "$BENCH_DIR"
   local port; port="$(free_port)"
@@ -20,7 +20,7 @@ psql_q() { "$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
-machine() { echo "$(date -u +%Y-%m-%d), $(nproc) cores, $(uname -m), PostgreSQL 18.3 (embedded), release build of the extension"; }
+machine() { echo "$(date -u +%Y-%m-%d), $(nproc) cores, $(uname -m), PostgreSQL 18.3 (embedded), $([ "${BENCH_DEBUG_BUILD:-0}" = 1 ] && echo debug || echo release) build of the extension"; }
 
 # write_section KEY < markdown: replace (or append) the section between markers in RESULTS.md.
 write_section() {

@@ -4,6 +4,8 @@
 #   1. pure-Rust unit tests and #[pg_test] units inside PostgreSQL (cargo pgrx test)
 #   2. SQL regression files, the user-visible contract (scripts/regress.sh)
 #   3. integration tests from a real client, with pgbouncer (cargo test --test ...)
+#   4. the RLS benchmark's quick run (bench/rls_overhead.sh --quick): pgbench arms A-D, checking
+#      that they agree and that inserts land in the entered tenant (correctness, not speed)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 source "$ROOT/scripts/cluster.sh"
@@ -23,7 +25,7 @@ step() {
   return "${PIPESTATUS[0]}"
 }
 
-say "1/3 unit tests and #[pg_test] units (cargo pgrx test pg18)"
+say "1/4 unit tests and #[pg_test] units (cargo pgrx test pg18)"
 pgdata="$ROOT/target/pgrx-test-data"
 mkdir -p "$pgdata" && { [ "$(id -u)" != 0 ] || chown postgres "$pgdata"; }
 runas=(); [ "$(id -u)" = 0 ] && runas=(--runas postgres)
@@ -34,13 +36,13 @@ step "$logs/pgrx-test.log" '^ *(Compiling|Finished|Running)|^test |test result' 
 units=$(count "$logs/pgrx-test.log")
 
 install_extension
-say "2/3 SQL regression files (scripts/regress.sh)"
+say "2/4 SQL regression files (scripts/regress.sh)"
 : > "$logs/regress.log"
 step "$logs/regress.log" '^(ok|FAILED|regress:|[-+@ ])' bash "$ROOT/scripts/regress.sh" \
   || { echo "SQL regression files differ; see $logs/regress.log" >&2; exit 1; }
 regress=$(grep -c '^ok ' "$logs/regress.log")
 
-say "3/3 integration tests from a real client (tokio-postgres, pgbouncer)"
+say "3/4 integration tests from a real client (tokio-postgres, pgbouncer)"
 integration_log="$logs/integration.log"
 : > "$integration_log"
 for target in tests/*.rs; do
@@ -51,7 +53,13 @@ for target in tests/*.rs; do
 done
 integration=$(count "$integration_log")
 
-total=$((units + regress + integration))
+say "4/4 RLS benchmark, quick run (bench/rls_overhead.sh --quick)"
+: > "$logs/bench-quick.log"
+step "$logs/bench-quick.log" '==> (checking|arms agree|inserts|quick run)' bash "$ROOT/bench/rls_overhead.sh" --quick \
+  || { echo "the quick benchmark run failed; see $logs/bench-quick.log" >&2; exit 1; }
+
+total=$((units + regress + integration + 1))
 echo
 echo "All tests passed: $total in total"
-echo "  $units unit + #[pg_test] tests, $regress SQL regression files, $integration integration tests"
+echo "  $units unit + #[pg_test] tests, $regress SQL regression files, $integration integration tests,"
+echo "  1 quick benchmark run (4 arms x 4 queries x 2 protocols, checked for agreement and attribution)"

@@ -5,11 +5,10 @@
 
 use crate::audit;
 use crate::boundary::claims::{Principal, Requested, Scope};
-use crate::boundary::{keys, state, token, ttl_seconds};
+use crate::boundary::{keys, state, token, ttl_seconds, ShownBoundary};
 use crate::error::{BoundaryError, OrRaise, Result};
 use crate::gucs;
 use pgrx::prelude::*;
-use pgrx::JsonB;
 use serde_json::{json, Value};
 
 /// Why a snapshot no longer holds, or None when the registry still grants everything it used.
@@ -87,13 +86,14 @@ fn refused(job: Option<&Requested>, reason: String) -> BoundaryError {
 /// region changed, or a tool or datasource the job carried was removed. Returns the boundary.
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn resume(job_token: &str) -> JsonB {
-    let resume = || -> Result<JsonB> {
+fn resume(job_token: &str) -> ShownBoundary {
+    let resume = || -> Result<ShownBoundary> {
         let token_refused = BoundaryError::TokenRefused;
         let (kid, key) = keys::key_for_token(job_token)?;
         let now = state::now_unix();
         let time = crate::boundary::time_policy(now, gucs::max_job_lifetime_secs());
-        let claims: Value = match token::verify_job(job_token, &key.material(), time) {
+        let verifier = key.verifier().map_err(token_refused)?;
+        let claims: Value = match token::verify_job(job_token, verifier, time) {
             Ok(claims) => claims,
             Err(why) if why == "token has expired" => {
                 return Err(refused(None, "the job token has expired".into()));
@@ -102,17 +102,17 @@ fn resume(job_token: &str) -> JsonB {
         };
         let job = Requested::from_claims(&claims).map_err(token_refused)?;
         let principal = crate::registry::lookup(&job.tenant_id, &job.workspace_id, &job.user_id)?;
-        if let Some(reason) = what_changed(&job, principal.as_ref()) {
+        if let Some(reason) = what_changed(&job, principal.as_deref()) {
             return Err(refused(Some(&job), reason));
         }
         let principal = principal.expect("what_changed refuses a missing principal");
         let boundary =
             job.narrow(&principal, &kid, Scope::Transaction, now).map_err(BoundaryError::PrincipalRefused)?;
-        let shown = boundary.to_public_json();
+        let shown = ShownBoundary::of(&boundary);
         audit::entered();
         audit::record("resume", Some(&boundary), audit::Event::default())?;
-        state::install(boundary)?;
-        Ok(JsonB(shown))
+        state::install(&state::seal(boundary)?);
+        Ok(shown)
     };
     resume().or_raise()
 }

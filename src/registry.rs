@@ -2,8 +2,11 @@
 //! what trusted code asked for when it signed them; `boundary.enter` checks them against this.
 
 use crate::boundary::claims::{normalize_ids, validate_id, Plan, Principal, Region, Role};
+use crate::boundary::verified::{remembered, Memo};
 use crate::error::{BoundaryError, OrRaise, Result};
 use pgrx::prelude::*;
+use std::cell::RefCell;
+use std::rc::Rc;
 
 extension_sql!(
     r#"
@@ -32,28 +35,38 @@ SELECT pg_catalog.pg_extension_config_dump('boundary.principals', '');
     name = "principals_table",
 );
 
-/// The registry row for a principal, if one exists. Caller must run as the extension owner.
-pub fn lookup(tenant_id: &str, workspace_id: &str, user_id: &str) -> Result<Option<Principal>> {
-    Spi::connect(|client| {
-        let rows = crate::kept::select(
-            client,
-            "SELECT role, plan, region, tool_ids, datasource_ids, revoked_at IS NOT NULL
-               FROM boundary.principals
-              WHERE tenant_id = $1 AND workspace_id = $2 AND user_id = $3",
-            &[tenant_id.into(), workspace_id.into(), user_id.into()],
-        )?;
-        let Some(row) = rows.into_iter().next() else { return Ok(None) };
-        let text = |ordinal: usize| -> Result<String> { Ok(row.get::<String>(ordinal)?.unwrap_or_default()) };
-        let internal = BoundaryError::Internal;
-        Ok(Some(Principal {
-            role: Role::parse(&text(1)?).map_err(internal)?,
-            plan: Plan::parse(&text(2)?).map_err(internal)?,
-            region: Region::parse(&text(3)?).map_err(internal)?,
-            tool_ids: row.get::<Vec<String>>(4)?.unwrap_or_default(),
-            datasource_ids: row.get::<Vec<String>>(5)?.unwrap_or_default(),
-            revoked: row.get::<bool>(6)?.unwrap_or(true),
-        }))
-    })
+thread_local! {
+    static PRINCIPALS: RefCell<Memo<Rc<Principal>>> = RefCell::new(Memo::new(4096));
+}
+
+/// The registry row for a principal, if one exists; remembered until the registry changes.
+/// Caller must run as the extension owner.
+pub fn lookup(tenant_id: &str, workspace_id: &str, user_id: &str) -> Result<Option<Rc<Principal>>> {
+    // Ids never hold control characters (CHECK constraints), so NUL joins them unambiguously.
+    let key = [tenant_id, workspace_id, user_id].join("\0");
+    remembered(&PRINCIPALS, &key, || read(tenant_id, workspace_id, user_id))
+}
+
+fn read(tenant_id: &str, workspace_id: &str, user_id: &str) -> Result<Option<Principal>> {
+    crate::kept::read_latest(
+        "SELECT role, plan, region, tool_ids, datasource_ids, revoked_at IS NOT NULL
+           FROM boundary.principals
+          WHERE tenant_id = $1 AND workspace_id = $2 AND user_id = $3",
+        &[tenant_id.into(), workspace_id.into(), user_id.into()],
+        |row| {
+            let text =
+                |ordinal: usize| -> Result<String> { Ok(row.get::<String>(ordinal)?.unwrap_or_default()) };
+            let internal = BoundaryError::Internal;
+            Ok(Principal {
+                role: Role::parse(&text(1)?).map_err(internal)?,
+                plan: Plan::parse(&text(2)?).map_err(internal)?,
+                region: Region::parse(&text(3)?).map_err(internal)?,
+                tool_ids: row.get::<Vec<String>>(4)?.unwrap_or_default(),
+                datasource_ids: row.get::<Vec<String>>(5)?.unwrap_or_default(),
+                revoked: row.get::<bool>(6)?.unwrap_or(true),
+            })
+        },
+    )
 }
 
 fn id_list(field: &str, values: Vec<Option<String>>) -> Result<Vec<String>> {

@@ -484,6 +484,126 @@ async fn preloaded_library_refuses_forgery_at_connect_and_seals_per_backend() {
     admin.batch_execute("COMMIT").await.unwrap();
 }
 
+/// Enters `token` in a transaction of its own and returns (role, tool_ids) as entered.
+async fn entered_role_and_tools(
+    client: &Client,
+    token: &str,
+) -> Result<(String, Value), tokio_postgres::Error> {
+    client.batch_execute("BEGIN").await?;
+    let entered = enter(client, token).await;
+    client.batch_execute("ROLLBACK").await?;
+    let entered = entered?;
+    Ok((entered["role"].as_str().unwrap().to_string(), entered["tool_ids"].clone()))
+}
+
+/// Each backend remembers the verdicts of the tokens it entered (and the keys and registry rows
+/// behind them). Every change to the registry or the keys that committed before an enter
+/// started must count, wherever and however it was made; an uncommitted or rolled-back one must
+/// not.
+async fn remembered_verdicts_follow_every_registry_and_key_change() {
+    const KID: &str = "remembered-2026";
+    const SECRET: &str = "remembered-verdicts-secret-0123456789";
+    const REVOKED: &str = "agent boundary refused: the principal has been revoked";
+    let admin = cluster().connect("postgres").await;
+    let register = |role: &str, tools: &str| {
+        format!(
+            "SELECT boundary.register_principal('northstar-dental', 'support', 'dana', '{role}', 'pro', 'us', \
+             ARRAY[{tools}]::text[], ARRAY['tickets'])"
+        )
+    };
+    admin
+        .batch_execute(&format!(
+            "SELECT boundary.add_signing_key('{KID}', 'HS256', convert_to('{SECRET}', 'UTF8')); {}",
+            register("admin", "'search', 'crm'")
+        ))
+        .await
+        .unwrap();
+    let token = sign_raw(
+        &json!({"tenant_id": "northstar-dental", "workspace_id": "support", "user_id": "dana",
+                "role": "admin", "tool_ids": ["search", "crm"], "iat": now(), "exp": now() + 300,
+                "aud": "agent_boundary"}),
+        KID,
+        SECRET.as_bytes(),
+    );
+    let app = cluster().connect("app").await;
+    let admin_with_both_tools = ("admin".to_string(), json!(["crm", "search"]));
+    for _ in 0..3 {
+        assert_eq!(entered_role_and_tools(&app, &token).await.unwrap(), admin_with_both_tools);
+    }
+
+    // A downgrade through register_principal, then a direct UPDATE of the registry table.
+    admin.batch_execute(&register("viewer", "'search'")).await.unwrap();
+    assert_eq!(entered_role_and_tools(&app, &token).await.unwrap(), ("viewer".into(), json!(["search"])));
+    admin
+        .batch_execute("UPDATE boundary.principals SET tool_ids = '{}' WHERE user_id = 'dana'")
+        .await
+        .unwrap();
+    assert_eq!(entered_role_and_tools(&app, &token).await.unwrap(), ("viewer".into(), json!([])));
+
+    // An uncommitted revoke does not count yet; rolled back, it never does.
+    admin
+        .batch_execute("BEGIN; SELECT boundary.revoke('northstar-dental', 'support', 'dana')")
+        .await
+        .unwrap();
+    assert_eq!(entered_role_and_tools(&app, &token).await.unwrap().0, "viewer");
+    admin.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(entered_role_and_tools(&app, &token).await.unwrap().0, "viewer");
+
+    // A revoke written with triggers off for replication still reaches every backend.
+    admin
+        .batch_execute(
+            "SET session_replication_role = replica;
+             UPDATE boundary.principals SET revoked_at = now() WHERE user_id = 'dana';
+             RESET session_replication_role",
+        )
+        .await
+        .unwrap();
+    assert_refused(entered_role_and_tools(&app, &token).await, "42501", REVOKED);
+    admin.batch_execute(&register("admin", "'search', 'crm'")).await.unwrap();
+    assert_eq!(entered_role_and_tools(&app, &token).await.unwrap(), admin_with_both_tools);
+
+    // A REPEATABLE READ transaction whose snapshot predates the revoke still sees it at enter,
+    // whether or not it has written (and so holds a transaction id) before.
+    for first in ["SELECT 1", "SELECT pg_current_xact_id()"] {
+        assert_eq!(entered_role_and_tools(&app, &token).await.unwrap(), admin_with_both_tools);
+        app.batch_execute(&format!("BEGIN ISOLATION LEVEL REPEATABLE READ; {first}")).await.unwrap();
+        admin.batch_execute("SELECT boundary.revoke('northstar-dental', 'support', 'dana')").await.unwrap();
+        assert_refused(enter(&app, &token).await, "42501", REVOKED);
+        app.batch_execute("ROLLBACK").await.unwrap();
+        admin.batch_execute(&register("admin", "'search', 'crm'")).await.unwrap();
+    }
+
+    // In the revoking transaction itself: refused after the revoke, entered again after rollback.
+    admin.batch_execute("BEGIN").await.unwrap();
+    enter(&admin, &token).await.unwrap();
+    admin.batch_execute("SELECT boundary.revoke('northstar-dental', 'support', 'dana')").await.unwrap();
+    assert_refused(enter(&admin, &token).await, "42501", REVOKED);
+    admin.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(entered_role_and_tools(&admin, &token).await.unwrap(), admin_with_both_tools);
+    assert_eq!(entered_role_and_tools(&app, &token).await.unwrap(), admin_with_both_tools);
+
+    // A retired key, and a remembered token that expires (app_session has clock_skew = 0).
+    admin.batch_execute(&format!("SELECT boundary.retire_signing_key('{KID}')")).await.unwrap();
+    assert_refused(
+        entered_role_and_tools(&app, &token).await,
+        "28000",
+        &format!("agent boundary token refused: signed with an unknown or retired key id \"{KID}\""),
+    );
+    let session = cluster().connect("app_session").await;
+    let exp = now() + 2;
+    let short = app_token("northstar-dental", "support", "alice", "admin", json!({"exp": exp}));
+    assert_eq!(entered_role_and_tools(&session, &short).await.unwrap().0, "admin");
+    assert_eq!(entered_role_and_tools(&session, &short).await.unwrap().0, "admin");
+    while now() <= exp {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_refused(
+        entered_role_and_tools(&session, &short).await,
+        "28000",
+        "agent boundary token refused: token has expired",
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 
 fn main() {
@@ -501,6 +621,7 @@ fn main() {
         refused_tokens_say_why_and_leave_no_boundary,
         session_scope_is_explicit_and_expires,
         preloaded_library_refuses_forgery_at_connect_and_seals_per_backend,
+        remembered_verdicts_follow_every_registry_and_key_change,
     ];
     start_shared_cluster("boundary", FIXTURE);
     let conclusion = libtest_mimic::run(&args, trials);

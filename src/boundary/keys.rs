@@ -6,13 +6,16 @@
 
 use super::claims::Requested;
 use super::state::now_unix;
-use super::token::{self, KeyMaterial};
+use super::token::{self, KeyMaterial, Verifier};
+use super::verified::{remembered, Memo};
 use crate::error::{BoundaryError, OrRaise, Result};
 use crate::gucs;
 use base64::Engine;
 use jsonwebtoken::Algorithm;
 use pgrx::prelude::*;
 use pgrx::JsonB;
+use std::cell::{OnceCell, RefCell};
+use std::rc::Rc;
 
 extension_sql!(
     r#"
@@ -40,12 +43,26 @@ pub struct StoredKey {
     pub alg: Algorithm,
     pub verify_key: Vec<u8>,
     pub signing_key: Option<Vec<u8>>,
+    /// The parsed verifying key, made on first use (PEM parsing is not free).
+    verifier: OnceCell<Verifier>,
 }
 
 impl StoredKey {
     pub fn material(&self) -> KeyMaterial<'_> {
         KeyMaterial { alg: self.alg, verify_key: &self.verify_key, signing_key: self.signing_key.as_deref() }
     }
+
+    pub fn verifier(&self) -> std::result::Result<&Verifier, String> {
+        if let Some(verifier) = self.verifier.get() {
+            return Ok(verifier);
+        }
+        let verifier = self.material().verifier()?;
+        Ok(self.verifier.get_or_init(|| verifier))
+    }
+}
+
+thread_local! {
+    static ACTIVE_KEYS: RefCell<Memo<Rc<StoredKey>>> = RefCell::new(Memo::new(64));
 }
 
 fn read_key(row: &pgrx::spi::SpiHeapTupleData) -> Result<StoredKey> {
@@ -56,25 +73,28 @@ fn read_key(row: &pgrx::spi::SpiHeapTupleData) -> Result<StoredKey> {
         kid,
         verify_key: row.get(3)?.unwrap_or_default(),
         signing_key: row.get(4)?,
+        verifier: OnceCell::new(),
     })
 }
 
-/// The active (not retired) key with this id, if any. Caller must run as the extension owner.
-pub fn active_key(kid: &str) -> Result<Option<StoredKey>> {
-    Spi::connect(|client| {
-        let rows = crate::kept::select(
-            client,
-            "SELECT kid, alg, verify_key, signing_key FROM boundary.signing_keys
-              WHERE kid = $1 AND retired_at IS NULL",
-            &[kid.into()],
-        )?;
-        rows.into_iter().next().map(|row| read_key(&row)).transpose()
-    })
+/// The active (not retired) key with this id, if any; remembered until the keys change.
+/// Caller must run as the extension owner.
+pub fn active_key(kid: &str) -> Result<Option<Rc<StoredKey>>> {
+    remembered(&ACTIVE_KEYS, kid, || read_active_key(kid))
+}
+
+fn read_active_key(kid: &str) -> Result<Option<StoredKey>> {
+    crate::kept::read_latest(
+        "SELECT kid, alg, verify_key, signing_key FROM boundary.signing_keys
+          WHERE kid = $1 AND retired_at IS NULL",
+        &[kid.into()],
+        read_key,
+    )
 }
 
 /// The active key named by a token's `kid` header: (kid, key), or the reason it is refused.
 /// Caller must run as the extension owner.
-pub fn key_for_token(token: &str) -> Result<(String, StoredKey)> {
+pub fn key_for_token(token: &str) -> Result<(String, Rc<StoredKey>)> {
     let refused = BoundaryError::TokenRefused;
     let (kid, _alg) = token::peek_header(token).map_err(refused)?;
     let key = active_key(&kid)?
@@ -260,7 +280,7 @@ pub(crate) fn sign_claims(claims: &serde_json::Value, kid: Option<&str>) -> Resu
                 super::claims::truncate_for_message(kid)
             ))
         })?,
-        None => newest_signing_key()?.ok_or_else(|| {
+        None => newest_signing_key()?.map(Rc::new).ok_or_else(|| {
             BoundaryError::UndefinedObject(
                 "no active key can sign; create one with boundary.generate_signing_key(kid)".into(),
             )

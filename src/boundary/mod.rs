@@ -7,8 +7,10 @@
 
 pub mod claims;
 pub mod keys;
+pub mod shown;
 pub mod state;
 pub mod token;
+pub mod verified;
 
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
@@ -18,7 +20,20 @@ use crate::gucs;
 use claims::{Requested, Scope};
 use pgrx::prelude::*;
 use pgrx::JsonB;
+pub use shown::ShownBoundary;
+use std::cell::RefCell;
 use std::rc::Rc;
+use token::TokenTimes;
+use verified::Memo;
+
+/// How many entered tokens each backend remembers (a full memo starts over), and the longest
+/// token it remembers: at most a few MB per backend.
+const REMEMBERED_TOKENS: usize = 1024;
+const REMEMBERED_TOKEN_MAX_BYTES: usize = 4096;
+
+thread_local! {
+    static ENTERED: RefCell<Memo<Rc<Entered>>> = RefCell::new(Memo::new(REMEMBERED_TOKENS));
+}
 
 /// A positive interval of days, hours, minutes or seconds, in seconds, at most `max_secs`
 /// (refused as "ttl is Ns; <limit> <max>s").
@@ -43,12 +58,11 @@ pub fn time_policy(now: i64, max_lifetime: i64) -> token::TimePolicy {
     token::TimePolicy { now, skew: gucs::clock_skew_secs(), max_lifetime }
 }
 
-fn verify_and_narrow(token: &str, scope: Scope) -> Result<claims::Boundary> {
+fn verify_and_narrow(token: &str, scope: Scope, time: token::TimePolicy) -> Result<Entered> {
     let refused = BoundaryError::TokenRefused;
     let (kid, key) = keys::key_for_token(token)?;
-    let now = state::now_unix();
-    let time = time_policy(now, gucs::max_token_lifetime_secs());
-    let verified = token::verify(token, &key.material(), time).map_err(refused)?;
+    let verified = token::verify(token, key.verifier().map_err(refused)?, time).map_err(refused)?;
+    let times = TokenTimes::from_claims(&verified).map_err(refused)?;
     let requested = Requested::from_claims(&verified).map_err(refused)?;
     let principal =
         crate::registry::lookup(&requested.tenant_id, &requested.workspace_id, &requested.user_id)?
@@ -58,7 +72,36 @@ fn verify_and_narrow(token: &str, scope: Scope) -> Result<claims::Boundary> {
                     requested.tenant_id, requested.workspace_id, requested.user_id
                 ))
             })?;
-    requested.narrow(&principal, &kid, scope, now).map_err(BoundaryError::PrincipalRefused)
+    let boundary =
+        requested.narrow(&principal, &kid, scope, time.now).map_err(BoundaryError::PrincipalRefused)?;
+    Ok(Entered { shown: ShownBoundary::of(&boundary), sealed: state::seal(boundary)?, times })
+}
+
+/// A token's verdict: the narrowed boundary sealed for the GUC, what `enter` returns, and the
+/// token's time claims (checked again whenever the verdict is reused).
+struct Entered {
+    sealed: state::Sealed,
+    shown: ShownBoundary,
+    times: TokenTimes,
+}
+
+/// The verdict for `token`: remembered from an earlier `enter` in this backend when the keys and
+/// the registry have not changed since and the token is still in date; else verified now (and
+/// remembered when the token carries its own iat, so the verdict does not depend on the clock,
+/// and is not outsized).
+fn entered(token: &str, scope: Scope) -> Result<Rc<Entered>> {
+    let generation = verified::generation();
+    let time = time_policy(state::now_unix(), gucs::max_token_lifetime_secs());
+    if let Some(known) = ENTERED.with(|m| m.borrow_mut().get(token, generation)) {
+        if known.sealed.boundary.scope == scope && known.times.check(time).is_ok() {
+            return Ok(known);
+        }
+    }
+    let entered = Rc::new(verify_and_narrow(token, scope, time)?);
+    if entered.times.iat.is_some() && token.len() <= REMEMBERED_TOKEN_MAX_BYTES {
+        ENTERED.with(|m| m.borrow_mut().put(token.to_string(), entered.clone(), generation));
+    }
+    Ok(entered)
 }
 
 /// A cursor opened under one boundary keeps reading after enter() switches to another; its
@@ -87,8 +130,8 @@ fn refuse_switch_under_open_cursors(next: &claims::Boundary) -> Result<()> {
 /// can; the search_path is pinned and every name it uses is schema-qualified.
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn enter(token: &str, scope: default!(&str, "'transaction'")) -> JsonB {
-    let enter = || -> Result<JsonB> {
+fn enter(token: &str, scope: default!(&str, "'transaction'")) -> ShownBoundary {
+    let enter = || -> Result<ShownBoundary> {
         let scope = Scope::parse(scope).map_err(BoundaryError::InvalidArgument)?;
         if scope == Scope::Session && !gucs::allow_session_scope() {
             return Err(BoundaryError::NotAllowed {
@@ -98,19 +141,19 @@ fn enter(token: &str, scope: default!(&str, "'transaction'")) -> JsonB {
                     .into(),
             });
         }
-        let boundary = verify_and_narrow(token, scope)?;
-        refuse_switch_under_open_cursors(&boundary)?;
-        let shown = boundary.to_public_json();
+        let entered = entered(token, scope)?;
+        let boundary = &entered.sealed.boundary;
+        refuse_switch_under_open_cursors(boundary)?;
         crate::audit::entered();
-        crate::audit::record("enter", Some(&boundary), crate::audit::Event::default())?;
-        state::install(boundary)?;
+        crate::audit::record("enter", Some(boundary), crate::audit::Event::default())?;
+        state::install(&entered.sealed);
         if scope == Scope::Transaction && !state::in_transaction_block() {
             pgrx::warning!(
                 "boundary.enter() ran outside a transaction block, so the boundary ends \
                  with this statement; wrap it and the queries it guards in BEGIN ... COMMIT"
             );
         }
-        Ok(JsonB(shown))
+        Ok(entered.shown.clone())
     };
     enter().or_raise()
 }

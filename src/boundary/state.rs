@@ -79,6 +79,16 @@ pub unsafe extern "C-unwind" fn check_boundary_value(
     if pg_sys::InitializingParallelWorker {
         return true;
     }
+    // The value install() is putting on the transaction right now (or one this hook accepted
+    // before): sealed here, so checking the seal again would only repeat the work.
+    if let Some(known) = parsed_if_same(value) {
+        return if known.exp + gucs::clock_skew_secs() < now_unix() {
+            refuse_in_check_hook("the sealed boundary has expired");
+            false
+        } else {
+            true
+        };
+    }
     let verdict = seal_secret()
         .and_then(|secret| token::unseal_verified(value, &secret, now_unix(), gucs::clock_skew_secs()));
     match verdict {
@@ -132,23 +142,27 @@ pub fn current() -> Result<Rc<Boundary>> {
     Ok(boundary)
 }
 
+/// The parsed boundary if `value` is the one [`PARSED`] holds. That cell only ever holds values
+/// this backend sealed (install) or PostgreSQL accepted through the check hook (current_if_any).
+fn parsed_if_same(value: &[u8]) -> Option<Rc<Boundary>> {
+    PARSED.with(|cell| match cell.try_borrow().ok()?.as_ref() {
+        Some((raw, parsed)) if raw.as_slice() == value => Some(parsed.clone()),
+        _ => None,
+    })
+}
+
 /// Like [`current`] but `None` instead of an error when no boundary is set.
 pub fn current_if_any() -> Result<Option<Rc<Boundary>>> {
     gucs::with_boundary_value(|value| {
         if value.is_empty() {
             return Ok(None);
         }
-        PARSED.with(|cell| {
-            let mut cache = cell.borrow_mut();
-            if let Some((raw, parsed)) = cache.as_ref() {
-                if raw.as_slice() == value {
-                    return Ok(Some(parsed.clone()));
-                }
-            }
-            let parsed = Rc::new(token::unseal_trusted(value).map_err(BoundaryError::Internal)?);
-            *cache = Some((value.to_vec(), parsed.clone()));
-            Ok(Some(parsed))
-        })
+        if let Some(parsed) = parsed_if_same(value) {
+            return Ok(Some(parsed));
+        }
+        let parsed = Rc::new(token::unseal_trusted(value).map_err(BoundaryError::Internal)?);
+        PARSED.with(|cell| *cell.borrow_mut() = Some((value.to_vec(), parsed.clone())));
+        Ok(Some(parsed))
     })
 }
 
@@ -169,18 +183,28 @@ fn set_boundary_value(value: &CStr, action: pg_sys::GucAction::Type) {
     }
 }
 
-/// Seals `boundary` and puts it on the transaction (or the session, for session scope).
-pub fn install(boundary: Boundary) -> Result<()> {
+/// A boundary and the GUC value that carries it, sealed by this backend.
+pub struct Sealed {
+    pub boundary: Rc<Boundary>,
+    value: CString,
+}
+
+pub fn seal(boundary: Boundary) -> Result<Sealed> {
     let secret = seal_secret().map_err(BoundaryError::Internal)?;
     let sealed = token::seal(&boundary, &secret).map_err(BoundaryError::Internal)?;
     let value = CString::new(sealed).map_err(|e| BoundaryError::Internal(e.to_string()))?;
-    let action = match boundary.scope {
+    Ok(Sealed { boundary: Rc::new(boundary), value })
+}
+
+/// Puts a sealed boundary on the transaction (or the session, for session scope).
+pub fn install(sealed: &Sealed) {
+    let action = match sealed.boundary.scope {
         Scope::Transaction => pg_sys::GucAction::GUC_ACTION_LOCAL,
         Scope::Session => pg_sys::GucAction::GUC_ACTION_SET,
     };
-    set_boundary_value(&value, action);
-    PARSED.with(|cell| *cell.borrow_mut() = Some((value.into_bytes(), Rc::new(boundary))));
-    Ok(())
+    PARSED
+        .with(|cell| *cell.borrow_mut() = Some((sealed.value.as_bytes().to_vec(), sealed.boundary.clone())));
+    set_boundary_value(&sealed.value, action);
 }
 
 /// Clears the boundary, transaction and session scope alike (undone if the transaction aborts).

@@ -54,8 +54,18 @@ pub struct KeyMaterial<'a> {
     pub signing_key: Option<&'a [u8]>,
 }
 
+/// A key ready to verify signatures: parsed once, then kept with the key (see `keys::active_key`).
+pub struct Verifier {
+    pub alg: Algorithm,
+    decoding: DecodingKey,
+}
+
 impl KeyMaterial<'_> {
-    pub fn decoding_key(&self) -> Result<DecodingKey, String> {
+    pub fn verifier(&self) -> Result<Verifier, String> {
+        Ok(Verifier { alg: self.alg, decoding: self.decoding_key()? })
+    }
+
+    fn decoding_key(&self) -> Result<DecodingKey, String> {
         let bad = |e: jsonwebtoken::errors::Error| format!("the {:?} key cannot be read: {e}", self.alg);
         match self.alg {
             Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
@@ -157,60 +167,84 @@ fn describe(kind: &ErrorKind) -> String {
     }
 }
 
+/// The time claims of a verified token, checked on every use (a token remembered as verified
+/// still expires).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TokenTimes {
+    pub exp: i64,
+    pub nbf: Option<i64>,
+    pub iat: Option<i64>,
+}
+
+impl TokenTimes {
+    pub fn from_claims(claims: &Value) -> Result<TokenTimes, String> {
+        let optional = |name: &str| match claims.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v.as_i64().map(Some).ok_or(format!("claim {name} must be an integer")),
+        };
+        Ok(TokenTimes {
+            exp: claims.get("exp").and_then(Value::as_i64).ok_or("claim exp must be an integer")?,
+            nbf: optional("nbf")?,
+            iat: optional("iat")?,
+        })
+    }
+
+    pub fn check(&self, time: TimePolicy) -> Result<(), String> {
+        if self.exp + time.skew < time.now {
+            return Err("token has expired".into());
+        }
+        if self.nbf.is_some_and(|nbf| nbf > time.now + time.skew) {
+            return Err("token is not valid yet (nbf is in the future)".into());
+        }
+        if self.iat.is_some_and(|iat| iat > time.now + time.skew) {
+            return Err("token is issued in the future (iat)".into());
+        }
+        let lifetime = self.exp - self.iat.unwrap_or(time.now);
+        if lifetime > time.max_lifetime {
+            return Err(format!(
+                "token lifetime is {lifetime}s; agent_boundary.max_token_lifetime allows {}s",
+                time.max_lifetime
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Verifies a boundary token: signature, audience (if present), exp, nbf, iat and lifetime;
 /// returns the claims.
-pub fn verify(token: &str, key: &KeyMaterial, time: TimePolicy) -> Result<Value, String> {
+pub fn verify(token: &str, key: &Verifier, time: TimePolicy) -> Result<Value, String> {
     verify_for(token, key, time, AUDIENCE, false)
 }
 
 /// Verifies a job token from `boundary.snapshot`: as [`verify`], and its audience must be
 /// [`JOB_AUDIENCE`].
-pub fn verify_job(token: &str, key: &KeyMaterial, time: TimePolicy) -> Result<Value, String> {
+pub fn verify_job(token: &str, key: &Verifier, time: TimePolicy) -> Result<Value, String> {
     verify_for(token, key, time, JOB_AUDIENCE, true)
 }
 
 fn verify_for(
     token: &str,
-    key: &KeyMaterial,
+    key: &Verifier,
     time: TimePolicy,
     audience: &str,
     require_audience: bool,
 ) -> Result<Value, String> {
-    let decoding = key.decoding_key()?;
     let mut validation = Validation::new(key.alg);
     validation.leeway = time.skew.max(0) as u64;
     validation.validate_nbf = true;
     validation.set_audience(&[audience]);
     validation.set_required_spec_claims(if require_audience { &["exp", "aud"][..] } else { &["exp"][..] });
-    let data = jsonwebtoken::decode::<Value>(token, &decoding, &validation).map_err(|e| match e.kind() {
-        ErrorKind::InvalidAudience => format!("token audience is not {audience:?}"),
-        ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => {
-            format!("token audience is not {audience:?}")
-        }
-        kind => describe(kind),
-    })?;
+    let data =
+        jsonwebtoken::decode::<Value>(token, &key.decoding, &validation).map_err(|e| match e.kind() {
+            ErrorKind::InvalidAudience => format!("token audience is not {audience:?}"),
+            ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => {
+                format!("token audience is not {audience:?}")
+            }
+            kind => describe(kind),
+        })?;
     let claims = data.claims;
     // jsonwebtoken checks exp against the system clock; recheck against the policy's clock too.
-    let exp = claims.get("exp").and_then(Value::as_i64).ok_or("claim exp must be an integer")?;
-    if exp + time.skew < time.now {
-        return Err("token has expired".into());
-    }
-    let iat = match claims.get("iat") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_i64().ok_or("claim iat must be an integer")?),
-    };
-    if let Some(iat) = iat {
-        if iat > time.now + time.skew {
-            return Err("token is issued in the future (iat)".into());
-        }
-    }
-    let lifetime = exp - iat.unwrap_or(time.now);
-    if lifetime > time.max_lifetime {
-        return Err(format!(
-            "token lifetime is {lifetime}s; agent_boundary.max_token_lifetime allows {}s",
-            time.max_lifetime
-        ));
-    }
+    TokenTimes::from_claims(&claims)?.check(time)?;
     Ok(claims)
 }
 
@@ -271,8 +305,8 @@ mod tests {
     const NOW: i64 = 1_900_000_000;
     const TIME: TimePolicy = TimePolicy { now: NOW, skew: 30, max_lifetime: 3600 };
 
-    fn hmac_key() -> KeyMaterial<'static> {
-        KeyMaterial { alg: Algorithm::HS256, verify_key: SECRET, signing_key: None }
+    fn hmac_key() -> Verifier {
+        KeyMaterial { alg: Algorithm::HS256, verify_key: SECRET, signing_key: None }.verifier().unwrap()
     }
 
     fn token(claims: Value) -> String {
@@ -338,7 +372,9 @@ mod tests {
             alg: Algorithm::HS256,
             verify_key: b"another-secret-another-secret-xx",
             signing_key: None,
-        };
+        }
+        .verifier()
+        .unwrap();
         assert!(verify(&token(good_claims()), &other, TIME)
             .unwrap_err()
             .starts_with("signature does not verify"));
@@ -365,6 +401,27 @@ mod tests {
             verify(&token(c), &hmac_key(), TIME).unwrap_err(),
             "token audience is not \"agent_boundary\""
         );
+    }
+
+    #[test]
+    fn remembered_token_times_are_checked_again_on_each_use() {
+        let times = TokenTimes::from_claims(&good_claims()).unwrap();
+        assert_eq!(times, TokenTimes { exp: NOW + 300, nbf: None, iat: Some(NOW - 10) });
+        assert_eq!(times.check(TIME), Ok(()));
+        let later = |secs: i64| TimePolicy { now: NOW + secs, ..TIME };
+        assert_eq!(times.check(later(330)), Ok(()), "within the skew");
+        assert_eq!(times.check(later(331)), Err("token has expired".into()));
+        let shorter = TimePolicy { max_lifetime: 60, ..TIME };
+        assert_eq!(
+            times.check(shorter),
+            Err("token lifetime is 310s; agent_boundary.max_token_lifetime allows 60s".into())
+        );
+        let not_yet = TokenTimes { nbf: Some(NOW + 31), ..times };
+        assert_eq!(not_yet.check(TIME), Err("token is not valid yet (nbf is in the future)".into()));
+        assert_eq!(not_yet.check(later(1)), Ok(()));
+        let mut c = good_claims();
+        c["nbf"] = json!("soon");
+        assert_eq!(TokenTimes::from_claims(&c).unwrap_err(), "claim nbf must be an integer");
     }
 
     #[test]
@@ -444,8 +501,9 @@ mod tests {
         signer.check().unwrap();
         let t =
             sign(&good_claims(), "ed1", Algorithm::EdDSA, &signer.encoding_key().unwrap().unwrap()).unwrap();
-        let verifier = KeyMaterial { alg: Algorithm::EdDSA, verify_key: public, signing_key: None };
-        assert!(verifier.encoding_key().unwrap().is_none(), "a public key alone cannot sign");
+        let public_only = KeyMaterial { alg: Algorithm::EdDSA, verify_key: public, signing_key: None };
+        assert!(public_only.encoding_key().unwrap().is_none(), "a public key alone cannot sign");
+        let verifier = public_only.verifier().unwrap();
         assert_eq!(verify(&t, &verifier, TIME).unwrap()["user_id"], "u");
         // An HMAC token whose "secret" is the public key PEM (classic alg confusion) is refused.
         let confused =
@@ -460,7 +518,7 @@ mod tests {
     fn key_checks() {
         let short = KeyMaterial { alg: Algorithm::HS256, verify_key: b"short", signing_key: None };
         assert_eq!(short.check().unwrap_err(), "an HMAC secret must be at least 32 bytes, got 5");
-        assert!(hmac_key().check().is_ok());
+        assert!(KeyMaterial { alg: Algorithm::HS256, verify_key: SECRET, signing_key: None }.check().is_ok());
         let garbage = KeyMaterial { alg: Algorithm::EdDSA, verify_key: b"not a pem", signing_key: None };
         assert!(garbage.check().unwrap_err().starts_with("the EdDSA key cannot be read"));
         let other_private = b"-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n-----END PRIVATE KEY-----\n";

@@ -1,0 +1,177 @@
+//! What this backend has already read and verified, so that `boundary.enter` with a token it has
+//! seen before reads no table and checks no signature: active keys by key id, registry rows by
+//! principal, and whole entered boundaries by token.
+//!
+//! Forgetting is what makes this safe. A statement trigger on `boundary.signing_keys` and
+//! `boundary.principals` queues a relcache invalidation for the table on every change (also with
+//! `session_replication_role = replica`); PostgreSQL delivers it to every backend when the change
+//! commits and replays it locally when it rolls back, and the callback here bumps a generation
+//! that empties every cache before its next use. `enter` takes delivered invalidations first, so a
+//! change committed before it started is always seen. A miss reads the tables through the latest
+//! snapshot (`kept::read_latest`; not the statement's, nor an older REPEATABLE READ one), so
+//! nothing older than the last invalidation is remembered; a read during which an invalidation
+//! arrives is used once and not remembered.
+//! Time rules (exp, nbf, iat, lifetime, skew) are checked again on every use.
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// The tables whose changes make remembered verdicts stale.
+const WATCHED_TABLES: [&std::ffi::CStr; 2] = [c"signing_keys", c"principals"];
+
+thread_local! {
+    /// Bumped by every invalidation of a watched table (or of all relations).
+    static GENERATION: Cell<u64> = const { Cell::new(0) };
+    /// The watched tables' oids, resolved on first use and again after any invalidation of them
+    /// (DROP/CREATE EXTENSION gives them new oids).
+    static WATCHED: Cell<Option<[pg_sys::Oid; 2]>> = const { Cell::new(None) };
+    static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
+}
+
+extension_sql!(
+    r#"
+CREATE TRIGGER forget_verified AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON boundary.signing_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION boundary.forget_verified();
+CREATE TRIGGER forget_verified AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON boundary.principals
+    FOR EACH STATEMENT EXECUTE FUNCTION boundary.forget_verified();
+-- Fire under session_replication_role = replica too: a stale verdict must not outlive a change.
+ALTER TABLE boundary.signing_keys ENABLE ALWAYS TRIGGER forget_verified;
+ALTER TABLE boundary.principals ENABLE ALWAYS TRIGGER forget_verified;
+"#,
+    name = "forget_verified_triggers",
+    requires = ["signing_keys_table", "principals_table", forget_verified],
+);
+
+/// Statement trigger on the key and registry tables: every backend forgets what it verified
+/// against them once this transaction commits (this one, at its next command or rollback).
+#[pg_trigger]
+fn forget_verified<'a>(
+    trigger: &'a pgrx::PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, pgrx::PgTriggerError> {
+    // SAFETY: queues an invalidation message for a relation the trigger fired on.
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(trigger.relation()?.oid()) };
+    Ok(None)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn note_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    let watched = WATCHED.get();
+    if relid == pg_sys::InvalidOid || watched.is_none_or(|oids| oids.contains(&relid)) {
+        GENERATION.set(GENERATION.get() + 1);
+        WATCHED.set(None);
+    }
+}
+
+fn resolve_watched() -> [pg_sys::Oid; 2] {
+    // SAFETY: syscache lookups by name; InvalidOid when missing (never while the extension exists).
+    unsafe {
+        let schema = pg_sys::get_namespace_oid(c"boundary".as_ptr(), true);
+        WATCHED_TABLES.map(|table| pg_sys::get_relname_relid(table.as_ptr(), schema))
+    }
+}
+
+/// The current generation, after taking any invalidations already delivered to this backend.
+pub fn generation() -> u64 {
+    if !CALLBACK_REGISTERED.replace(true) {
+        // SAFETY: registered once per backend; the callback only touches this module's cells.
+        unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(note_invalidation), pg_sys::Datum::from(0)) };
+    }
+    // SAFETY: processes this backend's pending shared invalidation messages (cheap when none).
+    unsafe { pg_sys::AcceptInvalidationMessages() };
+    while WATCHED.get().is_none() {
+        let before = GENERATION.get();
+        let oids = resolve_watched();
+        if GENERATION.get() == before {
+            WATCHED.set(Some(oids));
+        }
+    }
+    GENERATION.get()
+}
+
+/// A bounded map of remembered values, emptied whenever the generation moves on.
+pub struct Memo<V> {
+    entries: HashMap<String, V>,
+    generation: u64,
+    capacity: usize,
+}
+
+impl<V: Clone> Memo<V> {
+    pub fn new(capacity: usize) -> Self {
+        Memo { entries: HashMap::new(), generation: 0, capacity }
+    }
+
+    pub fn get(&mut self, key: &str, generation: u64) -> Option<V> {
+        if self.generation != generation {
+            self.entries.clear();
+            self.generation = generation;
+        }
+        self.entries.get(key).cloned()
+    }
+
+    /// Remembers `value`, read at `read_at`, unless an invalidation arrived since.
+    pub fn put(&mut self, key: String, value: V, read_at: u64) {
+        if read_at != GENERATION.get() || read_at != self.generation {
+            return;
+        }
+        if self.entries.len() >= self.capacity {
+            self.entries.clear();
+        }
+        self.entries.insert(key, value);
+    }
+}
+
+/// The value remembered under `key`, or what `read` finds (remembered when found). `read` must
+/// see the latest committed state, as `kept::read_latest` does.
+pub fn remembered<V>(
+    memo: &'static std::thread::LocalKey<RefCell<Memo<Rc<V>>>>,
+    key: &str,
+    read: impl FnOnce() -> crate::error::Result<Option<V>>,
+) -> crate::error::Result<Option<Rc<V>>> {
+    let generation = generation();
+    if let Some(found) = memo.with(|m| m.borrow_mut().get(key, generation)) {
+        return Ok(Some(found));
+    }
+    let Some(found) = read()?.map(Rc::new) else { return Ok(None) };
+    memo.with(|m| m.borrow_mut().put(key.to_string(), found.clone(), generation));
+    Ok(Some(found))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_memo_forgets_everything_when_the_generation_moves_on() {
+        let mut memo = Memo::new(8);
+        let read_at = GENERATION.get();
+        assert_eq!(memo.get("k", read_at), None);
+        memo.put("k".into(), 1, read_at);
+        assert_eq!(memo.get("k", read_at), Some(1));
+        GENERATION.set(read_at + 1);
+        assert_eq!(memo.get("k", read_at + 1), None, "an invalidation empties the memo");
+    }
+
+    #[test]
+    fn a_value_read_while_an_invalidation_arrived_is_not_remembered() {
+        let mut memo = Memo::new(8);
+        let read_at = GENERATION.get();
+        assert_eq!(memo.get("k", read_at), None);
+        GENERATION.set(read_at + 1); // arrives during the read
+        memo.put("k".into(), 1, read_at);
+        assert_eq!(memo.get("k", read_at + 1), None);
+    }
+
+    #[test]
+    fn a_full_memo_starts_over() {
+        let mut memo = Memo::new(2);
+        let now = GENERATION.get();
+        memo.get("a", now);
+        memo.put("a".into(), 1, now);
+        memo.put("b".into(), 2, now);
+        memo.put("c".into(), 3, now);
+        assert_eq!((memo.get("a", now), memo.get("b", now), memo.get("c", now)), (None, None, Some(3)));
+    }
+}
