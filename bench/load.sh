@@ -5,7 +5,7 @@
 #   3. tests/pooled_load.rs    16 clients across 1,000 tenants through pgbouncer (transaction
 #                              mode), a backend kill and a server restart; asserts nothing
 #                              crosses tenants, nothing committed is lost, no boundary is left over
-#   bash bench/load.sh           full run (about 12 minutes on 2 cores)
+#   bash bench/load.sh           full run (12m21s on 2 cores, 2026-11-24)
 #   bash bench/load.sh --quick   CI-sized (correctness only; nothing written to RESULTS.md)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
