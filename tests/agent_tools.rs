@@ -130,21 +130,22 @@ async fn update_the_ticket_with_the_renewal_date_you_remember() {
     );
     agent.batch_execute("ROLLBACK").await.unwrap();
     // A viewer may read but not write, and may not use the CRM tool.
-    let bob = as_agent(&app_token("northstar-dental", "support", "bob", "viewer", json!({}))).await;
+    let bob_token = app_token("northstar-dental", "support", "bob", "viewer", json!({}));
+    let bob = as_agent(&bob_token).await;
     assert_refused(
         bob.execute("UPDATE notes SET renewal_date = '2027-01-31' WHERE id = 1", &[]).await,
         "42501",
         "new row violates row-level security policy \"boundary_update\" for table \"notes\"",
     );
     bob.batch_execute("ROLLBACK; BEGIN").await.unwrap();
-    enter(&bob, &app_token("northstar-dental", "support", "bob", "viewer", json!({}))).await.unwrap();
+    enter(&bob, &bob_token).await.unwrap();
     assert_refused(
         column(&bob, "SELECT boundary.assert_tool('crm')").await,
         "42501",
         "tool crm is outside current boundary",
     );
     bob.batch_execute("ROLLBACK; BEGIN").await.unwrap();
-    enter(&bob, &app_token("northstar-dental", "support", "bob", "viewer", json!({}))).await.unwrap();
+    enter(&bob, &bob_token).await.unwrap();
     assert_eq!(column(&bob, "SELECT boundary.assert_tool('search')").await.unwrap(), ["search"]);
     assert_refused(
         column(&bob, "SELECT boundary.assert_datasource('billing')").await,
