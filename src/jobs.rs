@@ -5,7 +5,7 @@
 
 use crate::audit;
 use crate::boundary::claims::{Principal, Requested, Scope};
-use crate::boundary::{keys, state, token, ttl_seconds, ShownBoundary};
+use crate::boundary::{admit, keys, state, token, ttl_seconds, Admission, ShownBoundary};
 use crate::error::{BoundaryError, OrRaise, Result};
 use crate::gucs;
 use pgrx::prelude::*;
@@ -109,9 +109,7 @@ fn resume(job_token: &str) -> ShownBoundary {
         let boundary =
             job.narrow(&principal, &kid, Scope::Transaction, now).map_err(BoundaryError::PrincipalRefused)?;
         let shown = ShownBoundary::of(&boundary);
-        audit::entered();
-        audit::record("resume", Some(&boundary), audit::Event::default())?;
-        state::install(&state::seal(boundary)?);
+        admit(&state::seal(boundary)?, Admission::Resume)?;
         Ok(shown)
     };
     resume().or_raise()

@@ -10,6 +10,7 @@ mod support;
 
 use libtest_mimic::Arguments;
 use support::*;
+use tokio_postgres::types::Type;
 
 const NO_BOUNDARY: &str = "no agent boundary is set";
 const DENTAL: [&str; 3] =
@@ -431,6 +432,32 @@ async fn cursors_never_carry_rows_across_boundaries() {
     agent.batch_execute("SAVEPOINT switch").await.unwrap();
     assert_refused(
         enter(&agent, &design_alice()).await,
+        "42501",
+        "cannot switch to another agent boundary while 1 cursor(s) are open",
+    );
+    agent.batch_execute("ROLLBACK TO SAVEPOINT switch").await.unwrap();
+    assert_eq!(
+        column(&agent, "FETCH ALL FROM c").await.unwrap(),
+        ["2 Renewal risk: billing dispute", "4 Implant consult"]
+    );
+    agent.batch_execute("ROLLBACK").await.unwrap();
+    // A queued job resumed on this transaction is another way onto it: the same guard holds.
+    let design_job = {
+        let designer = cluster().connect("agent").await;
+        begin_in(&designer, &design_alice()).await;
+        let job = column(&designer, "SELECT boundary.snapshot('10 minutes')").await.unwrap().remove(0);
+        designer.batch_execute("COMMIT").await.unwrap();
+        job
+    };
+    begin_in(&agent, &dental_alice()).await;
+    agent
+        .batch_execute("DECLARE c CURSOR FOR SELECT id || ' ' || subject FROM public.tickets ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(column(&agent, "FETCH 1 FROM c").await.unwrap(), ["1 Crown fitting follow-up"]);
+    agent.batch_execute("SAVEPOINT switch").await.unwrap();
+    assert_refused(
+        agent.query_typed_one("SELECT boundary.resume($1)::text", &[(&design_job, Type::TEXT)]).await,
         "42501",
         "cannot switch to another agent boundary while 1 cursor(s) are open",
     );

@@ -123,6 +123,44 @@ fn refuse_switch_under_open_cursors(next: &claims::Boundary) -> Result<()> {
     Ok(())
 }
 
+/// How a boundary came onto the transaction; also the audit event it records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// `boundary.enter(token)`.
+    Enter,
+    /// `boundary.resume(job_token)`.
+    Resume,
+}
+
+impl Admission {
+    fn event(self) -> &'static str {
+        match self {
+            Admission::Enter => "enter",
+            Admission::Resume => "resume",
+        }
+    }
+}
+
+/// Puts a verified, sealed boundary on the transaction. Every way onto the transaction goes
+/// through here, so each runs the same checks in the same order: the open-cursor guard, a new
+/// count of refusals, the audit row, the install, and the warning when no transaction block
+/// holds the boundary.
+pub(crate) fn admit(sealed: &state::Sealed, how: Admission) -> Result<()> {
+    let boundary = &sealed.boundary;
+    refuse_switch_under_open_cursors(boundary)?;
+    crate::audit::entered();
+    crate::audit::record(how.event(), Some(boundary), crate::audit::Event::default())?;
+    state::install(sealed);
+    if boundary.scope == Scope::Transaction && !state::in_transaction_block() {
+        pgrx::warning!(
+            "boundary.{}() ran outside a transaction block, so the boundary ends \
+             with this statement; wrap it and the queries it guards in BEGIN ... COMMIT",
+            how.event()
+        );
+    }
+    Ok(())
+}
+
 /// Verifies a signed boundary token (signature, expiry, audience, registry) and puts the
 /// resulting boundary on the current transaction. Returns the boundary as `current()` shows it.
 ///
@@ -142,17 +180,7 @@ fn enter(token: &str, scope: default!(&str, "'transaction'")) -> ShownBoundary {
             });
         }
         let entered = entered(token, scope)?;
-        let boundary = &entered.sealed.boundary;
-        refuse_switch_under_open_cursors(boundary)?;
-        crate::audit::entered();
-        crate::audit::record("enter", Some(boundary), crate::audit::Event::default())?;
-        state::install(&entered.sealed);
-        if scope == Scope::Transaction && !state::in_transaction_block() {
-            pgrx::warning!(
-                "boundary.enter() ran outside a transaction block, so the boundary ends \
-                 with this statement; wrap it and the queries it guards in BEGIN ... COMMIT"
-            );
-        }
+        admit(&entered.sealed, Admission::Enter)?;
         Ok(entered.shown.clone())
     };
     enter().or_raise()

@@ -48,6 +48,9 @@ BEGIN;
 SELECT boundary.resume(:'job') ->> 'tenant_id' AS resumed_tenant, boundary.run_id() LIKE 'run-%' AS has_run_id;
 SELECT id, subject FROM crm_tickets;
 COMMIT;
+-- Outside a transaction block the resumed boundary ends with its statement, as enter's does.
+\set VERBOSITY default
+SELECT boundary.resume(:'job') ->> 'tenant_id' AS resumed_for_one_statement;
 RESET ROLE;
 -- The registry changes while the job waits: resume is refused, with the reason.
 SELECT boundary.register_principal('northstar-dental', 'support', 'alice', 'member', 'pro', 'us',
