@@ -20,7 +20,7 @@ psql_q() { "$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
-machine() { echo "$(date -u +%Y-%m-%d), $(nproc) cores, $(uname -m), PostgreSQL 18.3 (embedded), $([ "${BENCH_DEBUG_BUILD:-0}" = 1 ] && echo debug || echo release) build of the extension"; }
+machine() { echo "$(date -u +%Y-%m-%d), $(nproc) cores, $(uname -m), $("$PG_CONFIG" --version) (embedded), $([ "${BENCH_DEBUG_BUILD:-0}" = 1 ] && echo debug || echo release) build of the extension"; }
 
 # write_section KEY < markdown: replace (or append) the section between markers in RESULTS.md.
 write_section() {

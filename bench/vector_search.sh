@@ -22,7 +22,7 @@ fi
 {
   echo "## Filtered vector search"
   echo
-  echo "Command: \`bash bench/vector_search.sh\` — $(machine); pgvector 0.8.2."
+  echo "Command: \`bash bench/vector_search.sh\` — $(machine); pgvector $(psql_q -c "SELECT extversion FROM pg_extension WHERE extname = 'vector'")."
   echo
   cat "$out"
 } | write_section vector-search

