@@ -86,7 +86,7 @@ fn read_only() -> bool {
 /// (sub)transaction, which restores the user id.
 fn as_audit_owner<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     let owner = Spi::connect(|client| {
-        let rows = crate::kept::select(
+        let rows = crate::pg::spi_plans::select(
             client,
             "SELECT relowner FROM pg_catalog.pg_class WHERE oid = 'boundary.audit_log'::pg_catalog.regclass",
             &[],
@@ -101,6 +101,8 @@ fn as_audit_owner<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
         pg_sys::SetUserIdAndSecContext(owner, context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
     }
     let result = f();
+    // SAFETY: restores exactly what was saved above (an ERROR in `f` skips this, and the
+    // (sub)transaction abort restores the user id instead).
     unsafe { pg_sys::SetUserIdAndSecContext(user, context) };
     result
 }
@@ -195,7 +197,7 @@ pub fn record(event: &str, boundary: Option<&Boundary>, details: Event) -> Resul
             details.resource.into(),
         ];
         Spi::connect_mut(|client| {
-            crate::kept::update(
+            crate::pg::spi_plans::update(
                 client,
                 "INSERT INTO boundary.audit_log
                         (event, tenant_id, workspace_id, user_id, trace_id, run_id, prompt_version,
@@ -210,7 +212,7 @@ pub fn record(event: &str, boundary: Option<&Boundary>, details: Event) -> Resul
 }
 
 /// A new boundary starts its own count of refusals.
-pub fn entered() {
+pub fn restart_refusal_count() {
     BLOCKED_SINCE_ENTER.with(|c| c.set(0));
 }
 

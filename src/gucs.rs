@@ -1,20 +1,16 @@
-//! Every `agent_boundary.*` setting, with typed accessors. The prefix is reserved, so a typo'd or
-//! invented `agent_boundary.*` name is refused instead of becoming a user-settable placeholder.
+//! The tuning settings (`agent_boundary.*`), with typed accessors. The boundary itself is a
+//! setting too, defined with its check hook in `boundary::sealed_guc`. The prefix is reserved
+//! once both are defined, so a typo'd or invented `agent_boundary.*` name is refused instead of
+//! becoming a user-settable placeholder.
 //!
 //! Contexts follow trust: nothing that decides what anyone may see is `USERSET` (only the vector
-//! search tuning knobs are, as they change speed, never which rows qualify). The boundary itself is `SUSET` *and* guarded
-//! by a check hook that accepts only values sealed by this backend's `boundary.enter()`, so neither
-//! an ordinary role (no permission) nor a superuser or a role granted `SET` on it (no seal) can
-//! forge one.
+//! search tuning knobs are, as they change speed, never which rows qualify).
 
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 use std::ffi::{CStr, CString};
 
-pub const PREFIX: &CStr = c"agent_boundary";
-pub const BOUNDARY_NAME: &CStr = c"agent_boundary.boundary";
+const PREFIX: &CStr = c"agent_boundary";
 
-/// The current boundary, as a value sealed by this backend (see `boundary::seal`). Empty = none.
-static BOUNDARY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 static ALLOW_SESSION_SCOPE: GucSetting<bool> = GucSetting::<bool>::new(false);
 static MAX_TOKEN_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(3600);
 static AUDIT_ENTER: GucSetting<bool> = GucSetting::<bool>::new(true);
@@ -26,22 +22,9 @@ static VECTOR_EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(400);
 static VECTOR_EF_SEARCH_TENANT_INDEX: GucSetting<i32> = GucSetting::<i32>::new(100);
 static TENANT_COLUMN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"tenant_id"));
 
+/// Defines the tuning settings and reserves the prefix: call after every other
+/// `agent_boundary.*` setting is defined.
 pub fn init() {
-    // SAFETY: the check hook is a #[pg_guard] function that never unwinds into PostgreSQL.
-    unsafe {
-        GucRegistry::define_string_guc_with_hooks(
-            BOUNDARY_NAME,
-            c"The agent boundary of the current transaction (set only by boundary.enter).",
-            c"A value sealed by this backend. Any other value is refused, whoever sets it.",
-            &BOUNDARY,
-            GucContext::Suset,
-            // Not NOT_WHILE_SEC_REST: boundary.enter() is itself SECURITY DEFINER.
-            GucFlags::NO_SHOW_ALL | GucFlags::SUPERUSER_ONLY | GucFlags::DISALLOW_IN_FILE,
-            Some(crate::boundary::state::check_boundary_value),
-            None,
-            None,
-        );
-    }
     GucRegistry::define_bool_guc(
         c"agent_boundary.allow_session_scope",
         c"Allow boundary.enter(token, 'session') to keep a boundary past COMMIT.",
@@ -138,17 +121,6 @@ pub fn init() {
     );
     // SAFETY: plain C call with a static NUL-terminated string.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(PREFIX.as_ptr()) };
-}
-
-/// Runs `f` on the raw bytes of the current boundary value (empty when none), without copying.
-pub fn with_boundary_value<R>(f: impl FnOnce(&[u8]) -> R) -> R {
-    // SAFETY: PostgreSQL owns the string and only replaces it between statements of this backend.
-    let raw = unsafe { *BOUNDARY.as_ptr() };
-    if raw.is_null() {
-        f(&[])
-    } else {
-        f(unsafe { CStr::from_ptr(raw) }.to_bytes())
-    }
 }
 
 pub fn allow_session_scope() -> bool {

@@ -6,19 +6,15 @@ use pgrx::prelude::*;
 
 pgrx::pg_module_magic!(name, version);
 
-pub mod audit;
-pub mod boundary;
-pub mod cache;
-pub mod error;
-pub mod gucs;
-pub mod jobs;
-pub mod kept;
-pub mod keyspace;
-pub mod memory;
-pub mod policy;
-pub mod registry;
-pub mod tools;
-pub mod vector;
+mod audit;
+mod boundary;
+mod error;
+mod gucs;
+mod pg;
+mod policy;
+mod stores;
+mod tools;
+mod vector;
 
 #[cfg(any(test, feature = "pg_test"))]
 mod test_support;
@@ -28,7 +24,10 @@ extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    boundary::sealed_guc::init();
     gucs::init();
+    boundary::verdicts::init();
+    vector::init();
 }
 
 /// Required by `cargo pgrx test`.

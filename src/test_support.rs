@@ -1,6 +1,7 @@
 //! Helpers shared by the `#[pg_test]` modules (they run inside PostgreSQL as a superuser).
 
 use pgrx::prelude::*;
+use serde_json::{json, Value};
 
 const SECRET_HEX: &str = "6167656e745f626f756e646172795f746573745f7365637265745f3332627974";
 
@@ -37,22 +38,24 @@ pub fn fixture() {
     .unwrap();
 }
 
-/// A token for `user` at `tenant` (workspace "support") with `role`; `extra` is spliced into the
-/// claims object and must start with a comma.
-pub fn sign_for(tenant: &str, user: &str, role: &str, extra: &str) -> String {
-    one::<String>(&format!(
-        "SELECT boundary.sign('{{\"tenant_id\": \"{tenant}\", \"workspace_id\": \"support\",
-                                \"user_id\": \"{user}\", \"role\": \"{role}\" {extra}}}')"
-    ))
-    .unwrap()
+/// A token for `user` at `tenant` (workspace "support") with `role`, signed in the database;
+/// `extra` claims are merged in (and may override these).
+pub fn sign_for(tenant: &str, user: &str, role: &str, extra: Value) -> String {
+    let mut claims = json!({"tenant_id": tenant, "workspace_id": "support", "user_id": user, "role": role});
+    if let (Value::Object(claims), Value::Object(extra)) = (&mut claims, extra) {
+        claims.extend(extra);
+    }
+    Spi::get_one_with_args::<String>("SELECT boundary.sign($1::jsonb)", &[claims.to_string().into()])
+        .unwrap()
+        .unwrap()
 }
 
-pub fn token_for(tenant: &str, extra: &str) -> String {
+pub fn token_for(tenant: &str, extra: Value) -> String {
     sign_for(tenant, "alice", "admin", extra)
 }
 
 /// Enters that boundary (signing needs the superuser) and then becomes `agent_tester`.
-pub fn as_agent(tenant: &str, user: &str, role: &str, extra: &str) {
+pub fn as_agent(tenant: &str, user: &str, role: &str, extra: Value) {
     Spi::run("RESET ROLE").unwrap();
     Spi::run(&enter_sql(&sign_for(tenant, user, role, extra))).unwrap();
     Spi::run("SET ROLE agent_tester").unwrap();

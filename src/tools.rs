@@ -8,9 +8,10 @@
 
 use crate::audit;
 use crate::boundary::claims::{truncate_for_message, Boundary};
-use crate::boundary::state;
+use crate::boundary::sealed_guc;
 use crate::error::{BoundaryError, OrRaise, Result};
-use crate::policy::{self, spec::quote_ident};
+use crate::pg::catalog::{self, quote_ident};
+use crate::policy;
 use pgrx::prelude::*;
 use pgrx::PgRelation;
 
@@ -21,16 +22,10 @@ fn refuse(boundary: &Boundary, what: String) -> BoundaryError {
 
 /// The row's id as text when `id` names a row of `tbl` the boundary may see.
 fn find_in(oid: pg_sys::Oid, id: &str, id_column: &str) -> Result<String> {
-    let boundary = state::current()?;
-    policy::spec::validate_identifier("id_column", id_column).map_err(BoundaryError::InvalidArgument)?;
-    let table = policy::table(oid)?;
-    if policy::stored_options(oid)?.is_none() {
-        return Err(BoundaryError::NotPrepared(format!(
-            "table {} is not protected; assert_in checks only tables protected by boundary.protect()",
-            table.display
-        )));
-    }
-    let column = policy::column(&table, id_column)?.ok_or_else(|| {
+    let boundary = sealed_guc::current()?;
+    catalog::validate_identifier("id_column", id_column).map_err(BoundaryError::InvalidArgument)?;
+    let (table, _) = policy::protected(oid, "assert_in checks only tables protected by boundary.protect()")?;
+    let column = catalog::column(&table, id_column)?.ok_or_else(|| {
         BoundaryError::UndefinedColumn(format!(
             "table {} has no column \"{id_column}\"; pass id_column => '<column>'",
             table.display
@@ -63,12 +58,12 @@ fn find_in(oid: pg_sys::Oid, id: &str, id_column: &str) -> Result<String> {
 /// same whether the row belongs to another tenant, does not exist, or `id` is malformed.
 #[pg_extern(volatile, parallel_unsafe)]
 fn assert_in(tbl: PgRelation, id: &str, id_column: default!(&str, "'id'")) -> String {
-    let oid = policy::release(tbl);
+    let oid = catalog::release(tbl);
     find_in(oid, id, id_column).or_raise()
 }
 
 fn assert_listed(kind: &str, id: &str, allowed: fn(&Boundary) -> &Vec<String>) -> Result<String> {
-    let boundary = state::current()?;
+    let boundary = sealed_guc::current()?;
     if allowed(&boundary).iter().any(|a| a == id) {
         return Ok(id.to_string());
     }

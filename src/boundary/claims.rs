@@ -1,7 +1,7 @@
 //! The agent boundary as plain data: what a token may claim, how claims are validated, and how
 //! the registry narrows them. No PostgreSQL in here, so all of it is tested with `cargo test`.
 
-use crate::keyspace;
+use crate::stores::keyspace;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 

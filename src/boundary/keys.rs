@@ -5,9 +5,9 @@
 //! PUBLIC in the finalize script, and uses only schema-qualified names and bound parameters.
 
 use super::claims::Requested;
-use super::state::now_unix;
+use super::sealed_guc::now_unix;
 use super::token::{self, KeyMaterial, Verifier};
-use super::verified::{remembered, Memo};
+use super::verdicts::{remembered, Memo};
 use crate::error::{BoundaryError, OrRaise, Result};
 use crate::gucs;
 use base64::Engine;
@@ -84,7 +84,7 @@ pub fn active_key(kid: &str) -> Result<Option<Rc<StoredKey>>> {
 }
 
 fn read_active_key(kid: &str) -> Result<Option<StoredKey>> {
-    crate::kept::read_latest(
+    crate::pg::spi_plans::read_latest(
         "SELECT kid, alg, verify_key, signing_key FROM boundary.signing_keys
           WHERE kid = $1 AND retired_at IS NULL",
         &[kid.into()],

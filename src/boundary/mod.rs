@@ -6,25 +6,30 @@
 //! cache keyed on the exact GUC value, and fail closed with SQLSTATE 42501 when no boundary is set.
 
 pub mod claims;
+mod jobs;
+mod jsonb;
 pub mod keys;
-pub mod shown;
-pub mod state;
+pub mod registry;
+pub mod sealed_guc;
 pub mod token;
-pub mod verified;
+pub mod verdicts;
 
 #[cfg(any(test, feature = "pg_test"))]
-mod tests;
+#[pgrx::pg_schema]
+mod tests {
+    include!("tests.rs");
+}
 
 use crate::error::{BoundaryError, OrRaise, Result};
 use crate::gucs;
 use claims::{Requested, Scope};
+pub use jsonb::BoundaryJsonb;
 use pgrx::prelude::*;
 use pgrx::JsonB;
-pub use shown::ShownBoundary;
 use std::cell::RefCell;
 use std::rc::Rc;
 use token::TokenTimes;
-use verified::Memo;
+use verdicts::Memo;
 
 /// How many entered tokens each backend remembers (a full memo starts over), and the longest
 /// token it remembers: at most a few MB per backend.
@@ -61,11 +66,12 @@ pub fn time_policy(now: i64, max_lifetime: i64) -> token::TimePolicy {
 fn verify_and_narrow(token: &str, scope: Scope, time: token::TimePolicy) -> Result<Entered> {
     let refused = BoundaryError::TokenRefused;
     let (kid, key) = keys::key_for_token(token)?;
-    let verified = token::verify(token, key.verifier().map_err(refused)?, time).map_err(refused)?;
+    let verified = token::verify(token, key.verifier().map_err(refused)?, time)
+        .map_err(|why| refused(why.to_string()))?;
     let times = TokenTimes::from_claims(&verified).map_err(refused)?;
     let requested = Requested::from_claims(&verified).map_err(refused)?;
     let principal =
-        crate::registry::lookup(&requested.tenant_id, &requested.workspace_id, &requested.user_id)?
+        crate::boundary::registry::lookup(&requested.tenant_id, &requested.workspace_id, &requested.user_id)?
             .ok_or_else(|| {
                 BoundaryError::PrincipalRefused(format!(
                     "no registered principal for tenant_id \"{}\", workspace_id \"{}\", user_id \"{}\"",
@@ -74,14 +80,14 @@ fn verify_and_narrow(token: &str, scope: Scope, time: token::TimePolicy) -> Resu
             })?;
     let boundary =
         requested.narrow(&principal, &kid, scope, time.now).map_err(BoundaryError::PrincipalRefused)?;
-    Ok(Entered { shown: ShownBoundary::of(&boundary), sealed: state::seal(boundary)?, times })
+    Ok(Entered { jsonb: BoundaryJsonb::of(&boundary), sealed: sealed_guc::seal(boundary)?, times })
 }
 
 /// A token's verdict: the narrowed boundary sealed for the GUC, what `enter` returns, and the
 /// token's time claims (checked again whenever the verdict is reused).
 struct Entered {
-    sealed: state::Sealed,
-    shown: ShownBoundary,
+    sealed: sealed_guc::Sealed,
+    jsonb: BoundaryJsonb,
     times: TokenTimes,
 }
 
@@ -90,8 +96,8 @@ struct Entered {
 /// remembered when the token carries its own iat, so the verdict does not depend on the clock,
 /// and is not outsized).
 fn entered(token: &str, scope: Scope) -> Result<Rc<Entered>> {
-    let generation = verified::generation();
-    let time = time_policy(state::now_unix(), gucs::max_token_lifetime_secs());
+    let generation = verdicts::generation();
+    let time = time_policy(sealed_guc::now_unix(), gucs::max_token_lifetime_secs());
     if let Some(known) = ENTERED.with(|m| m.borrow_mut().get(token, generation)) {
         if known.sealed.boundary.scope == scope && known.times.check(time).is_ok() {
             return Ok(known);
@@ -108,7 +114,7 @@ fn entered(token: &str, scope: Scope) -> Result<Rc<Entered>> {
 /// remaining rows would be filtered by whichever boundary is current at each FETCH. Refuse
 /// the switch instead of mixing.
 fn refuse_switch_under_open_cursors(next: &claims::Boundary) -> Result<()> {
-    let Some(current) = state::current_if_any()? else { return Ok(()) };
+    let Some(current) = sealed_guc::current_if_any()? else { return Ok(()) };
     if current.same_rows_as(next) {
         return Ok(());
     }
@@ -145,13 +151,13 @@ impl Admission {
 /// through here, so each runs the same checks in the same order: the open-cursor guard, a new
 /// count of refusals, the audit row, the install, and the warning when no transaction block
 /// holds the boundary.
-pub(crate) fn admit(sealed: &state::Sealed, how: Admission) -> Result<()> {
+pub(crate) fn admit(sealed: &sealed_guc::Sealed, how: Admission) -> Result<()> {
     let boundary = &sealed.boundary;
     refuse_switch_under_open_cursors(boundary)?;
-    crate::audit::entered();
+    crate::audit::restart_refusal_count();
     crate::audit::record(how.event(), Some(boundary), crate::audit::Event::default())?;
-    state::install(sealed);
-    if boundary.scope == Scope::Transaction && !state::in_transaction_block() {
+    sealed_guc::install(sealed);
+    if boundary.scope == Scope::Transaction && !sealed_guc::in_transaction_block() {
         pgrx::warning!(
             "boundary.{}() ran outside a transaction block, so the boundary ends \
              with this statement; wrap it and the queries it guards in BEGIN ... COMMIT",
@@ -168,8 +174,8 @@ pub(crate) fn admit(sealed: &state::Sealed, how: Admission) -> Result<()> {
 /// can; the search_path is pinned and every name it uses is schema-qualified.
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn enter(token: &str, scope: default!(&str, "'transaction'")) -> ShownBoundary {
-    let enter = || -> Result<ShownBoundary> {
+fn enter(token: &str, scope: default!(&str, "'transaction'")) -> BoundaryJsonb {
+    let enter = || -> Result<BoundaryJsonb> {
         let scope = Scope::parse(scope).map_err(BoundaryError::InvalidArgument)?;
         if scope == Scope::Session && !gucs::allow_session_scope() {
             return Err(BoundaryError::NotAllowed {
@@ -181,7 +187,7 @@ fn enter(token: &str, scope: default!(&str, "'transaction'")) -> ShownBoundary {
         }
         let entered = entered(token, scope)?;
         admit(&entered.sealed, Admission::Enter)?;
-        Ok(entered.shown.clone())
+        Ok(entered.jsonb.clone())
     };
     enter().or_raise()
 }
@@ -190,20 +196,20 @@ fn enter(token: &str, scope: default!(&str, "'transaction'")) -> ShownBoundary {
 /// ROLLBACK undoes the removal.
 #[pg_extern(volatile, parallel_unsafe)]
 fn exit() {
-    if let Some(boundary) = state::current_if_any().or_raise() {
+    if let Some(boundary) = sealed_guc::current_if_any().or_raise() {
         crate::audit::record("exit", Some(&boundary), crate::audit::Event::default()).or_raise();
     }
-    state::clear();
+    sealed_guc::clear();
 }
 
 /// True when a boundary is set; never raises for a missing one.
 #[pg_extern(stable, parallel_safe)]
 fn is_active() -> bool {
-    state::current().is_ok()
+    sealed_guc::current().is_ok()
 }
 
 fn current_boundary() -> Rc<claims::Boundary> {
-    state::current().or_raise()
+    sealed_guc::current().or_raise()
 }
 
 #[pg_extern(stable, parallel_safe)]

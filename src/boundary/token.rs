@@ -151,12 +151,43 @@ pub struct TimePolicy {
     pub max_lifetime: i64,
 }
 
-fn describe(kind: &ErrorKind) -> String {
-    match kind {
+/// Why a token was refused. Expiry has its own kind because callers treat it differently: a
+/// job whose token expired is refused like a job whose permissions changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    Expired,
+    Invalid(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Expired => f.write_str("token has expired"),
+            Refusal::Invalid(why) => f.write_str(why),
+        }
+    }
+}
+
+impl From<String> for Refusal {
+    fn from(why: String) -> Self {
+        Refusal::Invalid(why)
+    }
+}
+
+impl From<Refusal> for String {
+    fn from(refusal: Refusal) -> Self {
+        refusal.to_string()
+    }
+}
+
+fn describe(kind: &ErrorKind) -> Refusal {
+    if matches!(kind, ErrorKind::ExpiredSignature) {
+        return Refusal::Expired;
+    }
+    Refusal::Invalid(match kind {
         ErrorKind::InvalidSignature => {
             "signature does not verify (tampered, or signed with another key)".into()
         }
-        ErrorKind::ExpiredSignature => "token has expired".into(),
         ErrorKind::ImmatureSignature => "token is not valid yet (nbf is in the future)".into(),
         ErrorKind::InvalidAlgorithm => "token alg does not match the alg of its key".into(),
         ErrorKind::MissingRequiredClaim(c) => format!("claim {c} is missing"),
@@ -164,7 +195,7 @@ fn describe(kind: &ErrorKind) -> String {
         ErrorKind::Json(_) => "token is malformed: the payload is not a JSON object".into(),
         ErrorKind::Base64(_) | ErrorKind::Utf8(_) | ErrorKind::InvalidToken => "token is malformed".into(),
         other => format!("token cannot be verified ({other:?})"),
-    }
+    })
 }
 
 /// The time claims of a verified token, checked on every use (a token remembered as verified
@@ -189,22 +220,22 @@ impl TokenTimes {
         })
     }
 
-    pub fn check(&self, time: TimePolicy) -> Result<(), String> {
+    pub fn check(&self, time: TimePolicy) -> Result<(), Refusal> {
         if self.exp + time.skew < time.now {
-            return Err("token has expired".into());
+            return Err(Refusal::Expired);
         }
         if self.nbf.is_some_and(|nbf| nbf > time.now + time.skew) {
-            return Err("token is not valid yet (nbf is in the future)".into());
+            return Err("token is not valid yet (nbf is in the future)".to_string().into());
         }
         if self.iat.is_some_and(|iat| iat > time.now + time.skew) {
-            return Err("token is issued in the future (iat)".into());
+            return Err("token is issued in the future (iat)".to_string().into());
         }
         let lifetime = self.exp - self.iat.unwrap_or(time.now);
         if lifetime > time.max_lifetime {
-            return Err(format!(
+            return Err(Refusal::Invalid(format!(
                 "token lifetime is {lifetime}s; agent_boundary.max_token_lifetime allows {}s",
                 time.max_lifetime
-            ));
+            )));
         }
         Ok(())
     }
@@ -212,13 +243,13 @@ impl TokenTimes {
 
 /// Verifies a boundary token: signature, audience (if present), exp, nbf, iat and lifetime;
 /// returns the claims.
-pub fn verify(token: &str, key: &Verifier, time: TimePolicy) -> Result<Value, String> {
+pub fn verify(token: &str, key: &Verifier, time: TimePolicy) -> Result<Value, Refusal> {
     verify_for(token, key, time, AUDIENCE, false)
 }
 
 /// Verifies a job token from `boundary.snapshot`: as [`verify`], and its audience must be
 /// [`JOB_AUDIENCE`].
-pub fn verify_job(token: &str, key: &Verifier, time: TimePolicy) -> Result<Value, String> {
+pub fn verify_job(token: &str, key: &Verifier, time: TimePolicy) -> Result<Value, Refusal> {
     verify_for(token, key, time, JOB_AUDIENCE, true)
 }
 
@@ -228,7 +259,7 @@ fn verify_for(
     time: TimePolicy,
     audience: &str,
     require_audience: bool,
-) -> Result<Value, String> {
+) -> Result<Value, Refusal> {
     let mut validation = Validation::new(key.alg);
     validation.leeway = time.skew.max(0) as u64;
     validation.validate_nbf = true;
@@ -236,9 +267,9 @@ fn verify_for(
     validation.set_required_spec_claims(if require_audience { &["exp", "aud"][..] } else { &["exp"][..] });
     let data =
         jsonwebtoken::decode::<Value>(token, &key.decoding, &validation).map_err(|e| match e.kind() {
-            ErrorKind::InvalidAudience => format!("token audience is not {audience:?}"),
+            ErrorKind::InvalidAudience => Refusal::Invalid(format!("token audience is not {audience:?}")),
             ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => {
-                format!("token audience is not {audience:?}")
+                Refusal::Invalid(format!("token audience is not {audience:?}"))
             }
             kind => describe(kind),
         })?;
@@ -361,7 +392,7 @@ mod tests {
         );
         let tampered = format!("{}.{}.{}", parts[0], payload, parts[2]);
         assert_eq!(
-            verify(&tampered, &hmac_key(), TIME).unwrap_err(),
+            verify(&tampered, &hmac_key(), TIME).unwrap_err().to_string(),
             "signature does not verify (tampered, or signed with another key)"
         );
     }
@@ -377,28 +408,32 @@ mod tests {
         .unwrap();
         assert!(verify(&token(good_claims()), &other, TIME)
             .unwrap_err()
+            .to_string()
             .starts_with("signature does not verify"));
 
         let mut c = good_claims();
         c["exp"] = json!(NOW - 31);
         c["iat"] = json!(NOW - 100);
-        assert_eq!(verify(&token(c), &hmac_key(), TIME).unwrap_err(), "token has expired");
+        assert_eq!(verify(&token(c), &hmac_key(), TIME).unwrap_err().to_string(), "token has expired");
 
         let mut c = good_claims();
         c["iat"] = json!(NOW + 100);
-        assert_eq!(verify(&token(c), &hmac_key(), TIME).unwrap_err(), "token is issued in the future (iat)");
+        assert_eq!(
+            verify(&token(c), &hmac_key(), TIME).unwrap_err().to_string(),
+            "token is issued in the future (iat)"
+        );
 
         let mut c = good_claims();
         c["exp"] = json!(NOW + 7200);
         assert_eq!(
-            verify(&token(c), &hmac_key(), TIME).unwrap_err(),
+            verify(&token(c), &hmac_key(), TIME).unwrap_err().to_string(),
             "token lifetime is 7210s; agent_boundary.max_token_lifetime allows 3600s"
         );
 
         let mut c = good_claims();
         c["aud"] = json!("some-other-service");
         assert_eq!(
-            verify(&token(c), &hmac_key(), TIME).unwrap_err(),
+            verify(&token(c), &hmac_key(), TIME).unwrap_err().to_string(),
             "token audience is not \"agent_boundary\""
         );
     }
@@ -410,14 +445,17 @@ mod tests {
         assert_eq!(times.check(TIME), Ok(()));
         let later = |secs: i64| TimePolicy { now: NOW + secs, ..TIME };
         assert_eq!(times.check(later(330)), Ok(()), "within the skew");
-        assert_eq!(times.check(later(331)), Err("token has expired".into()));
+        assert_eq!(times.check(later(331)), Err(Refusal::Expired));
         let shorter = TimePolicy { max_lifetime: 60, ..TIME };
         assert_eq!(
-            times.check(shorter),
+            times.check(shorter).map_err(|e| e.to_string()),
             Err("token lifetime is 310s; agent_boundary.max_token_lifetime allows 60s".into())
         );
         let not_yet = TokenTimes { nbf: Some(NOW + 31), ..times };
-        assert_eq!(not_yet.check(TIME), Err("token is not valid yet (nbf is in the future)".into()));
+        assert_eq!(
+            not_yet.check(TIME).map_err(|e| e.to_string()),
+            Err("token is not valid yet (nbf is in the future)".into())
+        );
         assert_eq!(not_yet.check(later(1)), Ok(()));
         let mut c = good_claims();
         c["nbf"] = json!("soon");
@@ -428,7 +466,10 @@ mod tests {
     fn refuses_alg_confusion_and_alg_none() {
         // A token claiming HS384 checked against an HS256 key.
         let t = sign(&good_claims(), "k1", Algorithm::HS384, &EncodingKey::from_secret(SECRET)).unwrap();
-        assert_eq!(verify(&t, &hmac_key(), TIME).unwrap_err(), "token alg does not match the alg of its key");
+        assert_eq!(
+            verify(&t, &hmac_key(), TIME).unwrap_err().to_string(),
+            "token alg does not match the alg of its key"
+        );
         // "alg": "none" with an empty signature.
         let b64 = |v: Value| {
             base64::Engine::encode(
@@ -509,7 +550,7 @@ mod tests {
         let confused =
             sign(&good_claims(), "ed1", Algorithm::HS256, &EncodingKey::from_secret(public)).unwrap();
         assert_eq!(
-            verify(&confused, &verifier, TIME).unwrap_err(),
+            verify(&confused, &verifier, TIME).unwrap_err().to_string(),
             "token alg does not match the alg of its key"
         );
     }

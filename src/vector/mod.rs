@@ -8,21 +8,25 @@
 //! them exactly if few, else scan the HNSW index iteratively and fall back to exact ranking if
 //! it comes back short.
 
-pub mod spec;
+pub mod sql;
 
 #[cfg(any(test, feature = "pg_test"))]
-mod tests;
+#[pgrx::pg_schema]
+mod tests {
+    include!("tests.rs");
+}
 
 use crate::boundary::claims::Boundary;
-use crate::boundary::state;
+use crate::boundary::sealed_guc;
 use crate::error::{BoundaryError, OrRaise, Result};
 use crate::gucs;
-use crate::policy::{self, spec::Column};
+use crate::pg::{catalog, guc};
+use crate::policy;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::OwnedPreparedStatement;
 use pgrx::{AnyElement, PgRelation};
-use spec::{IndexRequest, Metric, Path, SearchStatements, SearchTable};
+use sql::{IndexRequest, Metric, Path, SearchStatements, SearchTable};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
@@ -60,12 +64,11 @@ thread_local! {
     static STALE: RefCell<Vec<pg_sys::Oid>> = const { RefCell::new(Vec::new()) };
     /// Bumped by every invalidation, so a target resolved while one arrived is not cached.
     static GENERATION: Cell<u64> = const { Cell::new(0) };
-    static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
     static PGVECTOR_LOADED: Cell<bool> = const { Cell::new(false) };
 }
 
-#[pg_guard]
-unsafe extern "C-unwind" fn note_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+/// Subscribed at load: note which targets went stale; they are forgotten at the next call.
+fn note_invalidation(relid: pg_sys::Oid) {
     GENERATION.with(|g| g.set(g.get() + 1));
     STALE.with(|stale| {
         if let Ok(mut stale) = stale.try_borrow_mut() {
@@ -89,11 +92,8 @@ fn forget_stale_targets() {
     });
 }
 
-fn register_invalidation_callback() {
-    if !CALLBACK_REGISTERED.with(|r| r.replace(true)) {
-        // SAFETY: registered once per backend; the callback only touches this module's statics.
-        unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(note_invalidation), pg_sys::Datum::from(0)) };
-    }
+pub fn init() {
+    crate::pg::invalidation::subscribe(note_invalidation);
 }
 
 /// The hnsw.* settings belong to pgvector's library, which may not be loaded in this backend yet.
@@ -106,7 +106,7 @@ fn load_pgvector() {
 
 /// The embedding column's facts: is it pgvector's `vector`, its dimensions, its printed type,
 /// and pgvector's schema (quoted).
-fn vector_column(table: &policy::Table, oid: pg_sys::Oid, name: &str) -> Result<(Option<i32>, String)> {
+fn vector_column(table: &catalog::Table, oid: pg_sys::Oid, name: &str) -> Result<(Option<i32>, String)> {
     let found = Spi::connect(|client| {
         let rows = client.select(
             "SELECT t.typname = 'vector' AND t.typnamespace = e.extnamespace,
@@ -166,23 +166,18 @@ fn tenant_indexes(key: &TargetKey) -> Result<HashSet<String>> {
     })?;
     Ok(comments
         .iter()
-        .filter_map(|c| spec::TenantIndexNote::from_comment(c))
+        .filter_map(|c| sql::TenantIndexNote::from_comment(c))
         .filter(|n| n.embedding == key.embedding && n.metric == key.metric.as_str())
         .map(|n| n.tenant)
         .collect())
 }
 
 fn resolve(key: &TargetKey) -> Result<Target> {
-    let table = policy::table(key.table)?;
-    let options = policy::stored_options(key.table)?.ok_or_else(|| {
-        BoundaryError::NotPrepared(format!(
-            "table {} is not protected; vector_search reads only tables protected by boundary.protect()",
-            table.display
-        ))
-    })?;
-    let scope = policy::plan(&table, &options)?;
+    let (table, options) =
+        policy::protected(key.table, "vector_search reads only tables protected by boundary.protect()")?;
+    let scope = policy::plan(&table, &options)?.scope;
     let (dimensions, vector_schema) = vector_column(&table, key.table, &key.embedding)?;
-    if policy::column(&table, &key.id)?.is_none() {
+    if catalog::column(&table, &key.id)?.is_none() {
         return Err(BoundaryError::UndefinedColumn(format!(
             "table {} has no column \"{}\"; pass id_column => '<column>'",
             table.display, key.id
@@ -192,10 +187,7 @@ fn resolve(key: &TargetKey) -> Result<Target> {
         table: table.qualified.clone(),
         id: key.id.clone(),
         embedding: key.embedding.clone(),
-        tenant: scope.tenant,
-        workspace: scope.workspace,
-        datasource: scope.datasource,
-        user: scope.user,
+        scope,
         vector_schema,
     };
     Ok(Target {
@@ -209,7 +201,6 @@ fn resolve(key: &TargetKey) -> Result<Target> {
 }
 
 fn target(key: TargetKey) -> Result<Rc<Target>> {
-    register_invalidation_callback();
     forget_stale_targets();
     if let Some(found) = TARGETS.with(|t| t.borrow().get(&key).cloned()) {
         return Ok(found);
@@ -225,32 +216,16 @@ fn target(key: TargetKey) -> Result<Rc<Target>> {
 /// The query's dimensions and whether it is all zeros, read from pgvector's layout
 /// (varlena header, int16 dim, int16 unused, float4[dim]).
 fn query_shape(query: &AnyElement) -> (i32, bool) {
-    // SAFETY: the argument is declared `vector`, so the datum is a pgvector varlena.
+    // SAFETY: the argument is declared `vector`, so the datum is a pgvector varlena;
+    // pg_detoast_datum returns it with a 4-byte header, in memory valid for this call.
     unsafe {
         let detoasted = pg_sys::pg_detoast_datum(query.datum().cast_mut_ptr());
         let base = detoasted.cast::<u8>();
-        let dim = base.add(4).cast::<i16>().read_unaligned();
-        let values = std::slice::from_raw_parts(base.add(8).cast::<f32>(), dim.max(0) as usize);
-        (i32::from(dim), values.iter().all(|v| *v == 0.0))
-    }
-}
-
-/// One guard-railed setting change inside the current GUC nest level.
-fn set_for_this_call(name: &str, value: &str) {
-    let name = CString::new(name).expect("setting names have no NUL");
-    let value = CString::new(value).expect("setting values have no NUL");
-    // SAFETY: plain call into guc.c; it raises on failure.
-    unsafe {
-        pg_sys::set_config_option(
-            name.as_ptr(),
-            value.as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
+        let dim = base.add(4).cast::<i16>().read_unaligned().max(0);
+        let values = base.add(8).cast::<f32>();
+        // Element by element: an unaligned datum must not become a &[f32].
+        let all_zero = (0..usize::from(dim.unsigned_abs())).all(|i| values.add(i).read_unaligned() == 0.0);
+        (i32::from(dim), all_zero)
     }
 }
 
@@ -258,14 +233,15 @@ fn set_for_this_call(name: &str, value: &str) {
 /// values back, as a function's SET clause would (on error, transaction abort restores them).
 fn with_index_settings<T>(ef_search: i32, f: impl FnOnce() -> Result<T>) -> Result<T> {
     load_pgvector();
-    // SAFETY: nest levels are a stack; this one is popped below or by (sub)transaction abort.
-    let nest_level = unsafe { pg_sys::NewGUCNestLevel() };
-    set_for_this_call("hnsw.iterative_scan", "relaxed_order");
-    set_for_this_call("hnsw.ef_search", &ef_search.to_string());
-    let result = f();
-    // SAFETY: pops exactly the level pushed above.
-    unsafe { pg_sys::AtEOXact_GUC(true, nest_level) };
-    result
+    let ef_search = CString::new(ef_search.to_string()).expect("digits have no NUL");
+    guc::with_nest_level(|| {
+        for (name, value) in
+            [(c"hnsw.iterative_scan", c"relaxed_order"), (c"hnsw.ef_search", ef_search.as_c_str())]
+        {
+            guc::set(name, value, pg_sys::GucContext::PGC_USERSET, pg_sys::GucAction::GUC_ACTION_SAVE);
+        }
+        f()
+    })
 }
 
 type Hit = (Option<String>, Option<f64>);
@@ -294,11 +270,11 @@ fn search(
     embedding_column: Option<&str>,
     id_column: Option<&str>,
 ) -> Result<(Vec<Hit>, Path)> {
-    let boundary = state::current()?;
+    let boundary = sealed_guc::current()?;
     let null = |what: &str| BoundaryError::NullArgument(format!("{what} must not be NULL"));
     let tbl = tbl.ok_or_else(|| null("tbl"))?;
     let query = query.ok_or_else(|| null("query"))?;
-    let k = spec::validate_k(k).map_err(|e| {
+    let k = sql::validate_k(k).map_err(|e| {
         if k.is_none() {
             BoundaryError::NullArgument(e)
         } else {
@@ -309,7 +285,7 @@ fn search(
         Metric::parse(metric.ok_or_else(|| null("metric"))?).map_err(BoundaryError::InvalidArgument)?;
     let identifier = |what: &str, name: Option<&str>| -> Result<String> {
         let name = name.ok_or_else(|| null(what))?;
-        policy::spec::validate_identifier(what, name).map_err(BoundaryError::InvalidArgument)?;
+        catalog::validate_identifier(what, name).map_err(BoundaryError::InvalidArgument)?;
         Ok(name.to_string())
     };
     let key = TargetKey {
@@ -332,14 +308,20 @@ fn search(
         ));
     }
 
-    let cutoff = spec::exact_cutoff(k, gucs::vector_exact_limit());
+    let cutoff = sql::exact_cutoff(k, gucs::vector_exact_limit());
     let counting = arguments(&query, &boundary, cutoff + 1);
     let ranking = arguments(&query, &boundary, i64::from(k));
     Spi::connect(|client| {
-        let exact =
-            || hits(crate::kept::select_in(client, &target.exact_plan, &target.statements.exact, &ranking)?);
+        let exact = || {
+            hits(crate::pg::spi_plans::select_in(
+                client,
+                &target.exact_plan,
+                &target.statements.exact,
+                &ranking,
+            )?)
+        };
         let candidates =
-            crate::kept::select_in(client, &target.count_plan, &target.statements.count, &counting)?
+            crate::pg::spi_plans::select_in(client, &target.count_plan, &target.statements.count, &counting)?
                 .first()
                 .get_one::<i64>()?
                 .unwrap_or(0);
@@ -415,31 +397,20 @@ fn vector_index(
     ef_construction: default!(i32, 128),
     run: default!(bool, true),
 ) -> SetOfIterator<'static, String> {
-    let oid = policy::release(tbl);
+    let oid = catalog::release(tbl);
     let index = || -> Result<Vec<String>> {
         let invalid = BoundaryError::InvalidArgument;
         let metric = Metric::parse(metric).map_err(invalid)?;
-        spec::validate_hnsw_options(m, ef_construction).map_err(invalid)?;
-        let table = policy::table(oid)?;
-        let options = policy::stored_options(oid)?.ok_or_else(|| {
-            BoundaryError::NotPrepared(format!(
-                "table {} is not protected; run boundary.protect() on it first",
-                table.display
-            ))
-        })?;
-        let scope = policy::plan(&table, &options)?;
+        sql::validate_hnsw_options(m, ef_construction).map_err(invalid)?;
+        let (table, options) = policy::protected(oid, "run boundary.protect() on it first")?;
+        let scope = policy::plan(&table, &options)?.scope;
         let (_, vector_schema) = vector_column(&table, oid, embedding_column)?;
         let partial = tenant.map(|tenant| (scope.tenant.clone(), tenant.to_string()));
-        let scope_columns: Vec<String> =
-            [Some(&scope.tenant), scope.workspace.as_ref(), scope.datasource.as_ref(), scope.user.as_ref()]
-                .into_iter()
-                .flatten()
-                .map(|c: &Column| c.name.clone())
-                .collect();
+        let scope_columns: Vec<String> = scope.columns().into_iter().map(|(c, _)| c.name.clone()).collect();
         let statements = IndexRequest {
             table: table.qualified.clone(),
             relname: table.name.clone(),
-            schema: policy::spec::quote_ident(&table.schema),
+            schema: catalog::quote_ident(&table.schema),
             embedding: embedding_column.to_string(),
             metric,
             m,

@@ -5,7 +5,8 @@
 //! the values are bound, never spliced, and arrive at the planner as constants (one-shot SPI
 //! plans), so a per-tenant partial index matches the tenant predicate.
 
-use crate::policy::spec::{quote_ident, quote_literal, Column, MAX_IDENTIFIER_BYTES};
+use crate::pg::catalog::{quote_ident, quote_literal, Column, MAX_IDENTIFIER_BYTES};
+use crate::policy::scope::{Field, Scope};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -92,20 +93,9 @@ pub struct SearchTable {
     pub table: String,
     pub id: String,
     pub embedding: String,
-    pub tenant: Column,
-    pub workspace: Option<Column>,
-    pub datasource: Option<Column>,
-    pub user: Option<Column>,
+    pub scope: Scope,
     /// The schema pgvector is installed in, quoted: operators are named with it.
     pub vector_schema: String,
-}
-
-fn cast(param: &str, column: &Column) -> String {
-    if column.sql_type == "text" {
-        format!("{param}::text")
-    } else {
-        format!("{param}::text::{}", column.sql_type)
-    }
 }
 
 /// The statements one search may run.
@@ -125,23 +115,16 @@ impl SearchTable {
     /// The boundary's scope as a WHERE clause on parameters, plus "has an embedding": the rows
     /// eligible for ranking. Row level security applies on top of it.
     pub fn candidate_filter(&self) -> String {
-        let mut terms = vec![format!("{} = {}", quote_ident(&self.tenant.name), cast("$2", &self.tenant))];
-        if let Some(c) = &self.workspace {
-            terms.push(format!("{} = {}", quote_ident(&c.name), cast("$3", c)));
-        }
-        if let Some(c) = &self.datasource {
-            let ids = if c.sql_type == "text" {
-                "$4::text[]".to_string()
-            } else {
-                format!("$4::text[]::{}[]", c.sql_type)
-            };
-            terms.push(format!("{} = ANY ({ids})", quote_ident(&c.name)));
-        }
-        if let Some(c) = &self.user {
-            terms.push(format!("{} = {}", quote_ident(&c.name), cast("$5", c)));
-        }
-        terms.push(format!("{} IS NOT NULL", quote_ident(&self.embedding)));
-        terms.join(" AND ")
+        let scope = self.scope.predicate(|field| {
+            match field {
+                Field::Tenant => "$2::text",
+                Field::Workspace => "$3::text",
+                Field::Datasources => "$4::text[]",
+                Field::User => "$5::text",
+            }
+            .to_string()
+        });
+        format!("{scope} AND {} IS NOT NULL", quote_ident(&self.embedding))
     }
 
     pub fn statements(&self, metric: Metric) -> SearchStatements {
@@ -318,10 +301,12 @@ mod tests {
             table: "\"public\".\"docs\"".into(),
             id: "id".into(),
             embedding: "embedding".into(),
-            tenant: column("tenant_id", "text"),
-            workspace: Some(column("workspace_id", "text")),
-            datasource: Some(column("source", "bigint")),
-            user: None,
+            scope: Scope {
+                tenant: column("tenant_id", "text"),
+                workspace: Some(column("workspace_id", "text")),
+                datasource: Some(column("source", "bigint")),
+                user: None,
+            },
             vector_schema: "\"public\"".into(),
         }
     }
@@ -331,18 +316,18 @@ mod tests {
         assert_eq!(
             docs().candidate_filter(),
             "\"tenant_id\" = $2::text AND \"workspace_id\" = $3::text \
-             AND \"source\" = ANY ($4::text[]::bigint[]) AND \"embedding\" IS NOT NULL"
+             AND \"source\" = ANY (($4::text[])::bigint[]) AND \"embedding\" IS NOT NULL"
         );
     }
 
     #[test]
     fn non_text_scope_columns_cast_the_parameter_not_the_column() {
         let mut t = docs();
-        t.tenant = column("org", "uuid");
-        t.user = Some(column("owner", "integer"));
+        t.scope.tenant = column("org", "uuid");
+        t.scope.user = Some(column("owner", "integer"));
         let filter = t.candidate_filter();
-        assert!(filter.starts_with("\"org\" = $2::text::uuid AND"), "{filter}");
-        assert!(filter.contains("\"owner\" = $5::text::integer"), "{filter}");
+        assert!(filter.starts_with("\"org\" = ($2::text)::uuid AND"), "{filter}");
+        assert!(filter.contains("\"owner\" = ($5::text)::integer"), "{filter}");
     }
 
     #[test]

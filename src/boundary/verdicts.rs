@@ -28,7 +28,6 @@ thread_local! {
     /// The watched tables' oids, resolved on first use and again after any invalidation of them
     /// (DROP/CREATE EXTENSION gives them new oids).
     static WATCHED: Cell<Option<[pg_sys::Oid; 2]>> = const { Cell::new(None) };
-    static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
 }
 
 extension_sql!(
@@ -51,13 +50,13 @@ ALTER TABLE boundary.principals ENABLE ALWAYS TRIGGER forget_verified;
 fn forget_verified<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, pgrx::PgTriggerError> {
-    // SAFETY: queues an invalidation message for a relation the trigger fired on.
-    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(trigger.relation()?.oid()) };
+    crate::pg::invalidation::invalidate(trigger.relation()?.oid());
     Ok(None)
 }
 
-#[pg_guard]
-unsafe extern "C-unwind" fn note_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+/// Subscribed at load (see `init`): a change to a watched table (or to every relation) makes
+/// every remembered verdict stale.
+fn note_invalidation(relid: pg_sys::Oid) {
     let watched = WATCHED.get();
     if relid == pg_sys::InvalidOid || watched.is_none_or(|oids| oids.contains(&relid)) {
         GENERATION.set(GENERATION.get() + 1);
@@ -73,14 +72,13 @@ fn resolve_watched() -> [pg_sys::Oid; 2] {
     }
 }
 
+pub fn init() {
+    crate::pg::invalidation::subscribe(note_invalidation);
+}
+
 /// The current generation, after taking any invalidations already delivered to this backend.
 pub fn generation() -> u64 {
-    if !CALLBACK_REGISTERED.replace(true) {
-        // SAFETY: registered once per backend; the callback only touches this module's cells.
-        unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(note_invalidation), pg_sys::Datum::from(0)) };
-    }
-    // SAFETY: processes this backend's pending shared invalidation messages (cheap when none).
-    unsafe { pg_sys::AcceptInvalidationMessages() };
+    crate::pg::invalidation::take_pending();
     while WATCHED.get().is_none() {
         let before = GENERATION.get();
         let oids = resolve_watched();

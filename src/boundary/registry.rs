@@ -2,7 +2,7 @@
 //! what trusted code asked for when it signed them; `boundary.enter` checks them against this.
 
 use crate::boundary::claims::{normalize_ids, validate_id, Plan, Principal, Region, Role};
-use crate::boundary::verified::{remembered, Memo};
+use crate::boundary::verdicts::{remembered, Memo};
 use crate::error::{BoundaryError, OrRaise, Result};
 use pgrx::prelude::*;
 use std::cell::RefCell;
@@ -48,7 +48,7 @@ pub fn lookup(tenant_id: &str, workspace_id: &str, user_id: &str) -> Result<Opti
 }
 
 fn read(tenant_id: &str, workspace_id: &str, user_id: &str) -> Result<Option<Principal>> {
-    crate::kept::read_latest(
+    crate::pg::spi_plans::read_latest(
         "SELECT role, plan, region, tool_ids, datasource_ids, revoked_at IS NOT NULL
            FROM boundary.principals
           WHERE tenant_id = $1 AND workspace_id = $2 AND user_id = $3",

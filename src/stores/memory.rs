@@ -6,22 +6,15 @@
 //! The functions run as the caller, so every read and write passes the policies; names and
 //! values are bound as parameters, and keys are built by `keyspace` alone.
 
-use crate::boundary::claims::{truncate_for_message, validate_text, Boundary, MemoryScope};
-use crate::boundary::{state, ttl_seconds};
+use super::{lookup_value, upsert_returning_expiry, validate_name, validate_value};
+use crate::boundary::claims::{truncate_for_message, Boundary, MemoryScope};
+use crate::boundary::{sealed_guc, ttl_seconds};
 use crate::error::{BoundaryError, OrRaise, Result};
-use crate::keyspace;
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use std::rc::Rc;
 
-#[cfg(any(test, feature = "pg_test"))]
-mod tests;
-
-/// Longest memory or run-state name, in bytes.
-pub const MAX_NAME_BYTES: usize = 200;
-/// Largest stored value (its JSON text), in bytes.
-pub const MAX_VALUE_BYTES: usize = 1 << 20;
 /// Longest run-state lifetime.
 const MAX_RUN_STATE_TTL_SECS: i64 = 7 * 24 * 3600;
 
@@ -90,66 +83,11 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.memories, boundary.run_state TO
         boundary::role,
         boundary::memory_namespace,
         boundary::run_id,
-        compose_key,
-        key_part,
+        stores::compose_key,
+        stores::key_part,
         "policy_sql"
     ],
 );
-
-/// `boundary.compose_key(VARIADIC parts)`: the injective key encoding, for app-side stores and
-/// CHECK constraints. Pure, so IMMUTABLE (unlike the accessors, it reads no boundary).
-#[pg_extern(immutable, parallel_safe, strict)]
-fn compose_key(parts: pgrx::VariadicArray<String>) -> String {
-    let parts: Vec<String> = parts.iter().map(|p| p.unwrap_or_default()).collect();
-    keyspace::compose(parts.iter().map(String::as_str))
-}
-
-/// One escaped key part (`%` → `%25`, `:` → `%3A`).
-#[pg_extern(immutable, parallel_safe, strict)]
-fn key_part(part: &str) -> String {
-    keyspace::part(part)
-}
-
-/// Memory and run-state names: 1..=200 bytes, no control characters, no `:` (the separator).
-pub fn validate_name(what: &str, name: &str) -> Result<()> {
-    validate_text(what, name, MAX_NAME_BYTES).map_err(BoundaryError::InvalidArgument)?;
-    if name.contains(':') {
-        return Err(BoundaryError::InvalidArgument(format!(
-            "{what} {:?} contains ':', the key separator; use another character",
-            truncate_for_message(name)
-        )));
-    }
-    Ok(())
-}
-
-/// Values are JSON (PostgreSQL already refused anything else) of at most 1 MiB.
-pub fn validate_value(value: &JsonB) -> Result<()> {
-    let size = value.0.to_string().len();
-    if size > MAX_VALUE_BYTES {
-        return Err(BoundaryError::ValueTooLarge(format!(
-            "value is {size} bytes of JSON; the limit is {MAX_VALUE_BYTES}"
-        )));
-    }
-    Ok(())
-}
-
-/// The jsonb `value` of the row `sql` finds by its one text argument, through a kept plan
-/// (lookups run on every agent step; the policies' accessors still run at execution).
-pub(crate) fn lookup_value(sql: &'static str, argument: String) -> Result<Option<JsonB>> {
-    Spi::connect(|client| {
-        let rows = crate::kept::select(client, sql, &[argument.into()])?;
-        Ok(rows.into_iter().next().map(|row| row.get::<JsonB>(1)).transpose()?.flatten())
-    })
-}
-
-/// Runs an upsert that ends in `RETURNING expires_at`.
-pub(crate) fn upsert_returning_expiry(
-    sql: &str,
-    args: &[pgrx::datum::DatumWithOid],
-) -> Result<TimestampWithTimeZone> {
-    Spi::get_one_with_args::<TimestampWithTimeZone>(sql, args)?
-        .ok_or_else(|| BoundaryError::Internal("the upsert returned no expiry".into()))
-}
 
 fn scope(text: &str) -> Result<MemoryScope> {
     MemoryScope::parse(text).map_err(BoundaryError::InvalidArgument)
@@ -169,7 +107,7 @@ fn run_id(boundary: &Boundary) -> Result<String> {
 }
 
 fn current() -> Result<Rc<Boundary>> {
-    state::current()
+    sealed_guc::current()
 }
 
 /// The canonical key of memory `name`: `agent-memory:<tenant>:<workspace>:user:<user>:<name>`

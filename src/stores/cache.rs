@@ -3,12 +3,11 @@
 //! and a hash of the input. A key built under another boundary is refused; a different
 //! datasource set or prompt version builds a different key, so it misses.
 
+use super::{keyspace, lookup_value, upsert_returning_expiry, validate_value};
 use crate::boundary::claims::{validate_id, Boundary};
-use crate::boundary::state;
+use crate::boundary::sealed_guc;
 use crate::boundary::ttl_seconds;
 use crate::error::{BoundaryError, OrRaise, Result};
-use crate::keyspace;
-use crate::memory::{lookup_value, upsert_returning_expiry, validate_value};
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -44,7 +43,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.cache TO PUBLIC;
         boundary::workspace_id,
         boundary::role,
         cache_prefix,
-        memory::compose_key,
+        stores::compose_key,
         "policy_sql"
     ],
 );
@@ -53,7 +52,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.cache TO PUBLIC;
 /// datasource hash). The cache's policy compares keys with it.
 #[pg_extern(stable, parallel_safe)]
 fn cache_prefix() -> String {
-    state::current().or_raise().cache_prefix().to_string()
+    sealed_guc::current().or_raise().cache_prefix().to_string()
 }
 
 fn validate_part(what: &str, value: &str) -> Result<()> {
@@ -86,7 +85,7 @@ fn cache_key(namespace: &str, input: &str, prompt_version: &str) -> String {
     let key = || -> Result<String> {
         validate_part("namespace", namespace)?;
         validate_part("prompt_version", prompt_version)?;
-        let boundary = state::current()?;
+        let boundary = sealed_guc::current()?;
         Ok(keyspace::cache_key(boundary.cache_prefix(), prompt_version, namespace, input))
     };
     key().or_raise()
@@ -97,7 +96,7 @@ fn cache_key(namespace: &str, input: &str, prompt_version: &str) -> String {
 #[search_path(pg_catalog, pg_temp)]
 fn cache_put(key: &str, value: JsonB, ttl: default!(Interval, "'1 hour'")) -> TimestampWithTimeZone {
     let put = || -> Result<TimestampWithTimeZone> {
-        check_key(&*state::current()?, key)?;
+        check_key(&*sealed_guc::current()?, key)?;
         validate_value(&value)?;
         let ttl = ttl_seconds(&ttl, MAX_CACHE_TTL_SECS, "the limit is")?;
         upsert_returning_expiry(
@@ -117,7 +116,7 @@ fn cache_put(key: &str, value: JsonB, ttl: default!(Interval, "'1 hour'")) -> Ti
 #[search_path(pg_catalog, pg_temp)]
 fn cache_get(key: &str) -> Option<JsonB> {
     let get = || -> Result<Option<JsonB>> {
-        check_key(&*state::current()?, key)?;
+        check_key(&*sealed_guc::current()?, key)?;
         lookup_value("SELECT value FROM boundary.cache WHERE key = $1", key.to_string())
     };
     get().or_raise()

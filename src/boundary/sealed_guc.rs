@@ -11,11 +11,16 @@ use super::claims::{Boundary, Scope};
 use super::token;
 use crate::error::{BoundaryError, Result};
 use crate::gucs;
-use pgrx::pg_sys;
 use pgrx::prelude::*;
+use pgrx::{pg_sys, GucContext, GucFlags, GucRegistry, GucSetting};
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::rc::Rc;
+
+pub const BOUNDARY_NAME: &CStr = c"agent_boundary.boundary";
+
+/// The current boundary, as a value sealed by this backend (see [`seal`]). Empty = none.
+static BOUNDARY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 
 const SEAL_SECRET_BYTES: usize = 32;
 /// Seconds between 1970-01-01 and PostgreSQL's epoch, 2000-01-01.
@@ -46,6 +51,39 @@ fn seal_secret() -> std::result::Result<[u8; SEAL_SECRET_BYTES], String> {
     })
 }
 
+/// Defines `agent_boundary.boundary`: `SUSET`, so ordinary roles cannot set it by any SQL path,
+/// and guarded by [`check_boundary_value`], so not even a superuser (or a role granted `SET` on
+/// it) can give it a value this backend did not seal.
+pub fn init() {
+    // SAFETY: the check hook is a #[pg_guard] function that never unwinds into PostgreSQL.
+    unsafe {
+        GucRegistry::define_string_guc_with_hooks(
+            BOUNDARY_NAME,
+            c"The agent boundary of the current transaction (set only by boundary.enter).",
+            c"A value sealed by this backend. Any other value is refused, whoever sets it.",
+            &BOUNDARY,
+            GucContext::Suset,
+            // Not NOT_WHILE_SEC_REST: boundary.enter() is itself SECURITY DEFINER.
+            GucFlags::NO_SHOW_ALL | GucFlags::SUPERUSER_ONLY | GucFlags::DISALLOW_IN_FILE,
+            Some(check_boundary_value),
+            None,
+            None,
+        );
+    }
+}
+
+/// Runs `f` on the raw bytes of the current boundary value (empty when none), without copying.
+fn with_boundary_value<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+    // SAFETY: PostgreSQL owns the string and only replaces it between statements of this backend.
+    let raw = unsafe { *BOUNDARY.as_ptr() };
+    if raw.is_null() {
+        f(&[])
+    } else {
+        // SAFETY: a non-NULL value is a NUL-terminated string PostgreSQL keeps alive meanwhile.
+        f(unsafe { CStr::from_ptr(raw) }.to_bytes())
+    }
+}
+
 pub fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -63,6 +101,9 @@ fn transaction_start_unix() -> i64 {
 /// values sealed by this backend that have not expired. Everything else is refused with
 /// SQLSTATE 42501, whoever tries (SET, set_config, PGOPTIONS, ALTER ROLE/DATABASE SET, a
 /// function's SET clause), and the refused value is never echoed.
+///
+/// # Safety
+/// Called by guc.c only, with `newval` pointing at the proposed value (or NULL).
 #[pg_guard]
 pub unsafe extern "C-unwind" fn check_boundary_value(
     newval: *mut *mut c_char,
@@ -107,6 +148,8 @@ fn refuse_in_check_hook(why: &str) {
         // ErrorContext, which is where its own GUC_check_errmsg() allocates them too.
         unsafe { pg_sys::MemoryContextStrdup(pg_sys::ErrorContext, text.as_ptr()) }
     };
+    // SAFETY: a check hook reports its refusal through these globals, which guc.c reads and
+    // clears right after the hook returns.
     unsafe {
         pg_sys::GUC_check_errcode(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE as i32);
         pg_sys::GUC_check_errmsg_string =
@@ -153,7 +196,7 @@ fn parsed_if_same(value: &[u8]) -> Option<Rc<Boundary>> {
 
 /// Like [`current`] but `None` instead of an error when no boundary is set.
 pub fn current_if_any() -> Result<Option<Rc<Boundary>>> {
-    gucs::with_boundary_value(|value| {
+    with_boundary_value(|value| {
         if value.is_empty() {
             return Ok(None);
         }
@@ -167,20 +210,7 @@ pub fn current_if_any() -> Result<Option<Rc<Boundary>>> {
 }
 
 fn set_boundary_value(value: &CStr, action: pg_sys::GucAction::Type) {
-    // SAFETY: plain call into guc.c; on failure it raises an ERROR, which pgrx turns into a
-    // Rust panic and back into a PostgreSQL error at the function boundary.
-    unsafe {
-        pg_sys::set_config_option(
-            gucs::BOUNDARY_NAME.as_ptr(),
-            value.as_ptr(),
-            pg_sys::GucContext::PGC_SUSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            action,
-            true,
-            PgLogLevel::ERROR as i32,
-            false,
-        );
-    }
+    crate::pg::guc::set(BOUNDARY_NAME, value, pg_sys::GucContext::PGC_SUSET, action);
 }
 
 /// A boundary and the GUC value that carries it, sealed by this backend.

@@ -10,22 +10,22 @@ use std::rc::Rc;
 
 /// The boundary as `enter` returns it: jsonb, built once per verdict and copied out per call.
 #[derive(Clone)]
-pub struct ShownBoundary(Rc<[u8]>);
+pub struct BoundaryJsonb(Rc<[u8]>);
 
-impl ShownBoundary {
-    pub fn of(boundary: &Boundary) -> ShownBoundary {
+impl BoundaryJsonb {
+    pub fn of(boundary: &Boundary) -> BoundaryJsonb {
         let datum = JsonB(boundary.to_public_json()).into_datum().expect("jsonb_in returns a value");
         // SAFETY: jsonb_in returns a freshly built, untoasted varlena in the current context.
         let bytes = unsafe {
             let varlena = datum.cast_mut_ptr::<pg_sys::varlena>();
             std::slice::from_raw_parts(varlena as *const u8, pgrx::varlena::varsize_any(varlena))
         };
-        ShownBoundary(Rc::from(bytes))
+        BoundaryJsonb(Rc::from(bytes))
     }
 }
 
 // SAFETY: returns a palloc'd copy of a complete jsonb varlena in the caller's memory context.
-unsafe impl BoxRet for ShownBoundary {
+unsafe impl BoxRet for BoundaryJsonb {
     unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> pgrx::datum::Datum<'fcx> {
         unsafe {
             let copy = pg_sys::palloc(self.0.len()) as *mut u8;
@@ -35,4 +35,4 @@ unsafe impl BoxRet for ShownBoundary {
     }
 }
 
-pgrx::impl_sql_translatable!(ShownBoundary, "jsonb");
+pgrx::impl_sql_translatable!(BoundaryJsonb, "jsonb");

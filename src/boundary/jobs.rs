@@ -3,9 +3,9 @@
 //! registry, refuses if anything the job relied on changed, and otherwise enters the boundary
 //! with today's permissions. A worker without a resumed boundary reads nothing protected.
 
+use super::{admit, keys, sealed_guc, token, ttl_seconds, Admission, BoundaryJsonb};
 use crate::audit;
 use crate::boundary::claims::{Principal, Requested, Scope};
-use crate::boundary::{admit, keys, state, token, ttl_seconds, Admission, ShownBoundary};
 use crate::error::{BoundaryError, OrRaise, Result};
 use crate::gucs;
 use pgrx::prelude::*;
@@ -49,9 +49,9 @@ fn random_run_id() -> Result<String> {
 #[search_path(pg_catalog, pg_temp)]
 fn snapshot(ttl: default!(pgrx::datum::Interval, "'1 hour'")) -> String {
     let snapshot = || -> Result<String> {
-        let boundary = state::current()?;
+        let boundary = sealed_guc::current()?;
         let ttl = ttl_seconds(&ttl, gucs::max_job_lifetime_secs(), "agent_boundary.max_job_lifetime allows")?;
-        let now = state::now_unix();
+        let now = sealed_guc::now_unix();
         let run_id = match &boundary.run_id {
             Some(run) => run.clone(),
             None => random_run_id()?,
@@ -86,30 +86,28 @@ fn refused(job: Option<&Requested>, reason: String) -> BoundaryError {
 /// region changed, or a tool or datasource the job carried was removed. Returns the boundary.
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn resume(job_token: &str) -> ShownBoundary {
-    let resume = || -> Result<ShownBoundary> {
+fn resume(job_token: &str) -> BoundaryJsonb {
+    let resume = || -> Result<BoundaryJsonb> {
         let token_refused = BoundaryError::TokenRefused;
         let (kid, key) = keys::key_for_token(job_token)?;
-        let now = state::now_unix();
+        let now = sealed_guc::now_unix();
         let time = crate::boundary::time_policy(now, gucs::max_job_lifetime_secs());
         let verifier = key.verifier().map_err(token_refused)?;
         let claims: Value = match token::verify_job(job_token, verifier, time) {
             Ok(claims) => claims,
-            Err(why) if why == "token has expired" => {
-                return Err(refused(None, "the job token has expired".into()));
-            }
-            Err(why) => return Err(token_refused(why)),
+            Err(token::Refusal::Expired) => return Err(refused(None, "the job token has expired".into())),
+            Err(why) => return Err(token_refused(why.to_string())),
         };
         let job = Requested::from_claims(&claims).map_err(token_refused)?;
-        let principal = crate::registry::lookup(&job.tenant_id, &job.workspace_id, &job.user_id)?;
+        let principal = crate::boundary::registry::lookup(&job.tenant_id, &job.workspace_id, &job.user_id)?;
         if let Some(reason) = what_changed(&job, principal.as_deref()) {
             return Err(refused(Some(&job), reason));
         }
         let principal = principal.expect("what_changed refuses a missing principal");
         let boundary =
             job.narrow(&principal, &kid, Scope::Transaction, now).map_err(BoundaryError::PrincipalRefused)?;
-        let shown = ShownBoundary::of(&boundary);
-        admit(&state::seal(boundary)?, Admission::Resume)?;
+        let shown = BoundaryJsonb::of(&boundary);
+        admit(&sealed_guc::seal(boundary)?, Admission::Resume)?;
         Ok(shown)
     };
     resume().or_raise()

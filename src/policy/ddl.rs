@@ -3,7 +3,9 @@
 //! Every identifier is double-quoted and every literal quoted here, so the glue only has to
 //! resolve names and types from the catalog and run the statements.
 
+use super::scope::{Field, Scope};
 use crate::boundary::claims::Role;
+use crate::pg::catalog::{quote_ident, quote_literal, validate_identifier, Column};
 use serde::{Deserialize, Serialize};
 
 /// Policies this extension owns are named `boundary_*`; nothing else may use the prefix.
@@ -14,41 +16,10 @@ pub const UPDATE_POLICY: &str = "boundary_update";
 pub const DELETE_POLICY: &str = "boundary_delete";
 pub const POLICIES: [&str; 5] = [ALLOW_POLICY, SELECT_POLICY, INSERT_POLICY, UPDATE_POLICY, DELETE_POLICY];
 pub const TRUNCATE_TRIGGER: &str = "boundary_refuse_truncate";
-/// PostgreSQL truncates identifiers longer than NAMEDATALEN - 1 bytes; refuse them instead.
-pub const MAX_IDENTIFIER_BYTES: usize = 63;
-
 /// Column names that are scoped automatically when a table has them.
 pub const AUTO_WORKSPACE_COLUMN: &str = "workspace_id";
 pub const AUTO_DATASOURCE_COLUMN: &str = "datasource_id";
 pub const AUTO_USER_COLUMN: &str = "user_id";
-
-pub fn quote_ident(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
-}
-
-/// PostgreSQL's quote_literal: single quotes doubled; E'' with doubled backslashes if needed.
-pub fn quote_literal(text: &str) -> String {
-    let body = text.replace('\'', "''");
-    if text.contains('\\') {
-        format!("E'{}'", body.replace('\\', "\\\\"))
-    } else {
-        format!("'{body}'")
-    }
-}
-
-/// Identifiers a caller passes in: non-empty and short enough not to be truncated silently.
-pub fn validate_identifier(what: &str, ident: &str) -> Result<(), String> {
-    if ident.is_empty() {
-        return Err(format!("{what} must not be empty"));
-    }
-    if ident.len() > MAX_IDENTIFIER_BYTES {
-        return Err(format!(
-            "{what} is {} bytes long; PostgreSQL identifiers are at most {MAX_IDENTIFIER_BYTES}",
-            ident.len()
-        ));
-    }
-    Ok(())
-}
 
 /// How a scope column was chosen: found by its usual name, named by the caller, or turned off.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,25 +71,6 @@ impl ProtectOptions {
     }
 }
 
-/// A resolved column: its name and its type as `format_type()` prints it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Column {
-    pub name: String,
-    pub sql_type: String,
-}
-
-impl Column {
-    /// `accessor()` cast to this column's type: the cast is on the (once-evaluated) accessor,
-    /// never on the column, so an index on the column serves the predicate.
-    fn accessor(&self, accessor: &str) -> String {
-        if self.sql_type == "text" {
-            format!("boundary.{accessor}()")
-        } else {
-            format!("(boundary.{accessor}())::{}", self.sql_type)
-        }
-    }
-}
-
 /// What a table already has from an earlier protect(), so re-running drops only what exists.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Existing {
@@ -145,10 +97,7 @@ impl Existing {
 pub struct ProtectPlan {
     /// Schema-qualified, quoted table name.
     pub table: String,
-    pub tenant: Column,
-    pub workspace: Option<Column>,
-    pub datasource: Option<Column>,
-    pub user: Option<Column>,
+    pub scope: Scope,
     pub options: ProtectOptions,
 }
 
@@ -156,23 +105,7 @@ impl ProtectPlan {
     /// The row predicate: every scoped column equals the boundary's value (datasource: is one
     /// of the boundary's datasources). Plain function calls, no subqueries.
     pub fn row_predicate(&self) -> String {
-        let mut terms =
-            vec![format!("{} = {}", quote_ident(&self.tenant.name), self.tenant.accessor("tenant_id"))];
-        if let Some(c) = &self.workspace {
-            terms.push(format!("{} = {}", quote_ident(&c.name), c.accessor("workspace_id")));
-        }
-        if let Some(c) = &self.datasource {
-            let ids = if c.sql_type == "text" {
-                "boundary.datasource_ids()".to_string()
-            } else {
-                format!("(boundary.datasource_ids())::{}[]", c.sql_type)
-            };
-            terms.push(format!("{} = ANY ({ids})", quote_ident(&c.name)));
-        }
-        if let Some(c) = &self.user {
-            terms.push(format!("{} = {}", quote_ident(&c.name), c.accessor("user_id")));
-        }
-        terms.join(" AND ")
+        self.scope.predicate(|field| Scope::accessor(field).to_string())
     }
 
     /// Roles allowed to write, e.g. `boundary.role() = ANY ('{owner,admin,member}'::text[])`.
@@ -201,25 +134,20 @@ impl ProtectPlan {
             format!("CREATE POLICY {DELETE_POLICY} ON {t} AS RESTRICTIVE FOR DELETE USING ({write})"),
             format!("COMMENT ON POLICY {SELECT_POLICY} ON {t} IS {}", quote_literal(&self.options.to_comment())),
         ]);
-        let defaults: Vec<(&Column, &str)> = [
-            (Some(&self.tenant), "tenant_id"),
-            (self.workspace.as_ref(), "workspace_id"),
-            (self.user.as_ref(), "user_id"),
-        ]
-        .into_iter()
-        .filter_map(|(column, accessor)| column.map(|c| (c, accessor)))
-        .collect();
+        // Every scope column but the datasource (a row names one of the boundary's several).
+        let defaults: Vec<(&Column, Field)> =
+            self.scope.columns().into_iter().filter(|(_, field)| *field != Field::Datasources).collect();
         // A column this protection no longer scopes keeps no boundary default.
         for stale in
             existing.accessor_defaults.iter().filter(|d| !defaults.iter().any(|(c, _)| &c.name == *d))
         {
             out.push(format!("ALTER TABLE {t} ALTER COLUMN {} DROP DEFAULT", quote_ident(stale)));
         }
-        for (c, accessor) in defaults {
+        for (c, field) in defaults {
             out.push(format!(
                 "ALTER TABLE {t} ALTER COLUMN {} SET DEFAULT {}",
                 quote_ident(&c.name),
-                c.accessor(accessor)
+                super::scope::cast(Scope::accessor(field), c, false)
             ));
         }
         out.push(format!(
@@ -266,10 +194,12 @@ mod tests {
     fn plan(tenant_type: &str) -> ProtectPlan {
         ProtectPlan {
             table: "\"public\".\"tickets\"".into(),
-            tenant: Column { name: "tenant_id".into(), sql_type: tenant_type.into() },
-            workspace: None,
-            datasource: None,
-            user: None,
+            scope: Scope {
+                tenant: Column { name: "tenant_id".into(), sql_type: tenant_type.into() },
+                workspace: None,
+                datasource: None,
+                user: None,
+            },
             options: options(),
         }
     }
@@ -293,9 +223,9 @@ mod tests {
     #[test]
     fn all_scope_columns_and_write_roles() {
         let mut p = plan("text");
-        p.workspace = Some(Column { name: "workspace_id".into(), sql_type: "text".into() });
-        p.datasource = Some(Column { name: "source".into(), sql_type: "bigint".into() });
-        p.user = Some(Column { name: "owner \"x\"".into(), sql_type: "uuid".into() });
+        p.scope.workspace = Some(Column { name: "workspace_id".into(), sql_type: "text".into() });
+        p.scope.datasource = Some(Column { name: "source".into(), sql_type: "bigint".into() });
+        p.scope.user = Some(Column { name: "owner \"x\"".into(), sql_type: "uuid".into() });
         assert_eq!(
             p.row_predicate(),
             "\"tenant_id\" = boundary.tenant_id() AND \"workspace_id\" = boundary.workspace_id() \

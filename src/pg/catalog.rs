@@ -1,0 +1,151 @@
+//! Catalog lookups and SQL identifiers: which table an oid names, what type a column has, how
+//! to quote a name. Every statement names `pg_catalog` explicitly.
+
+use crate::error::{BoundaryError, Result};
+use pgrx::prelude::*;
+use pgrx::PgRelation;
+
+/// PostgreSQL truncates identifiers longer than NAMEDATALEN - 1 bytes; refuse them instead.
+pub const MAX_IDENTIFIER_BYTES: usize = 63;
+
+pub fn quote_ident(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// PostgreSQL's quote_literal: single quotes doubled; E'' with doubled backslashes if needed.
+pub fn quote_literal(text: &str) -> String {
+    let body = text.replace('\'', "''");
+    if text.contains('\\') {
+        format!("E'{}'", body.replace('\\', "\\\\"))
+    } else {
+        format!("'{body}'")
+    }
+}
+
+/// Identifiers a caller passes in: non-empty and short enough not to be truncated silently.
+pub fn validate_identifier(what: &str, ident: &str) -> std::result::Result<(), String> {
+    if ident.is_empty() {
+        return Err(format!("{what} must not be empty"));
+    }
+    if ident.len() > MAX_IDENTIFIER_BYTES {
+        return Err(format!(
+            "{what} is {} bytes long; PostgreSQL identifiers are at most {MAX_IDENTIFIER_BYTES}",
+            ident.len()
+        ));
+    }
+    Ok(())
+}
+
+/// A resolved column: its name and its type as `format_type()` prints it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub sql_type: String,
+}
+
+/// A table (or view) as the catalog describes it.
+pub struct Table {
+    pub oid: pg_sys::Oid,
+    /// Schema-qualified and quoted, for SQL.
+    pub qualified: String,
+    /// `schema.name` unquoted, for messages.
+    pub display: String,
+    /// The relation's own name, unquoted.
+    pub name: String,
+    /// `pg_class.relkind`.
+    pub relkind: String,
+    pub temporary: bool,
+    pub schema: String,
+}
+
+impl Table {
+    pub fn is_table(&self) -> bool {
+        matches!(self.relkind.as_str(), "r" | "p")
+    }
+}
+
+pub fn table(oid: pg_sys::Oid) -> Result<Table> {
+    let found = Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text, c.relkind::pg_catalog.text,
+                    c.relpersistence::pg_catalog.text
+               FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.oid OPERATOR(pg_catalog.=) $1",
+            Some(1),
+            &[oid.into()],
+        )?;
+        rows.into_iter()
+            .next()
+            .map(|row| {
+                let text = |i| Ok::<_, BoundaryError>(row.get::<String>(i)?.unwrap_or_default());
+                Ok::<_, BoundaryError>((text(1)?, text(2)?, text(3)?, text(4)?))
+            })
+            .transpose()
+    })?;
+    let Some((schema, name, relkind, persistence)) = found else {
+        return Err(BoundaryError::UndefinedObject(format!(
+            "relation with oid {} does not exist",
+            oid.to_u32()
+        )));
+    };
+    Ok(Table {
+        oid,
+        qualified: format!("{}.{}", quote_ident(&schema), quote_ident(&name)),
+        display: format!("{schema}.{name}"),
+        name,
+        relkind,
+        temporary: persistence == "t",
+        schema,
+    })
+}
+
+/// The live column `name` of `table`, if it has one.
+pub fn column(table: &Table, name: &str) -> Result<Option<Column>> {
+    let sql_type = Spi::get_one_with_args::<String>(
+        "SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a
+          WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attname OPERATOR(pg_catalog.=) $2
+            AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped",
+        &[table.oid.into(), name.into()],
+    );
+    match sql_type {
+        Ok(Some(sql_type)) => Ok(Some(Column { name: name.to_string(), sql_type })),
+        Ok(None) | Err(pgrx::spi::SpiError::InvalidPosition) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The relation's oid, closing the relation pgrx opened for the argument: ALTER TABLE refuses
+/// to run while this session still holds it open.
+pub fn release(relation: PgRelation) -> pg_sys::Oid {
+    let oid = relation.oid();
+    drop(relation);
+    oid
+}
+
+/// The oids a one-column query about `oid` returns.
+pub fn oids(sql: &str, oid: pg_sys::Oid) -> Result<Vec<pg_sys::Oid>> {
+    Spi::connect(|client| {
+        client
+            .select(sql, None, &[oid.into()])?
+            .map(|row| {
+                row.get::<pg_sys::Oid>(1)?
+                    .ok_or_else(|| BoundaryError::Internal("an oid column returned NULL".into()))
+            })
+            .collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_and_literals_are_quoted() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(quote_literal("a\\b"), "E'a\\\\b'");
+        assert_eq!(validate_identifier("col", "").unwrap_err(), "col must not be empty");
+        assert!(validate_identifier("col", &"x".repeat(64)).is_err());
+        assert!(validate_identifier("col", &"x".repeat(63)).is_ok());
+    }
+}

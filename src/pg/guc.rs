@@ -1,0 +1,38 @@
+//! Changing a setting from inside the extension, through guc.c exactly as `SET` would (check
+//! hooks and permissions included), written once.
+
+use pgrx::pg_sys;
+use pgrx::PgLogLevel;
+use std::ffi::CStr;
+
+/// Sets `name` to `value` with `context`'s privileges. `GUC_ACTION_LOCAL` ends with the
+/// transaction, `GUC_ACTION_SET` with the session, `GUC_ACTION_SAVE` with the nest level it was
+/// made in (see [`with_nest_level`]). A refusal raises an ERROR.
+pub fn set(name: &CStr, value: &CStr, context: pg_sys::GucContext::Type, action: pg_sys::GucAction::Type) {
+    // SAFETY: plain call into guc.c with NUL-terminated strings; on failure it raises an ERROR,
+    // which pgrx carries back to PostgreSQL at the function boundary.
+    unsafe {
+        pg_sys::set_config_option(
+            name.as_ptr(),
+            value.as_ptr(),
+            context,
+            pg_sys::GucSource::PGC_S_SESSION,
+            action,
+            true,
+            PgLogLevel::ERROR as i32,
+            false,
+        );
+    }
+}
+
+/// Runs `f` in a new GUC nest level: settings changed inside with `GUC_ACTION_SAVE` get their
+/// previous values back afterwards, as a function's `SET` clause does. On an ERROR inside `f`,
+/// the (sub)transaction abort pops the level instead.
+pub fn with_nest_level<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: nest levels are a stack; this one is popped below or by (sub)transaction abort.
+    let nest_level = unsafe { pg_sys::NewGUCNestLevel() };
+    let result = f();
+    // SAFETY: pops exactly the level pushed above.
+    unsafe { pg_sys::AtEOXact_GUC(true, nest_level) };
+    result
+}

@@ -1,0 +1,78 @@
+//! What agents keep between steps, each store a table guarded by generated row level security:
+//! durable memory and run state (`memory`), cached results (`cache`), and the injective key
+//! encoding both use (`keyspace`).
+
+pub mod cache;
+pub mod keyspace;
+pub mod memory;
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    include!("tests.rs");
+}
+
+use crate::boundary::claims::{truncate_for_message, validate_text};
+use crate::error::{BoundaryError, Result};
+use pgrx::datum::TimestampWithTimeZone;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+/// Longest memory or run-state name, in bytes.
+pub const MAX_NAME_BYTES: usize = 200;
+/// Largest stored value (its JSON text), in bytes.
+pub const MAX_VALUE_BYTES: usize = 1 << 20;
+/// `boundary.compose_key(VARIADIC parts)`: the injective key encoding, for app-side stores and
+/// CHECK constraints. Pure, so IMMUTABLE (unlike the accessors, it reads no boundary).
+#[pg_extern(immutable, parallel_safe, strict)]
+fn compose_key(parts: pgrx::VariadicArray<String>) -> String {
+    let parts: Vec<String> = parts.iter().map(|p| p.unwrap_or_default()).collect();
+    keyspace::compose(parts.iter().map(String::as_str))
+}
+
+/// One escaped key part (`%` → `%25`, `:` → `%3A`).
+#[pg_extern(immutable, parallel_safe, strict)]
+fn key_part(part: &str) -> String {
+    keyspace::part(part)
+}
+
+/// Memory and run-state names: 1..=200 bytes, no control characters, no `:` (the separator).
+pub fn validate_name(what: &str, name: &str) -> Result<()> {
+    validate_text(what, name, MAX_NAME_BYTES).map_err(BoundaryError::InvalidArgument)?;
+    if name.contains(':') {
+        return Err(BoundaryError::InvalidArgument(format!(
+            "{what} {:?} contains ':', the key separator; use another character",
+            truncate_for_message(name)
+        )));
+    }
+    Ok(())
+}
+
+/// Values are JSON (PostgreSQL already refused anything else) of at most 1 MiB.
+pub fn validate_value(value: &JsonB) -> Result<()> {
+    let size = value.0.to_string().len();
+    if size > MAX_VALUE_BYTES {
+        return Err(BoundaryError::ValueTooLarge(format!(
+            "value is {size} bytes of JSON; the limit is {MAX_VALUE_BYTES}"
+        )));
+    }
+    Ok(())
+}
+
+/// The jsonb `value` of the row `sql` finds by its one text argument, through a kept plan
+/// (lookups run on every agent step; the policies' accessors still run at execution).
+pub(crate) fn lookup_value(sql: &'static str, argument: String) -> Result<Option<JsonB>> {
+    Spi::connect(|client| {
+        let rows = crate::pg::spi_plans::select(client, sql, &[argument.into()])?;
+        Ok(rows.into_iter().next().map(|row| row.get::<JsonB>(1)).transpose()?.flatten())
+    })
+}
+
+/// Runs an upsert that ends in `RETURNING expires_at`.
+pub(crate) fn upsert_returning_expiry(
+    sql: &str,
+    args: &[pgrx::datum::DatumWithOid],
+) -> Result<TimestampWithTimeZone> {
+    Spi::get_one_with_args::<TimestampWithTimeZone>(sql, args)?
+        .ok_or_else(|| BoundaryError::Internal("the upsert returned no expiry".into()))
+}
