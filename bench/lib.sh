@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Sourced by the benchmark scripts: a throwaway server with a release build, and a helper that
 # replaces one script's section of bench/RESULTS.md (so each script can be re-run on its own).
+bash "$(dirname "${BASH_SOURCE[0]}")/../scripts/setup.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
 source "$ROOT/scripts/cluster.sh"
 

@@ -132,7 +132,9 @@ check_inserts_then_remove() {
   for t in items_plain items_manual items_protected; do
     read -r written wrong <<<"$(psql_q -F ' ' -c "SELECT count(*), count(*) FILTER (WHERE body <> tenant_id::text)
                                                     FROM $t WHERE id >= 100000000")"
-    [ "$written" -gt 0 ] && [ "$wrong" = 0 ] || { echo "$t: $wrong of $written inserted rows carry another tenant (-M $1)" >&2; exit 1; }
+    if [ "$written" -eq 0 ] || [ "$wrong" != 0 ]; then
+      echo "$t: $wrong of $written inserted rows carry another tenant (-M $1)" >&2; exit 1
+    fi
     psql_q -c "DELETE FROM $t WHERE id >= 100000000" -c "VACUUM ANALYZE $t"
   done
   say "inserts (-M $1) attributed correctly, then removed"

@@ -33,10 +33,13 @@ cluster_start() {
 cluster_port() { sed -n "s/^port = //p" "$1/data/postgresql.auto.conf" | tail -1; }
 
 cluster_stop() {
-  [ -f "$1/data/PG_VERSION" ] && as_server_user "$PGBIN/pg_ctl" -D "$1/data" -m fast -w stop >/dev/null 2>&1 || true
+  if [ -f "$1/data/PG_VERSION" ]; then
+    as_server_user "$PGBIN/pg_ctl" -D "$1/data" -m fast -w stop >/dev/null 2>&1 || true
+  fi
 }
 
 # install_extension [--release]: build and install into the embedded PostgreSQL (debug by default).
+# shellcheck disable=SC2120  # callers pass --release or nothing
 install_extension() {
   say "building and installing agent_boundary ${1:+($1) }into the embedded PostgreSQL"
   cargo pgrx install "$@" --pg-config "$PG_CONFIG" >/dev/null

@@ -5,6 +5,7 @@
 #   bash scripts/demo.sh          set up and run the tour
 #   bash scripts/demo.sh stop     stop the demo server
 set -euo pipefail
+bash "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 source "$ROOT/scripts/cluster.sh"
 
@@ -15,7 +16,7 @@ if [ "${1:-}" = "stop" ]; then
   exit 0
 fi
 
-install_extension
+install_extension  # debug build
 port="$(cluster_port "$dir" 2>/dev/null || true)"
 port="${port:-${AGENT_BOUNDARY_DEMO_PORT:-55432}}"
 say "starting the demo server on 127.0.0.1:$port (data in $dir)"
@@ -24,10 +25,10 @@ cluster_start "$dir" "$port"
 
 psql_demo() { "$PGBIN/psql" -X -q -h 127.0.0.1 -p "$port" -U postgres "$@"; }
 PGOPTIONS="-c client_min_messages=warning" psql_demo -d postgres -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS agent_demo WITH (FORCE)" -c "CREATE DATABASE agent_demo" >/dev/null
-say "seeding Northstar Dental and Northstar Design (pg_test/lookalike_tenants.sql)"
+say "seeding Northstar Dental and Northstar Design (examples/lookalike_tenants.sql)"
 psql_demo -d agent_demo -v ON_ERROR_STOP=1 -c "CREATE EXTENSION agent_boundary CASCADE" \
-  -f "$ROOT/pg_test/lookalike_tenants.sql" >/dev/null 2>&1
-psql_demo -d agent_demo -f "$ROOT/pg_test/demo.sql" 2>&1
+  -f "$ROOT/examples/lookalike_tenants.sql" >/dev/null 2>&1
+psql_demo -d agent_demo -f "$ROOT/examples/demo.sql" 2>&1
 
 cat <<MSG
 

