@@ -2,7 +2,7 @@
 -- boundary bug shows up as a confident wrong answer rather than an error. Runs against any
 -- database where `CREATE EXTENSION agent_boundary CASCADE` has been done, as a superuser.
 --
---   psql -v ON_ERROR_STOP=1 -f pg_test/lookalike_tenants.sql <your database>
+--   psql -v ON_ERROR_STOP=1 -f examples/lookalike_tenants.sql <your database>
 --
 -- It creates: signing key 'demo-2026' (a random HMAC secret, generated in the database),
 -- principals for alice@Northstar Dental (admin, pro, us) and alice@Northstar Design

@@ -1,4 +1,4 @@
-//! ../shared/ATTACKS.md, rows 1–12, 14–20 and 22, each tried against a real server with two
+//! docs/attacks.md, rows 1–12, 14–20 and 22, each tried against a real server with two
 //! lookalike tenants and tables protected by `boundary.protect()`. (Rows 13 and 15 for the
 //! boundary itself are in tests/boundary.rs.) Each trial asserts exact rows, or SQLSTATE and
 //! message, or — where PostgreSQL cannot close the hole — that the lint reports it.
@@ -733,7 +733,7 @@ async fn the_ci_lint_script_fails_on_findings() {
         std::process::Command::new(pg_bin_dir().join("psql"))
             .arg(format!("host=127.0.0.1 port={} user=postgres dbname=postgres", cluster().port))
             .args(["-X", "-v", "ON_ERROR_STOP=1", "-f"])
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/pg_test/ci_lint.sql"))
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/ci_lint.sql"))
             .output()
             .unwrap()
     };
