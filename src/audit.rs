@@ -10,7 +10,7 @@
 //! the boundary they happened under. Events of transactions that commit are rows.
 
 use crate::boundary::claims::{Boundary, Requested};
-use crate::error::{OrRaise, Result};
+use crate::error::{Result, SqlResult};
 use pgrx::prelude::*;
 use serde_json::json;
 use std::cell::Cell;
@@ -225,16 +225,19 @@ pub fn refused(event: &str, who: Option<Who>, resource: Option<&str>, reason: &s
     });
     log_line(event, who, resource, reason, blocked);
     if !read_only() {
-        as_audit_owner(|| Ok(Spi::run("SELECT pg_catalog.nextval('boundary.blocked_events')")?)).or_raise();
+        // The caller raises the refusal next; failing to count it is an error of its own.
+        as_audit_owner(|| Ok(Spi::run("SELECT pg_catalog.nextval('boundary.blocked_events')")?))
+            .unwrap_or_else(|e| e.raise());
     }
 }
 
 /// How many refusals were ever recorded, across all tenants (rolled-back ones included).
 #[pg_extern(security_definer, stable, parallel_safe)]
 #[search_path(pg_catalog, pg_temp)]
-fn blocked_events_total() -> i64 {
-    Spi::get_one::<i64>("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM boundary.blocked_events")
-        .map_err(crate::error::BoundaryError::from)
-        .or_raise()
-        .unwrap_or(0)
+fn blocked_events_total() -> SqlResult<i64> {
+    Ok(Spi::get_one::<i64>(
+        "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM boundary.blocked_events",
+    )
+    .map_err(crate::error::BoundaryError::from)?
+    .unwrap_or(0))
 }

@@ -1,7 +1,8 @@
 //! One error type for the whole extension, each variant mapped to a real SQLSTATE.
 //!
-//! A bare `Err` out of a `#[pg_extern]` becomes SQLSTATE 22000, which tells a client nothing;
-//! every refusal goes through [`BoundaryError::raise`] instead.
+//! Inside the extension errors are [`BoundaryError`]s. A `#[pg_extern]` returns
+//! [`SqlResult`]: pgrx raises its `Err(ErrorReport)` with the report's own SQLSTATE, DETAIL and
+//! HINT (any other error type would become a bare SQLSTATE 22000, which tells a client nothing).
 
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
@@ -85,8 +86,8 @@ impl BoundaryError {
         }
     }
 
-    /// Raise as a PostgreSQL ERROR with this error's SQLSTATE, message, detail and hint.
-    pub fn raise(self) -> ! {
+    /// This error as PostgreSQL reports it: SQLSTATE, message, detail and hint.
+    pub fn report(self) -> ErrorReport {
         let mut report = ErrorReport::new(self.sqlstate(), self.to_string(), "agent_boundary");
         if let Some(detail) = self.detail() {
             report = report.set_detail(detail);
@@ -94,7 +95,13 @@ impl BoundaryError {
         if let Some(hint) = self.hint() {
             report = report.set_hint(hint);
         }
-        report.report(PgLogLevel::ERROR);
+        report
+    }
+
+    /// Raise as a PostgreSQL ERROR, for the few places that cannot return one (a refusal
+    /// recorded from inside another refusal, the event trigger's callback).
+    pub fn raise(self) -> ! {
+        self.report().report(PgLogLevel::ERROR);
         unreachable!("ERROR does not return")
     }
 }
@@ -128,14 +135,14 @@ impl std::error::Error for BoundaryError {}
 
 pub type Result<T> = std::result::Result<T, BoundaryError>;
 
-/// `result.or_raise()` at the SQL edge: unwrap or raise with the right SQLSTATE.
-pub trait OrRaise<T> {
-    fn or_raise(self) -> T;
-}
+/// What every `#[pg_extern]` returns; `?` turns a [`BoundaryError`] into its report. Functions
+/// returning rows spell it `std::result::Result<TableIterator<..>, ErrorReport>`: pgrx reads
+/// set-returning signatures by their syntax and does not see through the alias.
+pub type SqlResult<T> = std::result::Result<T, ErrorReport>;
 
-impl<T> OrRaise<T> for Result<T> {
-    fn or_raise(self) -> T {
-        self.unwrap_or_else(|e| e.raise())
+impl From<BoundaryError> for ErrorReport {
+    fn from(e: BoundaryError) -> Self {
+        e.report()
     }
 }
 

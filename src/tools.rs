@@ -9,7 +9,7 @@
 use crate::audit;
 use crate::boundary::claims::{truncate_for_message, Boundary};
 use crate::boundary::sealed_guc;
-use crate::error::{BoundaryError, OrRaise, Result};
+use crate::error::{BoundaryError, Result, SqlResult};
 use crate::pg::catalog::{self, quote_ident};
 use crate::policy;
 use pgrx::prelude::*;
@@ -57,9 +57,9 @@ fn find_in(oid: pg_sys::Oid, id: &str, id_column: &str) -> Result<String> {
 /// boundary; otherwise raises 42501 `resource <table>:<id> is outside current boundary`, the
 /// same whether the row belongs to another tenant, does not exist, or `id` is malformed.
 #[pg_extern(volatile, parallel_unsafe)]
-fn assert_in(tbl: PgRelation, id: &str, id_column: default!(&str, "'id'")) -> String {
+fn assert_in(tbl: PgRelation, id: &str, id_column: default!(&str, "'id'")) -> SqlResult<String> {
     let oid = catalog::release(tbl);
-    find_in(oid, id, id_column).or_raise()
+    Ok(find_in(oid, id, id_column)?)
 }
 
 fn assert_listed(kind: &str, id: &str, allowed: fn(&Boundary) -> &Vec<String>) -> Result<String> {
@@ -73,13 +73,13 @@ fn assert_listed(kind: &str, id: &str, allowed: fn(&Boundary) -> &Vec<String>) -
 /// Returns `tool_id` when the boundary allows that tool; otherwise raises 42501
 /// `tool <id> is outside current boundary`.
 #[pg_extern(volatile, parallel_unsafe)]
-fn assert_tool(tool_id: &str) -> String {
-    assert_listed("tool", tool_id, |b| &b.tool_ids).or_raise()
+fn assert_tool(tool_id: &str) -> SqlResult<String> {
+    Ok(assert_listed("tool", tool_id, |b| &b.tool_ids)?)
 }
 
 /// Returns `datasource_id` when the boundary allows that datasource; otherwise raises 42501
 /// `datasource <id> is outside current boundary`.
 #[pg_extern(volatile, parallel_unsafe)]
-fn assert_datasource(datasource_id: &str) -> String {
-    assert_listed("datasource", datasource_id, |b| &b.datasource_ids).or_raise()
+fn assert_datasource(datasource_id: &str) -> SqlResult<String> {
+    Ok(assert_listed("datasource", datasource_id, |b| &b.datasource_ids)?)
 }

@@ -6,7 +6,7 @@
 use super::{admit, keys, sealed_guc, token, ttl_seconds, Admission, BoundaryJsonb};
 use crate::audit;
 use crate::boundary::claims::{Principal, Requested, Scope};
-use crate::error::{BoundaryError, OrRaise, Result};
+use crate::error::{BoundaryError, Result, SqlResult};
 use crate::gucs;
 use pgrx::prelude::*;
 use serde_json::{json, Value};
@@ -47,31 +47,28 @@ fn random_run_id() -> Result<String> {
 /// queue payload; only `boundary.resume()` accepts it.
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn snapshot(ttl: default!(pgrx::datum::Interval, "'1 hour'")) -> String {
-    let snapshot = || -> Result<String> {
-        let boundary = sealed_guc::current()?;
-        let ttl = ttl_seconds(&ttl, gucs::max_job_lifetime_secs(), "agent_boundary.max_job_lifetime allows")?;
-        let now = sealed_guc::now_unix();
-        let run_id = match &boundary.run_id {
-            Some(run) => run.clone(),
-            None => random_run_id()?,
-        };
-        let claims = json!({
-            "tenant_id": boundary.tenant_id, "workspace_id": boundary.workspace_id,
-            "user_id": boundary.user_id, "role": boundary.role.as_str(),
-            "plan": boundary.plan.as_str(), "region": boundary.region.as_str(),
-            "tool_ids": boundary.tool_ids, "datasource_ids": boundary.datasource_ids,
-            "memory_namespace": boundary.memory_namespace, "trace_id": boundary.trace_id,
-            "run_id": run_id, "prompt_version": boundary.prompt_version,
-            "iat": now, "exp": now + ttl, "aud": token::JOB_AUDIENCE,
-        });
-        let signed = keys::sign_claims(&claims, None)?;
-        let mut recorded = (*boundary).clone();
-        recorded.run_id = Some(run_id);
-        audit::record("snapshot", Some(&recorded), audit::Event::default())?;
-        Ok(signed)
+fn snapshot(ttl: default!(pgrx::datum::Interval, "'1 hour'")) -> SqlResult<String> {
+    let boundary = sealed_guc::current()?;
+    let ttl = ttl_seconds(&ttl, gucs::max_job_lifetime_secs(), "agent_boundary.max_job_lifetime allows")?;
+    let now = sealed_guc::now_unix();
+    let run_id = match &boundary.run_id {
+        Some(run) => run.clone(),
+        None => random_run_id()?,
     };
-    snapshot().or_raise()
+    let claims = json!({
+        "tenant_id": boundary.tenant_id, "workspace_id": boundary.workspace_id,
+        "user_id": boundary.user_id, "role": boundary.role.as_str(),
+        "plan": boundary.plan.as_str(), "region": boundary.region.as_str(),
+        "tool_ids": boundary.tool_ids, "datasource_ids": boundary.datasource_ids,
+        "memory_namespace": boundary.memory_namespace, "trace_id": boundary.trace_id,
+        "run_id": run_id, "prompt_version": boundary.prompt_version,
+        "iat": now, "exp": now + ttl, "aud": token::JOB_AUDIENCE,
+    });
+    let signed = keys::sign_claims(&claims, None)?;
+    let mut recorded = (*boundary).clone();
+    recorded.run_id = Some(run_id);
+    audit::record("snapshot", Some(&recorded), audit::Event::default())?;
+    Ok(signed)
 }
 
 fn refused(job: Option<&Requested>, reason: String) -> BoundaryError {
@@ -86,31 +83,28 @@ fn refused(job: Option<&Requested>, reason: String) -> BoundaryError {
 /// region changed, or a tool or datasource the job carried was removed. Returns the boundary.
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn resume(job_token: &str) -> BoundaryJsonb {
-    let resume = || -> Result<BoundaryJsonb> {
-        let token_refused = BoundaryError::TokenRefused;
-        let (kid, key) = keys::key_for_token(job_token)?;
-        let now = sealed_guc::now_unix();
-        let time = crate::boundary::time_policy(now, gucs::max_job_lifetime_secs());
-        let verifier = key.verifier().map_err(token_refused)?;
-        let claims: Value = match token::verify_job(job_token, verifier, time) {
-            Ok(claims) => claims,
-            Err(token::Refusal::Expired) => return Err(refused(None, "the job token has expired".into())),
-            Err(why) => return Err(token_refused(why.to_string())),
-        };
-        let job = Requested::from_claims(&claims).map_err(token_refused)?;
-        let principal = crate::boundary::registry::lookup(&job.tenant_id, &job.workspace_id, &job.user_id)?;
-        if let Some(reason) = what_changed(&job, principal.as_deref()) {
-            return Err(refused(Some(&job), reason));
-        }
-        let principal = principal.expect("what_changed refuses a missing principal");
-        let boundary =
-            job.narrow(&principal, &kid, Scope::Transaction, now).map_err(BoundaryError::PrincipalRefused)?;
-        let shown = BoundaryJsonb::of(&boundary);
-        admit(&sealed_guc::seal(boundary)?, Admission::Resume)?;
-        Ok(shown)
+fn resume(job_token: &str) -> SqlResult<BoundaryJsonb> {
+    let token_refused = BoundaryError::TokenRefused;
+    let (kid, key) = keys::key_for_token(job_token)?;
+    let now = sealed_guc::now_unix();
+    let time = crate::boundary::time_policy(now, gucs::max_job_lifetime_secs());
+    let verifier = key.verifier().map_err(token_refused)?;
+    let claims: Value = match token::verify_job(job_token, verifier, time) {
+        Ok(claims) => claims,
+        Err(token::Refusal::Expired) => return Err(refused(None, "the job token has expired".into()).into()),
+        Err(why) => return Err(token_refused(why.to_string()).into()),
     };
-    resume().or_raise()
+    let job = Requested::from_claims(&claims).map_err(token_refused)?;
+    let principal = crate::boundary::registry::lookup(&job.tenant_id, &job.workspace_id, &job.user_id)?;
+    if let Some(reason) = what_changed(&job, principal.as_deref()) {
+        return Err(refused(Some(&job), reason).into());
+    }
+    let principal = principal.expect("what_changed refuses a missing principal");
+    let boundary =
+        job.narrow(&principal, &kid, Scope::Transaction, now).map_err(BoundaryError::PrincipalRefused)?;
+    let shown = BoundaryJsonb::of(&boundary);
+    admit(&sealed_guc::seal(boundary)?, Admission::Resume)?;
+    Ok(shown)
 }
 
 #[cfg(test)]

@@ -8,10 +8,11 @@ use super::claims::Requested;
 use super::sealed_guc::now_unix;
 use super::token::{self, KeyMaterial, Verifier};
 use super::verdicts::{remembered, Memo};
-use crate::error::{BoundaryError, OrRaise, Result};
+use crate::error::{BoundaryError, Result, SqlResult};
 use crate::gucs;
 use base64::Engine;
 use jsonwebtoken::Algorithm;
+use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use std::cell::{OnceCell, RefCell};
@@ -147,68 +148,74 @@ fn insert_key(kid: &str, alg: &str, verify_key: &[u8], signing_key: Option<&[u8]
 /// the database itself must sign.
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn add_signing_key(kid: &str, alg: &str, key: &[u8], signing_key: default!(Option<&[u8]>, "NULL")) {
-    insert_key(kid, alg, key, signing_key).or_raise()
+fn add_signing_key(
+    kid: &str,
+    alg: &str,
+    key: &[u8],
+    signing_key: default!(Option<&[u8]>, "NULL"),
+) -> SqlResult<()> {
+    Ok(insert_key(kid, alg, key, signing_key)?)
 }
 
 /// Generates a random HMAC secret inside the database, stores it under `kid`, and returns it
 /// base64-encoded once, for the application that will sign tokens with it.
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn generate_signing_key(kid: &str, alg: default!(&str, "'HS256'")) -> String {
-    let generate = || -> Result<String> {
-        let length = match alg {
-            "HS256" => 32,
-            "HS384" => 48,
-            "HS512" => 64,
-            _ => {
-                return Err(BoundaryError::InvalidArgument(format!(
-                    "generate_signing_key makes HMAC keys (HS256, HS384, HS512), not {:?}; \
-                     for {alg} create the key pair yourself and pass the public key to add_signing_key",
-                    super::claims::truncate_for_message(alg)
-                )))
-            }
-        };
-        let mut secret = vec![0u8; length];
-        getrandom::fill(&mut secret).map_err(|e| BoundaryError::Internal(e.to_string()))?;
-        insert_key(kid, alg, &secret, None)?;
-        Ok(base64::engine::general_purpose::STANDARD.encode(secret))
+fn generate_signing_key(kid: &str, alg: default!(&str, "'HS256'")) -> SqlResult<String> {
+    let length = match alg {
+        "HS256" => 32,
+        "HS384" => 48,
+        "HS512" => 64,
+        _ => {
+            return Err(BoundaryError::InvalidArgument(format!(
+                "generate_signing_key makes HMAC keys (HS256, HS384, HS512), not {:?}; \
+                 for {alg} create the key pair yourself and pass the public key to add_signing_key",
+                super::claims::truncate_for_message(alg)
+            ))
+            .into())
+        }
     };
-    generate().or_raise()
+    let mut secret = vec![0u8; length];
+    getrandom::fill(&mut secret).map_err(|e| BoundaryError::Internal(e.to_string()))?;
+    insert_key(kid, alg, &secret, None)?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(secret))
 }
 
 /// Retires a key: tokens signed with it are refused from now on. Idempotent.
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn retire_signing_key(kid: &str) {
-    let retire = || -> Result<()> {
-        if !key_exists(kid)? {
-            return Err(BoundaryError::UndefinedObject(format!(
-                "signing key \"{}\" does not exist",
-                super::claims::truncate_for_message(kid)
-            )));
-        }
-        Spi::run_with_args(
-            "UPDATE boundary.signing_keys SET retired_at = now() WHERE kid = $1 AND retired_at IS NULL",
-            &[kid.into()],
-        )?;
-        Ok(())
-    };
-    retire().or_raise()
+fn retire_signing_key(kid: &str) -> SqlResult<()> {
+    if !key_exists(kid)? {
+        return Err(BoundaryError::UndefinedObject(format!(
+            "signing key \"{}\" does not exist",
+            super::claims::truncate_for_message(kid)
+        ))
+        .into());
+    }
+    Spi::run_with_args(
+        "UPDATE boundary.signing_keys SET retired_at = now() WHERE kid = $1 AND retired_at IS NULL",
+        &[kid.into()],
+    )
+    .map_err(BoundaryError::from)?;
+    Ok(())
 }
 
 /// Lists signing keys without their material.
 #[pg_extern(security_definer, stable, parallel_safe)]
 #[search_path(pg_catalog, pg_temp)]
-fn list_signing_keys() -> TableIterator<
-    'static,
-    (
-        name!(kid, String),
-        name!(alg, String),
-        name!(can_sign, bool),
-        name!(created_at, pgrx::datum::TimestampWithTimeZone),
-        name!(retired_at, Option<pgrx::datum::TimestampWithTimeZone>),
-    ),
+#[allow(clippy::type_complexity)] // pgrx reads the column names from this signature
+fn list_signing_keys() -> std::result::Result<
+    TableIterator<
+        'static,
+        (
+            name!(kid, String),
+            name!(alg, String),
+            name!(can_sign, bool),
+            name!(created_at, pgrx::datum::TimestampWithTimeZone),
+            name!(retired_at, Option<pgrx::datum::TimestampWithTimeZone>),
+        ),
+    >,
+    ErrorReport,
 > {
     let rows = Spi::connect(|client| -> Result<Vec<_>> {
         let table = client.select(
@@ -228,9 +235,8 @@ fn list_signing_keys() -> TableIterator<
             ));
         }
         Ok(out)
-    })
-    .or_raise();
-    TableIterator::new(rows)
+    })?;
+    Ok(TableIterator::new(rows))
 }
 
 /// Signs boundary claims into a token `boundary.enter()` accepts. For key holders (superuser or
@@ -241,33 +247,31 @@ fn sign(
     claims: JsonB,
     ttl: default!(pgrx::datum::Interval, "'5 minutes'"),
     kid: default!(Option<&str>, "NULL"),
-) -> String {
-    let sign = || -> Result<String> {
-        let mut claims = claims.0;
-        let object = claims
-            .as_object_mut()
-            .ok_or_else(|| BoundaryError::InvalidArgument("claims must be a JSON object".into()))?;
-        for reserved in ["iat", "exp", "nbf", "aud"] {
-            if object.contains_key(reserved) {
-                return Err(BoundaryError::InvalidArgument(format!(
-                    "sign() sets iat, exp and aud itself (from ttl); remove the {reserved} claim"
-                )));
-            }
+) -> SqlResult<String> {
+    let mut claims = claims.0;
+    let object = claims
+        .as_object_mut()
+        .ok_or_else(|| BoundaryError::InvalidArgument("claims must be a JSON object".into()))?;
+    for reserved in ["iat", "exp", "nbf", "aud"] {
+        if object.contains_key(reserved) {
+            return Err(BoundaryError::InvalidArgument(format!(
+                "sign() sets iat, exp and aud itself (from ttl); remove the {reserved} claim"
+            ))
+            .into());
         }
-        let now = now_unix();
-        object.insert("iat".into(), now.into());
-        let ttl = super::ttl_seconds(
-            &ttl,
-            gucs::max_token_lifetime_secs(),
-            "agent_boundary.max_token_lifetime allows",
-        )?;
-        object.insert("exp".into(), (now + ttl).into());
-        object.insert("aud".into(), token::AUDIENCE.into());
-        Requested::from_claims(&claims).map_err(BoundaryError::InvalidArgument)?;
+    }
+    let now = now_unix();
+    object.insert("iat".into(), now.into());
+    let ttl = super::ttl_seconds(
+        &ttl,
+        gucs::max_token_lifetime_secs(),
+        "agent_boundary.max_token_lifetime allows",
+    )?;
+    object.insert("exp".into(), (now + ttl).into());
+    object.insert("aud".into(), token::AUDIENCE.into());
+    Requested::from_claims(&claims).map_err(BoundaryError::InvalidArgument)?;
 
-        sign_claims(&claims, kid)
-    };
-    sign().or_raise()
+    Ok(sign_claims(&claims, kid)?)
 }
 
 /// Signs complete claims with `kid`'s key, or the newest active key that can sign. Caller must

@@ -20,7 +20,7 @@ mod tests {
     include!("tests.rs");
 }
 
-use crate::error::{BoundaryError, OrRaise, Result};
+use crate::error::{BoundaryError, Result, SqlResult};
 use crate::gucs;
 use claims::{Requested, Scope};
 pub use jsonb::BoundaryJsonb;
@@ -174,32 +174,31 @@ pub(crate) fn admit(sealed: &sealed_guc::Sealed, how: Admission) -> Result<()> {
 /// can; the search_path is pinned and every name it uses is schema-qualified.
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn enter(token: &str, scope: default!(&str, "'transaction'")) -> BoundaryJsonb {
-    let enter = || -> Result<BoundaryJsonb> {
-        let scope = Scope::parse(scope).map_err(BoundaryError::InvalidArgument)?;
-        if scope == Scope::Session && !gucs::allow_session_scope() {
-            return Err(BoundaryError::NotAllowed {
-                what: "session-scoped agent boundaries are disabled".into(),
-                hint: "A superuser can enable them with agent_boundary.allow_session_scope = on; \
-                       do not use them behind a transaction-mode pooler."
-                    .into(),
-            });
+fn enter(token: &str, scope: default!(&str, "'transaction'")) -> SqlResult<BoundaryJsonb> {
+    let scope = Scope::parse(scope).map_err(BoundaryError::InvalidArgument)?;
+    if scope == Scope::Session && !gucs::allow_session_scope() {
+        return Err(BoundaryError::NotAllowed {
+            what: "session-scoped agent boundaries are disabled".into(),
+            hint: "A superuser can enable them with agent_boundary.allow_session_scope = on; \
+                   do not use them behind a transaction-mode pooler."
+                .into(),
         }
-        let entered = entered(token, scope)?;
-        admit(&entered.sealed, Admission::Enter)?;
-        Ok(entered.jsonb.clone())
-    };
-    enter().or_raise()
+        .into());
+    }
+    let entered = entered(token, scope)?;
+    admit(&entered.sealed, Admission::Enter)?;
+    Ok(entered.jsonb.clone())
 }
 
 /// Removes the boundary (transaction or session scope) for the rest of the transaction; a
 /// ROLLBACK undoes the removal.
 #[pg_extern(volatile, parallel_unsafe)]
-fn exit() {
-    if let Some(boundary) = sealed_guc::current_if_any().or_raise() {
-        crate::audit::record("exit", Some(&boundary), crate::audit::Event::default()).or_raise();
+fn exit() -> SqlResult<()> {
+    if let Some(boundary) = sealed_guc::current_if_any()? {
+        crate::audit::record("exit", Some(&boundary), crate::audit::Event::default())?;
     }
     sealed_guc::clear();
+    Ok(())
 }
 
 /// True when a boundary is set; never raises for a missing one.
@@ -208,73 +207,73 @@ fn is_active() -> bool {
     sealed_guc::current().is_ok()
 }
 
-fn current_boundary() -> Rc<claims::Boundary> {
-    sealed_guc::current().or_raise()
+fn current_boundary() -> SqlResult<Rc<claims::Boundary>> {
+    Ok(sealed_guc::current()?)
 }
 
 #[pg_extern(stable, parallel_safe)]
-fn tenant_id() -> String {
-    current_boundary().tenant_id.clone()
+fn tenant_id() -> SqlResult<String> {
+    Ok(current_boundary()?.tenant_id.clone())
 }
 
 #[pg_extern(stable, parallel_safe)]
-fn workspace_id() -> String {
-    current_boundary().workspace_id.clone()
+fn workspace_id() -> SqlResult<String> {
+    Ok(current_boundary()?.workspace_id.clone())
 }
 
 #[pg_extern(stable, parallel_safe)]
-fn user_id() -> String {
-    current_boundary().user_id.clone()
+fn user_id() -> SqlResult<String> {
+    Ok(current_boundary()?.user_id.clone())
 }
 
 #[pg_extern(stable, parallel_safe)]
-fn role() -> &'static str {
-    current_boundary().role.as_str()
+fn role() -> SqlResult<&'static str> {
+    Ok(current_boundary()?.role.as_str())
 }
 
 #[pg_extern(stable, parallel_safe)]
-fn plan() -> &'static str {
-    current_boundary().plan.as_str()
+fn plan() -> SqlResult<&'static str> {
+    Ok(current_boundary()?.plan.as_str())
 }
 
 #[pg_extern(stable, parallel_safe)]
-fn region() -> &'static str {
-    current_boundary().region.as_str()
+fn region() -> SqlResult<&'static str> {
+    Ok(current_boundary()?.region.as_str())
 }
 
 #[pg_extern(stable, parallel_safe)]
-fn tool_ids() -> Vec<String> {
-    current_boundary().tool_ids.clone()
+fn tool_ids() -> SqlResult<Vec<String>> {
+    Ok(current_boundary()?.tool_ids.clone())
 }
 
 #[pg_extern(stable, parallel_safe)]
-fn datasource_ids() -> Vec<String> {
-    current_boundary().datasource_ids.clone()
+fn datasource_ids() -> SqlResult<Vec<String>> {
+    Ok(current_boundary()?.datasource_ids.clone())
 }
 
 #[pg_extern(stable, parallel_safe)]
-fn memory_namespace() -> String {
-    current_boundary().memory_namespace().to_string()
+fn memory_namespace() -> SqlResult<String> {
+    Ok(current_boundary()?.memory_namespace().to_string())
 }
 
 #[pg_extern(stable, parallel_safe)]
-fn trace_id() -> Option<String> {
-    current_boundary().trace_id.clone()
+fn trace_id() -> SqlResult<Option<String>> {
+    Ok(current_boundary()?.trace_id.clone())
 }
 
 #[pg_extern(stable, parallel_safe)]
-fn run_id() -> Option<String> {
-    current_boundary().run_id.clone()
+fn run_id() -> SqlResult<Option<String>> {
+    Ok(current_boundary()?.run_id.clone())
 }
 
 #[pg_extern(stable, parallel_safe)]
-fn prompt_version() -> Option<String> {
-    current_boundary().prompt_version.clone()
+fn prompt_version() -> SqlResult<Option<String>> {
+    Ok(current_boundary()?.prompt_version.clone())
 }
 
 /// The whole boundary as jsonb: ids, role, plan, region, allow-lists, namespace, trace and run
 /// ids, issued/expiry times, the verifying key id and the scope. Never the token.
 #[pg_extern(stable, parallel_safe)]
-fn current() -> JsonB {
-    JsonB(current_boundary().to_public_json())
+fn current() -> SqlResult<JsonB> {
+    Ok(JsonB(current_boundary()?.to_public_json()))
 }

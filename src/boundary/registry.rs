@@ -3,7 +3,7 @@
 
 use crate::boundary::claims::{normalize_ids, validate_id, Plan, Principal, Region, Role};
 use crate::boundary::verdicts::{remembered, Memo};
-use crate::error::{BoundaryError, OrRaise, Result};
+use crate::error::{BoundaryError, Result, SqlResult};
 use pgrx::prelude::*;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -91,39 +91,37 @@ fn register_principal(
     region: default!(&str, "'us'"),
     tool_ids: default!(Vec<Option<String>>, "'{}'"),
     datasource_ids: default!(Vec<Option<String>>, "'{}'"),
-) {
-    let register = || -> Result<()> {
-        let invalid = BoundaryError::InvalidArgument;
-        validate_id("tenant_id", tenant_id).map_err(invalid)?;
-        validate_id("workspace_id", workspace_id).map_err(invalid)?;
-        validate_id("user_id", user_id).map_err(invalid)?;
-        let role = Role::parse(role).map_err(invalid)?;
-        let plan = Plan::parse(plan).map_err(invalid)?;
-        let region = Region::parse(region).map_err(invalid)?;
-        let tool_ids = id_list("tool_ids", tool_ids)?;
-        let datasource_ids = id_list("datasource_ids", datasource_ids)?;
-        Spi::run_with_args(
-            "INSERT INTO boundary.principals AS p
-                    (tenant_id, workspace_id, user_id, role, plan, region, tool_ids, datasource_ids)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (tenant_id, workspace_id, user_id) DO UPDATE
-                SET role = excluded.role, plan = excluded.plan, region = excluded.region,
-                    tool_ids = excluded.tool_ids, datasource_ids = excluded.datasource_ids,
-                    revoked_at = NULL, updated_at = now()",
-            &[
-                tenant_id.into(),
-                workspace_id.into(),
-                user_id.into(),
-                role.as_str().into(),
-                plan.as_str().into(),
-                region.as_str().into(),
-                tool_ids.into(),
-                datasource_ids.into(),
-            ],
-        )?;
-        Ok(())
-    };
-    register().or_raise()
+) -> SqlResult<()> {
+    let invalid = BoundaryError::InvalidArgument;
+    validate_id("tenant_id", tenant_id).map_err(invalid)?;
+    validate_id("workspace_id", workspace_id).map_err(invalid)?;
+    validate_id("user_id", user_id).map_err(invalid)?;
+    let role = Role::parse(role).map_err(invalid)?;
+    let plan = Plan::parse(plan).map_err(invalid)?;
+    let region = Region::parse(region).map_err(invalid)?;
+    let tool_ids = id_list("tool_ids", tool_ids)?;
+    let datasource_ids = id_list("datasource_ids", datasource_ids)?;
+    Spi::run_with_args(
+        "INSERT INTO boundary.principals AS p
+                (tenant_id, workspace_id, user_id, role, plan, region, tool_ids, datasource_ids)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (tenant_id, workspace_id, user_id) DO UPDATE
+            SET role = excluded.role, plan = excluded.plan, region = excluded.region,
+                tool_ids = excluded.tool_ids, datasource_ids = excluded.datasource_ids,
+                revoked_at = NULL, updated_at = now()",
+        &[
+            tenant_id.into(),
+            workspace_id.into(),
+            user_id.into(),
+            role.as_str().into(),
+            plan.as_str().into(),
+            region.as_str().into(),
+            tool_ids.into(),
+            datasource_ids.into(),
+        ],
+    )
+    .map_err(BoundaryError::from)?;
+    Ok(())
 }
 
 /// Revokes one principal, every principal of a workspace (user_id NULL), or of a whole tenant
@@ -136,35 +134,34 @@ fn revoke(
     tenant_id: &str,
     workspace_id: default!(Option<&str>, "NULL"),
     user_id: default!(Option<&str>, "NULL"),
-) -> i64 {
-    let revoke = || -> Result<i64> {
-        if workspace_id.is_none() && user_id.is_some() {
-            return Err(BoundaryError::InvalidArgument(
-                "revoking a user_id needs its workspace_id too".into(),
-            ));
-        }
-        let (matched, newly) = Spi::get_two_with_args::<i64, i64>(
-            "WITH matched AS (
-                SELECT tenant_id, workspace_id, user_id, revoked_at FROM boundary.principals
-                 WHERE tenant_id = $1
-                   AND ($2::text IS NULL OR workspace_id = $2)
-                   AND ($3::text IS NULL OR user_id = $3)
-                   FOR UPDATE),
-             revoked AS (
-                UPDATE boundary.principals p SET revoked_at = now(), updated_at = now()
-                  FROM matched m
-                 WHERE m.revoked_at IS NULL AND (p.tenant_id, p.workspace_id, p.user_id)
-                       = (m.tenant_id, m.workspace_id, m.user_id)
-                RETURNING 1)
-             SELECT (SELECT count(*) FROM matched), (SELECT count(*) FROM revoked)",
-            &[tenant_id.into(), workspace_id.into(), user_id.into()],
-        )?;
-        if matched.unwrap_or(0) == 0 {
-            return Err(BoundaryError::UndefinedObject(
-                "no registered principal matches; nothing was revoked".into(),
-            ));
-        }
-        Ok(newly.unwrap_or(0))
-    };
-    revoke().or_raise()
+) -> SqlResult<i64> {
+    if workspace_id.is_none() && user_id.is_some() {
+        return Err(
+            BoundaryError::InvalidArgument("revoking a user_id needs its workspace_id too".into()).into()
+        );
+    }
+    let (matched, newly) = Spi::get_two_with_args::<i64, i64>(
+        "WITH matched AS (
+            SELECT tenant_id, workspace_id, user_id, revoked_at FROM boundary.principals
+             WHERE tenant_id = $1
+               AND ($2::text IS NULL OR workspace_id = $2)
+               AND ($3::text IS NULL OR user_id = $3)
+               FOR UPDATE),
+         revoked AS (
+            UPDATE boundary.principals p SET revoked_at = now(), updated_at = now()
+              FROM matched m
+             WHERE m.revoked_at IS NULL AND (p.tenant_id, p.workspace_id, p.user_id)
+                   = (m.tenant_id, m.workspace_id, m.user_id)
+            RETURNING 1)
+         SELECT (SELECT count(*) FROM matched), (SELECT count(*) FROM revoked)",
+        &[tenant_id.into(), workspace_id.into(), user_id.into()],
+    )
+    .map_err(BoundaryError::from)?;
+    if matched.unwrap_or(0) == 0 {
+        return Err(BoundaryError::UndefinedObject(
+            "no registered principal matches; nothing was revoked".into(),
+        )
+        .into());
+    }
+    Ok(newly.unwrap_or(0))
 }

@@ -6,7 +6,7 @@
 use super::ddl::{self, ColumnChoice, ProtectOptions};
 use super::{audit_table_event, muting_event_trigger, protect_tree, stored_options, RUNNING_OWN_DDL};
 use crate::boundary::claims::Role;
-use crate::error::{OrRaise, Result};
+use crate::error::{Result, SqlResult};
 use crate::gucs;
 use crate::pg::catalog::{column, oids, table};
 use pgrx::prelude::*;
@@ -113,14 +113,14 @@ fn secure_view(oid: pg_sys::Oid) -> Result<()> {
 /// (whatever its schema), re-applies protection after ALTER TABLE, and sets
 /// `security_invoker` on views over protected tables.
 #[pg_extern(volatile, parallel_unsafe)]
-fn auto_protect_object(objid: pg_sys::Oid, object_type: &str) {
+fn auto_protect_object(objid: pg_sys::Oid, object_type: &str) -> SqlResult<()> {
     if RUNNING_OWN_DDL.with(Cell::get) {
-        return;
+        return Ok(());
     }
-    let result = match object_type {
-        "table" => auto_protect_table(objid),
-        "view" => secure_view(objid),
-        _ => Ok(()),
-    };
-    result.or_raise()
+    match object_type {
+        "table" => auto_protect_table(objid)?,
+        "view" => secure_view(objid)?,
+        _ => {}
+    }
+    Ok(())
 }

@@ -16,10 +16,11 @@ mod tests {
 }
 
 use crate::boundary::claims::Role;
-use crate::error::{BoundaryError, OrRaise, Result};
+use crate::error::{BoundaryError, Result};
 use crate::gucs;
 use crate::pg::catalog::{column, oids, release, table, validate_identifier, Column, Table};
 use ddl::{ColumnChoice, Existing, ProtectOptions, ProtectPlan};
+use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::PgRelation;
 use scope::Scope;
@@ -218,41 +219,35 @@ fn protect(
     datasource_column: default!(Option<&str>, "NULL"),
     user_column: default!(Option<&str>, "NULL"),
     write_roles: default!(Vec<Option<String>>, "'{owner,admin,member}'"),
-) -> SetOfIterator<'static, String> {
+) -> std::result::Result<SetOfIterator<'static, String>, ErrorReport> {
     let oid = release(tbl);
-    let protect = || -> Result<Vec<String>> {
-        validate_identifier("tenant_column", tenant_column).map_err(BoundaryError::InvalidArgument)?;
-        let invalid = BoundaryError::InvalidArgument;
-        let options = ProtectOptions {
-            tenant_column: tenant_column.to_string(),
-            workspace_column: ColumnChoice::from_argument("workspace_column", workspace_column)
-                .map_err(invalid)?,
-            datasource_column: ColumnChoice::from_argument("datasource_column", datasource_column)
-                .map_err(invalid)?,
-            user_column: ColumnChoice::from_argument("user_column", user_column).map_err(invalid)?,
-            write_roles: parse_write_roles(write_roles)?,
-        };
-        let mut ran = Vec::new();
-        protect_tree(oid, &options, &mut ran)?;
-        audit_table_event("protect", oid)?;
-        Ok(ran)
+    validate_identifier("tenant_column", tenant_column).map_err(BoundaryError::InvalidArgument)?;
+    let invalid = BoundaryError::InvalidArgument;
+    let options = ProtectOptions {
+        tenant_column: tenant_column.to_string(),
+        workspace_column: ColumnChoice::from_argument("workspace_column", workspace_column)
+            .map_err(invalid)?,
+        datasource_column: ColumnChoice::from_argument("datasource_column", datasource_column)
+            .map_err(invalid)?,
+        user_column: ColumnChoice::from_argument("user_column", user_column).map_err(invalid)?,
+        write_roles: parse_write_roles(write_roles)?,
     };
-    SetOfIterator::new(protect().or_raise())
+    let mut ran = Vec::new();
+    protect_tree(oid, &options, &mut ran)?;
+    audit_table_event("protect", oid)?;
+    Ok(SetOfIterator::new(ran))
 }
 
 /// Re-applies protect() with the options the table was protected with (after the lint reports
 /// that its protection was taken apart, or to pick up new columns or partitions).
 #[pg_extern(volatile, parallel_unsafe)]
-fn reprotect(tbl: PgRelation) -> SetOfIterator<'static, String> {
+fn reprotect(tbl: PgRelation) -> std::result::Result<SetOfIterator<'static, String>, ErrorReport> {
     let oid = release(tbl);
-    let reprotect = || -> Result<Vec<String>> {
-        let (_, options) = protected(oid, "use boundary.protect() first")?;
-        let mut ran = Vec::new();
-        protect_tree(oid, &options, &mut ran)?;
-        audit_table_event("protect", oid)?;
-        Ok(ran)
-    };
-    SetOfIterator::new(reprotect().or_raise())
+    let (_, options) = protected(oid, "use boundary.protect() first")?;
+    let mut ran = Vec::new();
+    protect_tree(oid, &options, &mut ran)?;
+    audit_table_event("protect", oid)?;
+    Ok(SetOfIterator::new(ran))
 }
 
 fn unprotect_tree(oid: pg_sys::Oid, ran: &mut Vec<String>) -> Result<()> {
@@ -279,12 +274,12 @@ fn unprotect_tree(oid: pg_sys::Oid, ran: &mut Vec<String>) -> Result<()> {
 /// defaults and the TRUNCATE guard, NO FORCE, and disables row level security unless other
 /// policies remain. Returns the DDL it ran (nothing when the table was not protected).
 #[pg_extern(volatile, parallel_unsafe)]
-fn unprotect(tbl: PgRelation) -> SetOfIterator<'static, String> {
+fn unprotect(tbl: PgRelation) -> std::result::Result<SetOfIterator<'static, String>, ErrorReport> {
     let oid = release(tbl);
     let mut ran = Vec::new();
-    unprotect_tree(oid, &mut ran).or_raise();
+    unprotect_tree(oid, &mut ran)?;
     if !ran.is_empty() {
-        audit_table_event("unprotect", oid).or_raise();
+        audit_table_event("unprotect", oid)?;
     }
-    SetOfIterator::new(ran)
+    Ok(SetOfIterator::new(ran))
 }

@@ -7,7 +7,7 @@ use super::{keyspace, lookup_value, upsert_returning_expiry, validate_value};
 use crate::boundary::claims::{validate_id, Boundary};
 use crate::boundary::sealed_guc;
 use crate::boundary::ttl_seconds;
-use crate::error::{BoundaryError, OrRaise, Result};
+use crate::error::{BoundaryError, Result, SqlResult};
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -51,8 +51,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.cache TO PUBLIC;
 /// What every cache key of the current boundary starts with (tenant, workspace, role,
 /// datasource hash). The cache's policy compares keys with it.
 #[pg_extern(stable, parallel_safe)]
-fn cache_prefix() -> String {
-    sealed_guc::current().or_raise().cache_prefix().to_string()
+fn cache_prefix() -> SqlResult<String> {
+    Ok(sealed_guc::current()?.cache_prefix().to_string())
 }
 
 fn validate_part(what: &str, value: &str) -> Result<()> {
@@ -81,43 +81,38 @@ fn check_key(boundary: &Boundary, key: &str) -> Result<()> {
 /// <namespace>:<sha256 of input>`, every part escaped.
 #[pg_extern(stable, parallel_safe)]
 #[search_path(pg_catalog, pg_temp)]
-fn cache_key(namespace: &str, input: &str, prompt_version: &str) -> String {
-    let key = || -> Result<String> {
-        validate_part("namespace", namespace)?;
-        validate_part("prompt_version", prompt_version)?;
-        let boundary = sealed_guc::current()?;
-        Ok(keyspace::cache_key(boundary.cache_prefix(), prompt_version, namespace, input))
-    };
-    key().or_raise()
+fn cache_key(namespace: &str, input: &str, prompt_version: &str) -> SqlResult<String> {
+    validate_part("namespace", namespace)?;
+    validate_part("prompt_version", prompt_version)?;
+    let boundary = sealed_guc::current()?;
+    Ok(keyspace::cache_key(boundary.cache_prefix(), prompt_version, namespace, input))
 }
 
 /// Stores `value` under `key` (from cache_key() in this boundary) for `ttl`; returns the expiry.
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn cache_put(key: &str, value: JsonB, ttl: default!(Interval, "'1 hour'")) -> TimestampWithTimeZone {
-    let put = || -> Result<TimestampWithTimeZone> {
-        check_key(&*sealed_guc::current()?, key)?;
-        validate_value(&value)?;
-        let ttl = ttl_seconds(&ttl, MAX_CACHE_TTL_SECS, "the limit is")?;
-        upsert_returning_expiry(
-            "INSERT INTO boundary.cache AS c (key, value, expires_at)
-             VALUES ($1, $2, statement_timestamp() + make_interval(secs => $3))
-             ON CONFLICT (tenant_id, key) DO UPDATE
-                SET value = excluded.value, expires_at = excluded.expires_at, created_at = now()
-             RETURNING expires_at",
-            &[key.into(), value.into(), (ttl as f64).into()],
-        )
-    };
-    put().or_raise()
+fn cache_put(
+    key: &str,
+    value: JsonB,
+    ttl: default!(Interval, "'1 hour'"),
+) -> SqlResult<TimestampWithTimeZone> {
+    check_key(&*sealed_guc::current()?, key)?;
+    validate_value(&value)?;
+    let ttl = ttl_seconds(&ttl, MAX_CACHE_TTL_SECS, "the limit is")?;
+    Ok(upsert_returning_expiry(
+        "INSERT INTO boundary.cache AS c (key, value, expires_at)
+         VALUES ($1, $2, statement_timestamp() + make_interval(secs => $3))
+         ON CONFLICT (tenant_id, key) DO UPDATE
+            SET value = excluded.value, expires_at = excluded.expires_at, created_at = now()
+         RETURNING expires_at",
+        &[key.into(), value.into(), (ttl as f64).into()],
+    )?)
 }
 
 /// The live value under `key`, or NULL on a miss. A key built under another boundary is refused.
 #[pg_extern(stable, parallel_safe)]
 #[search_path(pg_catalog, pg_temp)]
-fn cache_get(key: &str) -> Option<JsonB> {
-    let get = || -> Result<Option<JsonB>> {
-        check_key(&*sealed_guc::current()?, key)?;
-        lookup_value("SELECT value FROM boundary.cache WHERE key = $1", key.to_string())
-    };
-    get().or_raise()
+fn cache_get(key: &str) -> SqlResult<Option<JsonB>> {
+    check_key(&*sealed_guc::current()?, key)?;
+    Ok(lookup_value("SELECT value FROM boundary.cache WHERE key = $1", key.to_string())?)
 }

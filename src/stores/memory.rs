@@ -9,8 +9,9 @@
 use super::{lookup_value, upsert_returning_expiry, validate_name, validate_value};
 use crate::boundary::claims::{truncate_for_message, Boundary, MemoryScope};
 use crate::boundary::{sealed_guc, ttl_seconds};
-use crate::error::{BoundaryError, OrRaise, Result};
+use crate::error::{BoundaryError, Result, SqlResult};
 use pgrx::datum::{Interval, TimestampWithTimeZone};
+use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use std::rc::Rc;
@@ -115,80 +116,77 @@ fn current() -> Result<Rc<Boundary>> {
 /// part escaped, so app-side stores (Redis, ...) can use the same keys.
 #[pg_extern(stable, parallel_safe)]
 #[search_path(pg_catalog, pg_temp)]
-fn memory_key(name: &str, scope: default!(&str, "'user'")) -> String {
-    key_of(name, scope).or_raise()
+fn memory_key(name: &str, scope: default!(&str, "'user'")) -> SqlResult<String> {
+    Ok(key_of(name, scope)?)
 }
 
 /// Creates or replaces durable memory `name`; returns its key.
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn memory_set(name: &str, value: JsonB, scope: default!(&str, "'user'")) -> String {
-    let set = || -> Result<String> {
-        validate_name("name", name)?;
-        validate_value(&value)?;
-        let scope = self::scope(scope)?;
-        let boundary = current()?;
-        let key = boundary.memory_key(name, scope);
-        Spi::run_with_args(
-            "INSERT INTO boundary.memories AS m (scope, namespace, name, key, value, created_by, updated_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $6)
-             ON CONFLICT (tenant_id, key) DO UPDATE
-                SET value = excluded.value, updated_by = excluded.updated_by, updated_at = now()",
-            &[
-                scope.as_str().into(),
-                boundary.memory_namespace_for(scope).into(),
-                name.into(),
-                key.clone().into(),
-                value.into(),
-                boundary.user_id.clone().into(),
-            ],
-        )?;
-        Ok(key)
-    };
-    set().or_raise()
+fn memory_set(name: &str, value: JsonB, scope: default!(&str, "'user'")) -> SqlResult<String> {
+    validate_name("name", name)?;
+    validate_value(&value)?;
+    let scope = self::scope(scope)?;
+    let boundary = current()?;
+    let key = boundary.memory_key(name, scope);
+    Spi::run_with_args(
+        "INSERT INTO boundary.memories AS m (scope, namespace, name, key, value, created_by, updated_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $6)
+         ON CONFLICT (tenant_id, key) DO UPDATE
+            SET value = excluded.value, updated_by = excluded.updated_by, updated_at = now()",
+        &[
+            scope.as_str().into(),
+            boundary.memory_namespace_for(scope).into(),
+            name.into(),
+            key.clone().into(),
+            value.into(),
+            boundary.user_id.clone().into(),
+        ],
+    )
+    .map_err(BoundaryError::from)?;
+    Ok(key)
 }
 
 /// Durable memory `name`, or NULL.
 #[pg_extern(stable, parallel_safe)]
 #[search_path(pg_catalog, pg_temp)]
-fn memory_get(name: &str, scope: default!(&str, "'user'")) -> Option<JsonB> {
-    let get = || -> Result<Option<JsonB>> {
-        let key = key_of(name, scope)?;
-        lookup_value("SELECT value FROM boundary.memories WHERE key = $1", key)
-    };
-    get().or_raise()
+fn memory_get(name: &str, scope: default!(&str, "'user'")) -> SqlResult<Option<JsonB>> {
+    let key = key_of(name, scope)?;
+    Ok(lookup_value("SELECT value FROM boundary.memories WHERE key = $1", key)?)
 }
 
 /// Deletes durable memory `name`; true if there was one.
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn memory_delete(name: &str, scope: default!(&str, "'user'")) -> bool {
-    let delete = || -> Result<bool> {
-        let key = key_of(name, scope)?;
-        Ok(Spi::get_one_with_args::<i64>(
-            "WITH d AS (DELETE FROM boundary.memories WHERE key = $1 RETURNING 1) SELECT count(*) FROM d",
-            &[key.into()],
-        )?
-        .unwrap_or(0)
-            > 0)
-    };
-    delete().or_raise()
+fn memory_delete(name: &str, scope: default!(&str, "'user'")) -> SqlResult<bool> {
+    let key = key_of(name, scope)?;
+    Ok(Spi::get_one_with_args::<i64>(
+        "WITH d AS (DELETE FROM boundary.memories WHERE key = $1 RETURNING 1) SELECT count(*) FROM d",
+        &[key.into()],
+    )
+    .map_err(BoundaryError::from)?
+    .unwrap_or(0)
+        > 0)
 }
 
 /// The durable memory this boundary can see (its own and the workspace's), names starting with
 /// `prefix`, ordered by scope and name.
 #[pg_extern(stable, parallel_safe)]
 #[search_path(pg_catalog, pg_temp)]
+#[allow(clippy::type_complexity)] // pgrx reads the column names from this signature
 fn memory_list(
     prefix: default!(&str, "''"),
-) -> TableIterator<
-    'static,
-    (
-        name!(name, String),
-        name!(scope, String),
-        name!(value, JsonB),
-        name!(updated_at, TimestampWithTimeZone),
-    ),
+) -> std::result::Result<
+    TableIterator<
+        'static,
+        (
+            name!(name, String),
+            name!(scope, String),
+            name!(value, JsonB),
+            name!(updated_at, TimestampWithTimeZone),
+        ),
+    >,
+    ErrorReport,
 > {
     let list = || -> Result<Vec<_>> {
         if !prefix.is_empty() {
@@ -215,102 +213,98 @@ fn memory_list(
                 .collect()
         })
     };
-    TableIterator::new(list().or_raise())
+    Ok(TableIterator::new(list()?))
 }
 
 /// Sets run-state `name` for the boundary's run; it expires after `ttl`. Returns the expiry.
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn run_state_set(name: &str, value: JsonB, ttl: default!(Interval, "'1 hour'")) -> TimestampWithTimeZone {
-    let set = || -> Result<TimestampWithTimeZone> {
-        validate_name("name", name)?;
-        validate_value(&value)?;
-        let ttl = ttl_seconds(&ttl, MAX_RUN_STATE_TTL_SECS, "the limit is")?;
-        run_id(&*current()?)?;
-        upsert_returning_expiry(
-            "INSERT INTO boundary.run_state AS r (name, value, expires_at)
-             VALUES ($1, $2, statement_timestamp() + make_interval(secs => $3))
-             ON CONFLICT (tenant_id, workspace_id, user_id, run_id, name) DO UPDATE
-                SET value = excluded.value, expires_at = excluded.expires_at, updated_at = now()
-             RETURNING expires_at",
-            &[name.into(), value.into(), (ttl as f64).into()],
-        )
-    };
-    set().or_raise()
+fn run_state_set(
+    name: &str,
+    value: JsonB,
+    ttl: default!(Interval, "'1 hour'"),
+) -> SqlResult<TimestampWithTimeZone> {
+    validate_name("name", name)?;
+    validate_value(&value)?;
+    let ttl = ttl_seconds(&ttl, MAX_RUN_STATE_TTL_SECS, "the limit is")?;
+    run_id(&*current()?)?;
+    Ok(upsert_returning_expiry(
+        "INSERT INTO boundary.run_state AS r (name, value, expires_at)
+         VALUES ($1, $2, statement_timestamp() + make_interval(secs => $3))
+         ON CONFLICT (tenant_id, workspace_id, user_id, run_id, name) DO UPDATE
+            SET value = excluded.value, expires_at = excluded.expires_at, updated_at = now()
+         RETURNING expires_at",
+        &[name.into(), value.into(), (ttl as f64).into()],
+    )?)
 }
 
 /// Run-state `name` of the boundary's run, or NULL (also once it has expired).
 #[pg_extern(stable, parallel_safe)]
 #[search_path(pg_catalog, pg_temp)]
-fn run_state_get(name: &str) -> Option<JsonB> {
-    let get = || -> Result<Option<JsonB>> {
-        validate_name("name", name)?;
-        run_id(&*current()?)?;
-        lookup_value("SELECT value FROM boundary.run_state WHERE name = $1", name.to_string())
-    };
-    get().or_raise()
+fn run_state_get(name: &str) -> SqlResult<Option<JsonB>> {
+    validate_name("name", name)?;
+    run_id(&*current()?)?;
+    Ok(lookup_value("SELECT value FROM boundary.run_state WHERE name = $1", name.to_string())?)
 }
 
 /// Copies run-state `name` of the boundary's run into durable memory, recording the run it
 /// came from and who promoted it. The only way run state becomes memory. Returns the key.
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn promote(name: &str, scope: default!(&str, "'user'")) -> String {
-    let promote = || -> Result<String> {
-        validate_name("name", name)?;
-        let scope = self::scope(scope)?;
-        let boundary = current()?;
-        let run = run_id(&boundary)?;
-        let key = boundary.memory_key(name, scope);
-        let promoted = Spi::get_one_with_args::<i64>(
-            "WITH promoted AS (
-                INSERT INTO boundary.memories AS m
-                       (scope, namespace, name, key, value, created_by, updated_by, promoted_from_run)
-                SELECT $1, $2, r.name, $3, r.value, $4, $4, r.run_id
-                  FROM boundary.run_state r WHERE r.name = $5
-                ON CONFLICT (tenant_id, key) DO UPDATE
-                   SET value = excluded.value, updated_by = excluded.updated_by, updated_at = now(),
-                       promoted_from_run = excluded.promoted_from_run
-                RETURNING 1)
-             SELECT count(*) FROM promoted",
-            &[
-                scope.as_str().into(),
-                boundary.memory_namespace_for(scope).into(),
-                key.clone().into(),
-                boundary.user_id.clone().into(),
-                name.into(),
-            ],
-        )?
-        .unwrap_or(0);
-        if promoted == 0 {
-            return Err(BoundaryError::UndefinedObject(format!(
-                "run {} has no live run-state entry {:?} to promote",
-                truncate_for_message(&run),
-                truncate_for_message(name)
-            )));
-        }
-        let keys = vec![key.clone()];
-        crate::audit::record(
-            "promote",
-            Some(&boundary),
-            crate::audit::Event { memory_keys: keys, ..Default::default() },
-        )?;
-        Ok(key)
-    };
-    promote().or_raise()
+fn promote(name: &str, scope: default!(&str, "'user'")) -> SqlResult<String> {
+    validate_name("name", name)?;
+    let scope = self::scope(scope)?;
+    let boundary = current()?;
+    let run = run_id(&boundary)?;
+    let key = boundary.memory_key(name, scope);
+    let promoted = Spi::get_one_with_args::<i64>(
+        "WITH promoted AS (
+            INSERT INTO boundary.memories AS m
+                   (scope, namespace, name, key, value, created_by, updated_by, promoted_from_run)
+            SELECT $1, $2, r.name, $3, r.value, $4, $4, r.run_id
+              FROM boundary.run_state r WHERE r.name = $5
+            ON CONFLICT (tenant_id, key) DO UPDATE
+               SET value = excluded.value, updated_by = excluded.updated_by, updated_at = now(),
+                   promoted_from_run = excluded.promoted_from_run
+            RETURNING 1)
+         SELECT count(*) FROM promoted",
+        &[
+            scope.as_str().into(),
+            boundary.memory_namespace_for(scope).into(),
+            key.clone().into(),
+            boundary.user_id.clone().into(),
+            name.into(),
+        ],
+    )
+    .map_err(BoundaryError::from)?
+    .unwrap_or(0);
+    if promoted == 0 {
+        return Err(BoundaryError::UndefinedObject(format!(
+            "run {} has no live run-state entry {:?} to promote",
+            truncate_for_message(&run),
+            truncate_for_message(name)
+        ))
+        .into());
+    }
+    let keys = vec![key.clone()];
+    crate::audit::record(
+        "promote",
+        Some(&boundary),
+        crate::audit::Event { memory_keys: keys, ..Default::default() },
+    )?;
+    Ok(key)
 }
 
 /// Deletes expired run state and cache entries, all tenants at once; returns how many. Safe to
 /// schedule (e.g. with pg_cron); expired rows are already invisible before it runs.
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn purge_expired() -> i64 {
+fn purge_expired() -> SqlResult<i64> {
     Spi::get_one::<i64>(
         "WITH r AS (DELETE FROM boundary.run_state WHERE expires_at <= statement_timestamp() RETURNING 1),
               c AS (DELETE FROM boundary.cache WHERE expires_at <= statement_timestamp() RETURNING 1)
          SELECT (SELECT count(*) FROM r) + (SELECT count(*) FROM c)",
     )
-    .map_err(BoundaryError::from)
-    .and_then(|n| n.ok_or_else(|| BoundaryError::Internal("no count".into())))
-    .or_raise()
+    .map_err(BoundaryError::from)?
+    .ok_or_else(|| BoundaryError::Internal("no count".into()).into())
 }

@@ -18,11 +18,12 @@ mod tests {
 
 use crate::boundary::claims::Boundary;
 use crate::boundary::sealed_guc;
-use crate::error::{BoundaryError, OrRaise, Result};
+use crate::error::{BoundaryError, Result};
 use crate::gucs;
 use crate::pg::{catalog, guc};
 use crate::policy;
 use pgrx::datum::DatumWithOid;
+use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::spi::OwnedPreparedStatement;
 use pgrx::{AnyElement, PgRelation};
@@ -369,6 +370,7 @@ COMMENT ON FUNCTION boundary.vector_search(regclass, vector, integer, text, text
   'Exactly min(k, visible) nearest rows of the current boundary, filtered before ranking.';
 "#
 )]
+#[allow(clippy::type_complexity)] // pgrx reads the column names from this signature
 fn vector_search(
     tbl: Option<pg_sys::Oid>,
     query: Option<AnyElement>,
@@ -376,10 +378,13 @@ fn vector_search(
     metric: Option<&str>,
     embedding_column: Option<&str>,
     id_column: Option<&str>,
-) -> TableIterator<'static, (name!(id, Option<String>), name!(distance, Option<f64>))> {
-    let (hits, path) = search(tbl, query, k, metric, embedding_column, id_column).or_raise();
+) -> std::result::Result<
+    TableIterator<'static, (name!(id, Option<String>), name!(distance, Option<f64>))>,
+    ErrorReport,
+> {
+    let (hits, path) = search(tbl, query, k, metric, embedding_column, id_column)?;
     pgrx::debug1!("agent_boundary vector_search: {}", path.describe(hits.len()));
-    TableIterator::new(hits)
+    Ok(TableIterator::new(hits))
 }
 
 /// The indexes vector_search's plans use. Without `tenant`: a b-tree on the scope columns
@@ -396,36 +401,33 @@ fn vector_index(
     m: default!(i32, 16),
     ef_construction: default!(i32, 128),
     run: default!(bool, true),
-) -> SetOfIterator<'static, String> {
+) -> std::result::Result<SetOfIterator<'static, String>, ErrorReport> {
     let oid = catalog::release(tbl);
-    let index = || -> Result<Vec<String>> {
-        let invalid = BoundaryError::InvalidArgument;
-        let metric = Metric::parse(metric).map_err(invalid)?;
-        sql::validate_hnsw_options(m, ef_construction).map_err(invalid)?;
-        let (table, options) = policy::protected(oid, "run boundary.protect() on it first")?;
-        let scope = policy::plan(&table, &options)?.scope;
-        let (_, vector_schema) = vector_column(&table, oid, embedding_column)?;
-        let partial = tenant.map(|tenant| (scope.tenant.clone(), tenant.to_string()));
-        let scope_columns: Vec<String> = scope.columns().into_iter().map(|(c, _)| c.name.clone()).collect();
-        let statements = IndexRequest {
-            table: table.qualified.clone(),
-            relname: table.name.clone(),
-            schema: catalog::quote_ident(&table.schema),
-            embedding: embedding_column.to_string(),
-            metric,
-            m,
-            ef_construction,
-            scope_columns,
-            partial,
-            vector_schema,
+    let invalid = BoundaryError::InvalidArgument;
+    let metric = Metric::parse(metric).map_err(invalid)?;
+    sql::validate_hnsw_options(m, ef_construction).map_err(invalid)?;
+    let (table, options) = policy::protected(oid, "run boundary.protect() on it first")?;
+    let scope = policy::plan(&table, &options)?.scope;
+    let (_, vector_schema) = vector_column(&table, oid, embedding_column)?;
+    let partial = tenant.map(|tenant| (scope.tenant.clone(), tenant.to_string()));
+    let scope_columns: Vec<String> = scope.columns().into_iter().map(|(c, _)| c.name.clone()).collect();
+    let statements = IndexRequest {
+        table: table.qualified.clone(),
+        relname: table.name.clone(),
+        schema: catalog::quote_ident(&table.schema),
+        embedding: embedding_column.to_string(),
+        metric,
+        m,
+        ef_construction,
+        scope_columns,
+        partial,
+        vector_schema,
+    }
+    .statements();
+    if run {
+        for statement in &statements {
+            Spi::run(statement).map_err(BoundaryError::from)?;
         }
-        .statements();
-        if run {
-            for statement in &statements {
-                Spi::run(statement)?;
-            }
-        }
-        Ok(statements)
-    };
-    SetOfIterator::new(index().or_raise())
+    }
+    Ok(SetOfIterator::new(statements))
 }
