@@ -5,8 +5,8 @@
 --   psql -v ON_ERROR_STOP=1 -f examples/lookalike_tenants.sql <your database>
 --
 -- It creates: signing key 'demo-2026' (a random HMAC secret, generated in the database),
--- principals for alice@Northstar Dental (admin, pro, us) and alice@Northstar Design
--- (member, free, eu), the login role demo_agent (no BYPASSRLS), and public.tickets, protected
+-- principals for alice@Northstar Dental (admin, pro, us), bob@Northstar Dental (viewer) and
+-- alice@Northstar Design (member, free, eu), the login role demo_agent (no BYPASSRLS), and public.tickets, protected
 -- by boundary.protect(), with two rows per tenant. Re-running it resets all of that.
 \set ON_ERROR_STOP 1
 DO $$ BEGIN
@@ -18,10 +18,8 @@ DO $$ BEGIN
   END IF;
 END $$;
 
-SELECT boundary.register_principal('northstar-dental', 'support', 'alice', 'admin', 'pro', 'us',
-       ARRAY['search', 'crm'], ARRAY['tickets']);
-SELECT boundary.register_principal('northstar-design', 'support', 'alice', 'member', 'free', 'eu',
-       ARRAY['search'], ARRAY['tickets']);
+-- The principals every test layer uses too.
+\ir ../tests/fixtures/lookalike_tenants.sql
 
 DROP TABLE IF EXISTS public.tickets;
 CREATE TABLE public.tickets (

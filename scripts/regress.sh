@@ -28,7 +28,8 @@ tests=(setup)
 for file in "$src"/sql/[0-9]*.sql; do tests+=("$(basename "$file" .sql)"); done
 failed=()
 for t in "${tests[@]}"; do
-  "$PGBIN/psql" -X -a -q -d agent_boundary_regress < "$src/sql/$t.sql" > "$work/results/$t.out" 2>&1 || true
+  # From sql/, so that \i of the shared fixture (../../fixtures/) resolves.
+  (cd "$src/sql" && "$PGBIN/psql" -X -a -q -d agent_boundary_regress < "$t.sql") > "$work/results/$t.out" 2>&1 || true
   if diff -u "$src/expected/$t.out" "$work/results/$t.out" > "$work/results/$t.diff" 2>&1; then
     printf 'ok     %s\n' "$t"
     rm -f "$work/results/$t.diff"

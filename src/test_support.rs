@@ -24,18 +24,14 @@ pub fn one<T: FromDatum + IntoDatum>(sql: &str) -> Option<T> {
     Spi::get_one::<T>(sql).unwrap()
 }
 
-/// Two lookalike tenants, one key, an ordinary role `agent_tester` that can call enter().
+/// The lookalike tenants (tests/fixtures/lookalike_tenants.sql, shared by every test layer),
+/// one key, and an ordinary role `agent_tester` that can call enter().
 pub fn fixture() {
     try_sql("SELECT 1");
-    Spi::run(&format!(
-        "SELECT boundary.add_signing_key('test-k1', 'HS256', decode('{SECRET_HEX}', 'hex'));
-         SELECT boundary.register_principal('northstar-dental', 'support', 'alice', 'admin', 'pro', 'us',
-                ARRAY['search', 'crm'], ARRAY['tickets', 'kb']);
-         SELECT boundary.register_principal('northstar-design', 'support', 'alice', 'member', 'free', 'eu',
-                ARRAY['search'], ARRAY['tickets']);
-         CREATE ROLE agent_tester NOLOGIN NOBYPASSRLS;"
-    ))
-    .unwrap();
+    Spi::run(&format!("SELECT boundary.add_signing_key('test-k1', 'HS256', decode('{SECRET_HEX}', 'hex'))"))
+        .unwrap();
+    Spi::run(include_str!("../tests/fixtures/lookalike_tenants.sql")).unwrap();
+    Spi::run("CREATE ROLE agent_tester NOLOGIN NOBYPASSRLS").unwrap();
 }
 
 /// A token for `user` at `tenant` (workspace "support") with `role`, signed in the database;

@@ -7,7 +7,7 @@ The ordering of items is not stable, it is driven by a dependency graph.
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:22
+-- src/lib.rs:26
 -- bootstrap
 -- Runs first in the extension script. The control file puts everything in schema "boundary";
 -- if that schema already existed (CREATE EXTENSION then adopts it), whoever owns it could later
@@ -33,6 +33,25 @@ BEGIN
     END IF;
 END
 $bootstrap$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/boundary/keys.rs:21
+
+CREATE TABLE boundary.signing_keys (
+    kid         text PRIMARY KEY CHECK (kid ~ '^[A-Za-z0-9._-]{1,64}$'),
+    alg         text NOT NULL CHECK (alg IN ('HS256', 'HS384', 'HS512', 'EdDSA', 'ES256', 'RS256')),
+    verify_key  bytea NOT NULL,
+    signing_key bytea,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    retired_at  timestamptz,
+    CHECK (signing_key IS NULL OR alg NOT LIKE 'HS%')
+);
+COMMENT ON TABLE boundary.signing_keys IS
+  'Keys that verify boundary tokens. verify_key: the HMAC secret, or a public key (PEM). '
+  'signing_key: a private key (PEM), only when the database itself must sign. '
+  'No ordinary role can read this table.';
+SELECT pg_catalog.pg_extension_config_dump('boundary.signing_keys', '');
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -62,33 +81,14 @@ SELECT pg_catalog.pg_extension_config_dump('boundary.principals', '');
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/keys.rs:20
-
-CREATE TABLE boundary.signing_keys (
-    kid         text PRIMARY KEY CHECK (kid ~ '^[A-Za-z0-9._-]{1,64}$'),
-    alg         text NOT NULL CHECK (alg IN ('HS256', 'HS384', 'HS512', 'EdDSA', 'ES256', 'RS256')),
-    verify_key  bytea NOT NULL,
-    signing_key bytea,
-    created_at  timestamptz NOT NULL DEFAULT now(),
-    retired_at  timestamptz,
-    CHECK (signing_key IS NULL OR alg NOT LIKE 'HS%')
-);
-COMMENT ON TABLE boundary.signing_keys IS
-  'Keys that verify boundary tokens. verify_key: the HMAC secret, or a public key (PEM). '
-  'signing_key: a private key (PEM), only when the database itself must sign. '
-  'No ordinary role can read this table.';
-SELECT pg_catalog.pg_extension_config_dump('boundary.signing_keys', '');
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/boundary/keys.rs:148
+-- src/boundary/keys.rs:149
 -- agent_boundary::boundary::keys::add_signing_key
 CREATE  FUNCTION "add_signing_key"(
 	"kid" TEXT, /* & str */
 	"alg" TEXT, /* & str */
 	"key" bytea, /* & [u8] */
 	"signing_key" bytea DEFAULT NULL /* Option < & [u8] > */
-) RETURNS void
+) RETURNS VOID /* SqlResult < () > */
 VOLATILE SECURITY DEFINER PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
@@ -100,7 +100,7 @@ AS 'MODULE_PATHNAME', 'add_signing_key_wrapper';
 -- agent_boundary::tools::assert_datasource
 CREATE  FUNCTION "assert_datasource"(
 	"datasource_id" TEXT /* & str */
-) RETURNS TEXT /* String */
+) RETURNS TEXT /* SqlResult < String > */
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'assert_datasource_wrapper';
@@ -113,7 +113,7 @@ CREATE  FUNCTION "assert_in"(
 	"tbl" regclass, /* PgRelation */
 	"id" TEXT, /* & str */
 	"id_column" TEXT DEFAULT 'id' /* & str */
-) RETURNS TEXT /* String */
+) RETURNS TEXT /* SqlResult < String > */
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'assert_in_wrapper';
@@ -124,7 +124,7 @@ AS 'MODULE_PATHNAME', 'assert_in_wrapper';
 -- agent_boundary::tools::assert_tool
 CREATE  FUNCTION "assert_tool"(
 	"tool_id" TEXT /* & str */
-) RETURNS TEXT /* String */
+) RETURNS TEXT /* SqlResult < String > */
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'assert_tool_wrapper';
@@ -136,14 +136,14 @@ AS 'MODULE_PATHNAME', 'assert_tool_wrapper';
 CREATE  FUNCTION "auto_protect_object"(
 	"objid" oid, /* pg_sys :: Oid */
 	"object_type" TEXT /* & str */
-) RETURNS void
+) RETURNS VOID /* SqlResult < () > */
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'auto_protect_object_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:28
+-- src/policy/mod.rs:29
 -- requires:
 --   auto::auto_protect_object
 
@@ -336,9 +336,9 @@ $lint$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/audit.rs:231
+-- src/audit.rs:235
 -- agent_boundary::audit::blocked_events_total
-CREATE  FUNCTION "blocked_events_total"() RETURNS bigint /* i64 */
+CREATE  FUNCTION "blocked_events_total"() RETURNS bigint /* SqlResult < i64 > */
 STRICT STABLE SECURITY DEFINER PARALLEL SAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
@@ -346,11 +346,11 @@ AS 'MODULE_PATHNAME', 'blocked_events_total_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/cache.rs:115
+-- src/stores/cache.rs:113
 -- agent_boundary::stores::cache::cache_get
 CREATE  FUNCTION "cache_get"(
 	"key" TEXT /* & str */
-) RETURNS jsonb /* Option < JsonB > */
+) RETURNS jsonb /* SqlResult < Option < JsonB > > */
 STRICT STABLE PARALLEL SAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
@@ -364,7 +364,7 @@ CREATE  FUNCTION "cache_key"(
 	"namespace" TEXT, /* & str */
 	"input" TEXT, /* & str */
 	"prompt_version" TEXT /* & str */
-) RETURNS TEXT /* String */
+) RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
@@ -374,20 +374,20 @@ AS 'MODULE_PATHNAME', 'cache_key_wrapper';
 /* <begin connected objects> */
 -- src/stores/cache.rs:53
 -- agent_boundary::stores::cache::cache_prefix
-CREATE  FUNCTION "cache_prefix"() RETURNS TEXT /* String */
+CREATE  FUNCTION "cache_prefix"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'cache_prefix_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/cache.rs:95
+-- src/stores/cache.rs:92
 -- agent_boundary::stores::cache::cache_put
 CREATE  FUNCTION "cache_put"(
 	"key" TEXT, /* & str */
 	"value" jsonb, /* JsonB */
 	"ttl" interval DEFAULT '1 hour' /* Interval */
-) RETURNS timestamp with time zone /* TimestampWithTimeZone */
+) RETURNS timestamp with time zone /* SqlResult < TimestampWithTimeZone > */
 STRICT VOLATILE PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
@@ -406,18 +406,18 @@ AS 'MODULE_PATHNAME', 'compose_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:277
+-- src/boundary/mod.rs:276
 -- agent_boundary::boundary::current
-CREATE  FUNCTION "current"() RETURNS jsonb /* JsonB */
+CREATE  FUNCTION "current"() RETURNS jsonb /* SqlResult < JsonB > */
 STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'current_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:250
+-- src/boundary/mod.rs:249
 -- agent_boundary::boundary::datasource_ids
-CREATE  FUNCTION "datasource_ids"() RETURNS TEXT[] /* Vec < String > */
+CREATE  FUNCTION "datasource_ids"() RETURNS TEXT[] /* SqlResult < Vec < String > > */
 STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'datasource_ids_wrapper';
@@ -429,7 +429,7 @@ AS 'MODULE_PATHNAME', 'datasource_ids_wrapper';
 CREATE  FUNCTION "enter"(
 	"token" TEXT, /* & str */
 	"scope" TEXT DEFAULT 'transaction' /* & str */
-) RETURNS jsonb /* BoundaryJsonb */
+) RETURNS jsonb /* SqlResult < BoundaryJsonb > */
 STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
@@ -437,21 +437,21 @@ AS 'MODULE_PATHNAME', 'enter_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:197
+-- src/boundary/mod.rs:195
 -- agent_boundary::boundary::exit
-CREATE  FUNCTION "exit"() RETURNS void
+CREATE  FUNCTION "exit"() RETURNS VOID /* SqlResult < () > */
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'exit_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/keys.rs:156
+-- src/boundary/keys.rs:162
 -- agent_boundary::boundary::keys::generate_signing_key
 CREATE  FUNCTION "generate_signing_key"(
 	"kid" TEXT, /* & str */
 	"alg" TEXT DEFAULT 'HS256' /* & str */
-) RETURNS TEXT /* String */
+) RETURNS TEXT /* SqlResult < String > */
 STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
@@ -459,7 +459,7 @@ AS 'MODULE_PATHNAME', 'generate_signing_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:206
+-- src/boundary/mod.rs:205
 -- agent_boundary::boundary::is_active
 CREATE  FUNCTION "is_active"() RETURNS bool /* bool */
 STRICT STABLE PARALLEL SAFE
@@ -479,7 +479,7 @@ AS 'MODULE_PATHNAME', 'key_part_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/keys.rs:201
+-- src/boundary/keys.rs:204
 -- agent_boundary::boundary::keys::list_signing_keys
 CREATE  FUNCTION "list_signing_keys"() RETURNS TABLE (
 	"kid" TEXT,  /* String */
@@ -495,12 +495,12 @@ AS 'MODULE_PATHNAME', 'list_signing_keys_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:163
+-- src/stores/memory.rs:159
 -- agent_boundary::stores::memory::memory_delete
 CREATE  FUNCTION "memory_delete"(
 	"name" TEXT, /* & str */
 	"scope" TEXT DEFAULT 'user' /* & str */
-) RETURNS bool /* bool */
+) RETURNS bool /* SqlResult < bool > */
 STRICT VOLATILE PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
@@ -508,12 +508,12 @@ AS 'MODULE_PATHNAME', 'memory_delete_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:152
+-- src/stores/memory.rs:151
 -- agent_boundary::stores::memory::memory_get
 CREATE  FUNCTION "memory_get"(
 	"name" TEXT, /* & str */
 	"scope" TEXT DEFAULT 'user' /* & str */
-) RETURNS jsonb /* Option < JsonB > */
+) RETURNS jsonb /* SqlResult < Option < JsonB > > */
 STRICT STABLE PARALLEL SAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
@@ -521,12 +521,12 @@ AS 'MODULE_PATHNAME', 'memory_get_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:116
+-- src/stores/memory.rs:117
 -- agent_boundary::stores::memory::memory_key
 CREATE  FUNCTION "memory_key"(
 	"name" TEXT, /* & str */
 	"scope" TEXT DEFAULT 'user' /* & str */
-) RETURNS TEXT /* String */
+) RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
@@ -534,7 +534,7 @@ AS 'MODULE_PATHNAME', 'memory_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:180
+-- src/stores/memory.rs:174
 -- agent_boundary::stores::memory::memory_list
 CREATE  FUNCTION "memory_list"(
 	"prefix" TEXT DEFAULT '' /* & str */
@@ -551,22 +551,22 @@ AS 'MODULE_PATHNAME', 'memory_list_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:255
+-- src/boundary/mod.rs:254
 -- agent_boundary::boundary::memory_namespace
-CREATE  FUNCTION "memory_namespace"() RETURNS TEXT /* String */
+CREATE  FUNCTION "memory_namespace"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'memory_namespace_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:123
+-- src/stores/memory.rs:124
 -- agent_boundary::stores::memory::memory_set
 CREATE  FUNCTION "memory_set"(
 	"name" TEXT, /* & str */
 	"value" jsonb, /* JsonB */
 	"scope" TEXT DEFAULT 'user' /* & str */
-) RETURNS TEXT /* String */
+) RETURNS TEXT /* SqlResult < String > */
 STRICT VOLATILE PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
@@ -574,21 +574,21 @@ AS 'MODULE_PATHNAME', 'memory_set_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:235
+-- src/boundary/mod.rs:234
 -- agent_boundary::boundary::plan
-CREATE  FUNCTION "plan"() RETURNS TEXT /* & '_ str */
+CREATE  FUNCTION "plan"() RETURNS TEXT /* SqlResult < & '_ str > */
 STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'plan_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:256
+-- src/stores/memory.rs:252
 -- agent_boundary::stores::memory::promote
 CREATE  FUNCTION "promote"(
 	"name" TEXT, /* & str */
 	"scope" TEXT DEFAULT 'user' /* & str */
-) RETURNS TEXT /* String */
+) RETURNS TEXT /* SqlResult < String > */
 STRICT VOLATILE PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
@@ -596,16 +596,16 @@ AS 'MODULE_PATHNAME', 'promote_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:270
+-- src/boundary/mod.rs:269
 -- agent_boundary::boundary::prompt_version
-CREATE  FUNCTION "prompt_version"() RETURNS TEXT /* Option < String > */
+CREATE  FUNCTION "prompt_version"() RETURNS TEXT /* SqlResult < Option < String > > */
 STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'prompt_version_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:213
+-- src/policy/mod.rs:214
 -- agent_boundary::policy::protect
 CREATE  FUNCTION "protect"(
 	"tbl" regclass, /* PgRelation */
@@ -621,9 +621,9 @@ AS 'MODULE_PATHNAME', 'protect_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:305
+-- src/stores/memory.rs:300
 -- agent_boundary::stores::memory::purge_expired
-CREATE  FUNCTION "purge_expired"() RETURNS bigint /* i64 */
+CREATE  FUNCTION "purge_expired"() RETURNS bigint /* SqlResult < i64 > */
 STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
@@ -631,9 +631,9 @@ AS 'MODULE_PATHNAME', 'purge_expired_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:240
+-- src/boundary/mod.rs:239
 -- agent_boundary::boundary::region
-CREATE  FUNCTION "region"() RETURNS TEXT /* & '_ str */
+CREATE  FUNCTION "region"() RETURNS TEXT /* SqlResult < & '_ str > */
 STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'region_wrapper';
@@ -651,7 +651,7 @@ CREATE  FUNCTION "register_principal"(
 	"region" TEXT DEFAULT 'us', /* & str */
 	"tool_ids" TEXT[] DEFAULT '{}', /* Vec < Option < String > > */
 	"datasource_ids" TEXT[] DEFAULT '{}' /* Vec < Option < String > > */
-) RETURNS void
+) RETURNS VOID /* SqlResult < () > */
 STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
@@ -659,7 +659,7 @@ AS 'MODULE_PATHNAME', 'register_principal_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:245
+-- src/policy/mod.rs:243
 -- agent_boundary::policy::reprotect
 CREATE  FUNCTION "reprotect"(
 	"tbl" regclass /* PgRelation */
@@ -670,11 +670,11 @@ AS 'MODULE_PATHNAME', 'reprotect_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/jobs.rs:87
+-- src/boundary/jobs.rs:84
 -- agent_boundary::boundary::jobs::resume
 CREATE  FUNCTION "resume"(
 	"job_token" TEXT /* & str */
-) RETURNS jsonb /* BoundaryJsonb */
+) RETURNS jsonb /* SqlResult < BoundaryJsonb > */
 STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
@@ -682,11 +682,11 @@ AS 'MODULE_PATHNAME', 'resume_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/keys.rs:181
+-- src/boundary/keys.rs:185
 -- agent_boundary::boundary::keys::retire_signing_key
 CREATE  FUNCTION "retire_signing_key"(
 	"kid" TEXT /* & str */
-) RETURNS void
+) RETURNS VOID /* SqlResult < () > */
 STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
@@ -694,13 +694,13 @@ AS 'MODULE_PATHNAME', 'retire_signing_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/registry.rs:133
+-- src/boundary/registry.rs:131
 -- agent_boundary::boundary::registry::revoke
 CREATE  FUNCTION "revoke"(
 	"tenant_id" TEXT, /* & str */
 	"workspace_id" TEXT DEFAULT NULL, /* Option < & str > */
 	"user_id" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS bigint /* i64 */
+) RETURNS bigint /* SqlResult < i64 > */
 VOLATILE SECURITY DEFINER PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
@@ -708,29 +708,29 @@ AS 'MODULE_PATHNAME', 'revoke_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:230
+-- src/boundary/mod.rs:229
 -- agent_boundary::boundary::role
-CREATE  FUNCTION "role"() RETURNS TEXT /* & '_ str */
+CREATE  FUNCTION "role"() RETURNS TEXT /* SqlResult < & '_ str > */
 STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'role_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:265
+-- src/boundary/mod.rs:264
 -- agent_boundary::boundary::run_id
-CREATE  FUNCTION "run_id"() RETURNS TEXT /* Option < String > */
+CREATE  FUNCTION "run_id"() RETURNS TEXT /* SqlResult < Option < String > > */
 STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'run_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:243
+-- src/stores/memory.rs:242
 -- agent_boundary::stores::memory::run_state_get
 CREATE  FUNCTION "run_state_get"(
 	"name" TEXT /* & str */
-) RETURNS jsonb /* Option < JsonB > */
+) RETURNS jsonb /* SqlResult < Option < JsonB > > */
 STRICT STABLE PARALLEL SAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
@@ -738,13 +738,13 @@ AS 'MODULE_PATHNAME', 'run_state_get_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:222
+-- src/stores/memory.rs:220
 -- agent_boundary::stores::memory::run_state_set
 CREATE  FUNCTION "run_state_set"(
 	"name" TEXT, /* & str */
 	"value" jsonb, /* JsonB */
 	"ttl" interval DEFAULT '1 hour' /* Interval */
-) RETURNS timestamp with time zone /* TimestampWithTimeZone */
+) RETURNS timestamp with time zone /* SqlResult < TimestampWithTimeZone > */
 STRICT VOLATILE PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
@@ -752,13 +752,13 @@ AS 'MODULE_PATHNAME', 'run_state_set_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/keys.rs:238
+-- src/boundary/keys.rs:244
 -- agent_boundary::boundary::keys::sign
 CREATE  FUNCTION "sign"(
 	"claims" jsonb, /* JsonB */
 	"ttl" interval DEFAULT '5 minutes', /* pgrx :: datum :: Interval */
 	"kid" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS TEXT /* String */
+) RETURNS TEXT /* SqlResult < String > */
 VOLATILE SECURITY DEFINER PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
@@ -770,7 +770,7 @@ AS 'MODULE_PATHNAME', 'sign_wrapper';
 -- agent_boundary::boundary::jobs::snapshot
 CREATE  FUNCTION "snapshot"(
 	"ttl" interval DEFAULT '1 hour' /* pgrx :: datum :: Interval */
-) RETURNS TEXT /* String */
+) RETURNS TEXT /* SqlResult < String > */
 STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
@@ -778,9 +778,9 @@ AS 'MODULE_PATHNAME', 'snapshot_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:215
+-- src/boundary/mod.rs:214
 -- agent_boundary::boundary::tenant_id
-CREATE  FUNCTION "tenant_id"() RETURNS TEXT /* String */
+CREATE  FUNCTION "tenant_id"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'tenant_id_wrapper';
@@ -840,25 +840,25 @@ GRANT SELECT ON boundary.audit_log TO PUBLIC;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:245
+-- src/boundary/mod.rs:244
 -- agent_boundary::boundary::tool_ids
-CREATE  FUNCTION "tool_ids"() RETURNS TEXT[] /* Vec < String > */
+CREATE  FUNCTION "tool_ids"() RETURNS TEXT[] /* SqlResult < Vec < String > > */
 STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'tool_ids_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:260
+-- src/boundary/mod.rs:259
 -- agent_boundary::boundary::trace_id
-CREATE  FUNCTION "trace_id"() RETURNS TEXT /* Option < String > */
+CREATE  FUNCTION "trace_id"() RETURNS TEXT /* SqlResult < Option < String > > */
 STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'trace_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:281
+-- src/policy/mod.rs:276
 -- agent_boundary::policy::unprotect
 CREATE  FUNCTION "unprotect"(
 	"tbl" regclass /* PgRelation */
@@ -869,16 +869,16 @@ AS 'MODULE_PATHNAME', 'unprotect_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:225
+-- src/boundary/mod.rs:224
 -- agent_boundary::boundary::user_id
-CREATE  FUNCTION "user_id"() RETURNS TEXT /* String */
+CREATE  FUNCTION "user_id"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'user_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/vector/mod.rs:390
+-- src/vector/mod.rs:395
 -- agent_boundary::vector::vector_index
 CREATE  FUNCTION "vector_index"(
 	"tbl" regclass, /* PgRelation */
@@ -895,7 +895,7 @@ AS 'MODULE_PATHNAME', 'vector_index_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/vector/mod.rs:354
+-- src/vector/mod.rs:355
 -- agent_boundary::vector::vector_search
 
 CREATE FUNCTION boundary.vector_search(
@@ -913,9 +913,9 @@ COMMENT ON FUNCTION boundary.vector_search(regclass, vector, integer, text, text
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:220
+-- src/boundary/mod.rs:219
 -- agent_boundary::boundary::workspace_id
-CREATE  FUNCTION "workspace_id"() RETURNS TEXT /* String */
+CREATE  FUNCTION "workspace_id"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'workspace_id_wrapper';
@@ -955,7 +955,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.cache TO PUBLIC;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:21
+-- src/stores/memory.rs:22
 -- requires:
 --   policy::protect
 --   boundary::tenant_id
@@ -1051,7 +1051,7 @@ ALTER TABLE boundary.principals ENABLE ALWAYS TRIGGER forget_verified;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:23
+-- src/lib.rs:27
 -- finalize
 -- Minimal grants, applied after every object exists.
 --

@@ -29,14 +29,12 @@ pub const APP_KID: &str = "app-2026";
 pub const APP_SECRET: &[u8] = b"integration-test-secret-0123456789abcdef";
 
 /// What every suite starts from: the extension, the app key, and the lookalike tenants'
-/// principals (same workspace name, same user name, different role, plan and region).
-pub const BASE_FIXTURE: &str = r#"
-CREATE EXTENSION agent_boundary CASCADE;
-SELECT boundary.add_signing_key('app-2026', 'HS256', convert_to('integration-test-secret-0123456789abcdef', 'UTF8'));
-SELECT boundary.register_principal('northstar-dental', 'support', 'alice', 'admin',  'pro',  'us', ARRAY['search', 'crm'], ARRAY['tickets']);
-SELECT boundary.register_principal('northstar-dental', 'support', 'bob',   'viewer', 'pro',  'us', ARRAY['search'], ARRAY['tickets']);
-SELECT boundary.register_principal('northstar-design', 'support', 'alice', 'member', 'free', 'eu', ARRAY['search'], ARRAY['tickets']);
-"#;
+/// principals (tests/fixtures/lookalike_tenants.sql, shared by every test layer).
+pub const BASE_FIXTURE: &str = concat!(
+    "CREATE EXTENSION agent_boundary CASCADE;\n",
+    "SELECT boundary.add_signing_key('app-2026', 'HS256', convert_to('integration-test-secret-0123456789abcdef', 'UTF8'));\n",
+    include_str!("../fixtures/lookalike_tenants.sql"),
+);
 
 static SHARED: OnceLock<Cluster> = OnceLock::new();
 

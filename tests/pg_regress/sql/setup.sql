@@ -2,10 +2,7 @@
 -- fixed test secret, two lookalike tenants, an ordinary role, and a table with a tenant policy.
 CREATE EXTENSION agent_boundary CASCADE;
 SELECT boundary.add_signing_key('regress-k1', 'HS256', convert_to('regress-secret-0123456789-abcdefghij', 'UTF8'));
-SELECT boundary.register_principal('northstar-dental', 'support', 'alice', 'admin', 'pro', 'us',
-       ARRAY['search', 'crm'], ARRAY['tickets', 'kb']);
-SELECT boundary.register_principal('northstar-design', 'support', 'alice', 'member', 'free', 'eu',
-       ARRAY['search'], ARRAY['tickets']);
+\i ../../fixtures/lookalike_tenants.sql
 DO $$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'regress_agent') THEN
     CREATE ROLE regress_agent NOLOGIN NOBYPASSRLS;
