@@ -7,17 +7,19 @@ const SECRET_HEX: &str = "6167656e745f626f756e646172795f746573745f7365637265745f
 
 /// Runs `sql` in a subtransaction; returns "ok" or "SQLSTATE: message".
 pub fn try_sql(sql: &str) -> String {
-    // Created once per test transaction, before any SET ROLE, and callable after it.
-    let missing = one::<bool>("SELECT to_regprocedure('pg_temp.try_sql(text)') IS NULL");
+    // Created once per test transaction, before any SET ROLE, and callable after it. Not in
+    // pg_temp: boundary.enter() refuses sessions that hold temporary objects.
+    let missing = one::<bool>("SELECT to_regprocedure('tests.try_sql(text)') IS NULL");
     if missing == Some(true) {
+        Spi::run("GRANT USAGE ON SCHEMA tests TO PUBLIC").unwrap();
         Spi::run(
-            "CREATE FUNCTION pg_temp.try_sql(q text) RETURNS text LANGUAGE plpgsql AS $$
+            "CREATE FUNCTION tests.try_sql(q text) RETURNS text LANGUAGE plpgsql AS $$
          BEGIN EXECUTE q; RETURN 'ok';
          EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE || ': ' || SQLERRM; END $$",
         )
         .unwrap();
     }
-    Spi::get_one_with_args::<String>("SELECT pg_temp.try_sql($1)", &[sql.into()]).unwrap().unwrap()
+    Spi::get_one_with_args::<String>("SELECT tests.try_sql($1)", &[sql.into()]).unwrap().unwrap()
 }
 
 pub fn one<T: FromDatum + IntoDatum>(sql: &str) -> Option<T> {

@@ -57,6 +57,7 @@ fn find_in(oid: pg_sys::Oid, id: &str, id_column: &str) -> Result<String> {
 /// boundary; otherwise raises 42501 `resource <table>:<id> is outside current boundary`, the
 /// same whether the row belongs to another tenant, does not exist, or `id` is malformed.
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 fn assert_in(tbl: PgRelation, id: &str, id_column: default!(&str, "'id'")) -> SqlResult<String> {
     let oid = catalog::release(tbl);
     Ok(find_in(oid, id, id_column)?)
@@ -73,6 +74,7 @@ fn assert_listed(kind: &str, id: &str, allowed: fn(&Boundary) -> &Vec<String>) -
 /// Returns `tool_id` when the boundary allows that tool; otherwise raises 42501
 /// `tool <id> is outside current boundary`.
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 fn assert_tool(tool_id: &str) -> SqlResult<String> {
     Ok(assert_listed("tool", tool_id, |b| &b.tool_ids)?)
 }
@@ -80,6 +82,7 @@ fn assert_tool(tool_id: &str) -> SqlResult<String> {
 /// Returns `datasource_id` when the boundary allows that datasource; otherwise raises 42501
 /// `datasource <id> is outside current boundary`.
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 fn assert_datasource(datasource_id: &str) -> SqlResult<String> {
     Ok(assert_listed("datasource", datasource_id, |b| &b.datasource_ids)?)
 }

@@ -1,4 +1,4 @@
-//! docs/attacks.md, rows 1–12, 14–20 and 22, each tried against a real server with two
+//! docs/attacks.md, rows 1–12, 14–20, 22 and 27–29, each tried against a real server with two
 //! lookalike tenants and tables protected by `boundary.protect()`. (Rows 13 and 15 for the
 //! boundary itself are in tests/boundary.rs.) Each trial asserts exact rows, or SQLSTATE and
 //! message, or — where PostgreSQL cannot close the hole — that the lint reports it.
@@ -164,6 +164,8 @@ async fn views_over_protected_tables_check_the_callers_policies() {
 // 4 -------------------------------------------------------------------------------------------
 async fn a_leaky_function_only_ever_sees_the_boundarys_rows() {
     let (agent, notices) = connect_with_notices(cluster().config("agent")).await.unwrap();
+    // Made inside the boundary: a session holding temporary objects cannot enter one.
+    begin_in(&agent, &dental_alice()).await;
     agent
         .batch_execute(
             "CREATE FUNCTION pg_temp.peek(text) RETURNS boolean LANGUAGE plpgsql COST 0.0000001 AS
@@ -171,7 +173,6 @@ async fn a_leaky_function_only_ever_sees_the_boundarys_rows() {
         )
         .await
         .unwrap();
-    begin_in(&agent, &dental_alice()).await;
     let rows = column(&agent, "SELECT subject FROM public.tickets WHERE pg_temp.peek(subject) ORDER BY id")
         .await
         .unwrap();
@@ -382,15 +383,21 @@ async fn upsert_and_merge_cannot_reach_another_tenants_rows() {
 
 // 11 ------------------------------------------------------------------------------------------
 async fn prepared_statements_generic_plans_functions_and_ctes_follow_the_current_boundary() {
+    admin()
+        .await
+        .batch_execute(
+            "CREATE FUNCTION public.subjects() RETURNS SETOF text LANGUAGE sql STABLE
+                 AS 'SELECT id || '' '' || subject FROM public.tickets ORDER BY id';
+             CREATE FUNCTION public.subjects_plpgsql() RETURNS SETOF text LANGUAGE plpgsql STABLE
+                 AS $$ BEGIN RETURN QUERY SELECT id || ' ' || subject FROM public.tickets ORDER BY id; END $$",
+        )
+        .await
+        .unwrap();
     let agent = cluster().connect("agent").await;
     agent
         .batch_execute(
             "SET plan_cache_mode = force_generic_plan;
-             PREPARE q AS SELECT id || ' ' || subject FROM public.tickets ORDER BY id;
-             CREATE FUNCTION pg_temp.subjects() RETURNS SETOF text LANGUAGE sql STABLE
-                 AS 'SELECT id || '' '' || subject FROM public.tickets ORDER BY id';
-             CREATE FUNCTION pg_temp.subjects_plpgsql() RETURNS SETOF text LANGUAGE plpgsql STABLE
-                 AS $$ BEGIN RETURN QUERY SELECT id || ' ' || subject FROM public.tickets ORDER BY id; END $$",
+             PREPARE q AS SELECT id || ' ' || subject FROM public.tickets ORDER BY id;",
         )
         .await
         .unwrap();
@@ -399,8 +406,8 @@ async fn prepared_statements_generic_plans_functions_and_ctes_follow_the_current
     for (token, rows) in [(dental_alice(), DENTAL), (design_alice(), DESIGN), (dental_alice(), DENTAL)] {
         begin_in(&agent, &token).await;
         assert_eq!(column(&agent, "EXECUTE q").await.unwrap(), rows);
-        assert_eq!(column(&agent, "SELECT pg_temp.subjects()").await.unwrap(), rows);
-        assert_eq!(column(&agent, "SELECT pg_temp.subjects_plpgsql()").await.unwrap(), rows);
+        assert_eq!(column(&agent, "SELECT public.subjects()").await.unwrap(), rows);
+        assert_eq!(column(&agent, "SELECT public.subjects_plpgsql()").await.unwrap(), rows);
         assert_eq!(
             column(&agent, "WITH t AS MATERIALIZED (SELECT * FROM public.tickets) SELECT id || ' ' || subject FROM t ORDER BY id")
                 .await
@@ -418,10 +425,11 @@ async fn prepared_statements_generic_plans_functions_and_ctes_follow_the_current
         agent.batch_execute("COMMIT").await.unwrap();
     }
     assert_refused(column(&agent, "EXECUTE q").await, "42501", NO_BOUNDARY);
+    admin().await.batch_execute("DROP FUNCTION public.subjects(), public.subjects_plpgsql()").await.unwrap();
 }
 
-// 12 ------------------------------------------------------------------------------------------
-async fn cursors_never_carry_rows_across_boundaries() {
+/// A Dental transaction with a cursor open over its tickets, one row fetched, and a savepoint.
+async fn dental_transaction_with_open_cursor() -> Client {
     let agent = cluster().connect("agent").await;
     begin_in(&agent, &dental_alice()).await;
     agent
@@ -430,43 +438,52 @@ async fn cursors_never_carry_rows_across_boundaries() {
         .unwrap();
     assert_eq!(column(&agent, "FETCH 1 FROM c").await.unwrap(), ["1 Crown fitting follow-up"]);
     agent.batch_execute("SAVEPOINT switch").await.unwrap();
+    agent
+}
+
+// 12 ------------------------------------------------------------------------------------------
+async fn cursors_never_carry_rows_across_boundaries() {
+    let agent = cluster().connect("agent").await;
+    // The same principal with narrower rights (a viewer token): different rows for writes, so
+    // the cursor guard, not the one-principal rule, is what refuses.
+    let dental_viewer = app_token("northstar-dental", "support", "alice", "viewer", json!({}));
+    // enter
+    let first = dental_transaction_with_open_cursor().await;
     assert_refused(
-        enter(&agent, &design_alice()).await,
+        enter(&first, &dental_viewer).await,
         "42501",
         "cannot switch to another agent boundary while 1 cursor(s) are open",
     );
-    agent.batch_execute("ROLLBACK TO SAVEPOINT switch").await.unwrap();
-    assert_eq!(
-        column(&agent, "FETCH ALL FROM c").await.unwrap(),
-        ["2 Renewal risk: billing dispute", "4 Implant consult"]
-    );
-    agent.batch_execute("ROLLBACK").await.unwrap();
-    // A queued job resumed on this transaction is another way onto it: the same guard holds.
-    let design_job = {
-        let designer = cluster().connect("agent").await;
-        begin_in(&designer, &design_alice()).await;
-        let job = column(&designer, "SELECT boundary.snapshot('10 minutes')").await.unwrap().remove(0);
-        designer.batch_execute("COMMIT").await.unwrap();
+    // resume: a queued job is another way onto the transaction, through the same admit()
+    let viewer_job = {
+        let worker = cluster().connect("agent").await;
+        begin_in(&worker, &dental_viewer).await;
+        let job = column(&worker, "SELECT boundary.snapshot('10 minutes')").await.unwrap().remove(0);
+        worker.batch_execute("COMMIT").await.unwrap();
         job
     };
-    begin_in(&agent, &dental_alice()).await;
-    agent
-        .batch_execute("DECLARE c CURSOR FOR SELECT id || ' ' || subject FROM public.tickets ORDER BY id")
-        .await
-        .unwrap();
-    assert_eq!(column(&agent, "FETCH 1 FROM c").await.unwrap(), ["1 Crown fitting follow-up"]);
-    agent.batch_execute("SAVEPOINT switch").await.unwrap();
+    let second = dental_transaction_with_open_cursor().await;
     assert_refused(
-        agent.query_typed_one("SELECT boundary.resume($1)::text", &[(&design_job, Type::TEXT)]).await,
+        second.query_typed_one("SELECT boundary.resume($1)::text", &[(&viewer_job, Type::TEXT)]).await,
         "42501",
         "cannot switch to another agent boundary while 1 cursor(s) are open",
     );
-    agent.batch_execute("ROLLBACK TO SAVEPOINT switch").await.unwrap();
-    assert_eq!(
-        column(&agent, "FETCH ALL FROM c").await.unwrap(),
-        ["2 Renewal risk: billing dispute", "4 Implant consult"]
+    // exit: leaving the boundary mid-cursor is refused too
+    let third = dental_transaction_with_open_cursor().await;
+    assert_refused(
+        third.batch_execute("SELECT boundary.exit()").await,
+        "42501",
+        "cannot leave the agent boundary while 1 cursor(s) are open",
     );
-    agent.batch_execute("ROLLBACK").await.unwrap();
+    for client in [&first, &second, &third] {
+        client.batch_execute("ROLLBACK TO SAVEPOINT switch").await.unwrap();
+        assert_eq!(
+            column(client, "FETCH ALL FROM c").await.unwrap(),
+            ["2 Renewal risk: billing dispute", "4 Implant consult"],
+            "the cursor still reads only the boundary it was opened under"
+        );
+        client.batch_execute("ROLLBACK").await.unwrap();
+    }
     // Re-entering the same boundary with a cursor open is fine.
     begin_in(&agent, &dental_alice()).await;
     agent.batch_execute("DECLARE c CURSOR FOR SELECT 1").await.unwrap();
@@ -489,6 +506,233 @@ async fn cursors_never_carry_rows_across_boundaries() {
         "a WITH HOLD cursor cannot read data guarded by an agent boundary",
     );
     assert_refused(column(&agent, "FETCH ALL FROM h").await, "34000", "cursor \"h\" does not exist");
+}
+
+// 27 ------------------------------------------------------------------------------------------
+/// Temporary look-alikes of what the extension's SQL names: types (a domain `text` whose CHECK
+/// calls a spy), a view shadowing a catalog, a table shadowing a protected one. Every call
+/// records itself in `spied`.
+const PLANT: &str = "
+    CREATE TEMP TABLE spied (what text);
+    CREATE FUNCTION pg_temp.spy(anyelement) RETURNS boolean LANGUAGE sql
+        AS $$ INSERT INTO pg_temp.spied VALUES (pg_catalog.pg_typeof($1)::pg_catalog.text); SELECT true $$;
+    CREATE DOMAIN pg_temp.text AS pg_catalog.text CHECK (pg_temp.spy(VALUE));
+    CREATE DOMAIN pg_temp.jsonb AS pg_catalog.jsonb CHECK (pg_temp.spy(VALUE));
+    CREATE DOMAIN pg_temp.uuid AS pg_catalog.uuid CHECK (pg_temp.spy(VALUE));
+    CREATE DOMAIN pg_temp.regclass AS pg_catalog.regclass CHECK (pg_temp.spy(VALUE));
+    CREATE DOMAIN pg_temp.interval AS pg_catalog.interval CHECK (pg_temp.spy(VALUE));
+    CREATE TEMP VIEW pg_cursors AS SELECT 'planted'::pg_catalog.text AS name WHERE pg_temp.spy(1);
+    CREATE TEMP TABLE tickets (tenant_id pg_catalog.text, id int8, subject pg_catalog.text);";
+
+async fn planted_temporary_shadows_never_run_inside_extension_sql() {
+    let agent = cluster().connect("agent").await;
+    begin_in(&agent, &dental_alice()).await;
+    agent.batch_execute(PLANT).await.unwrap();
+    // Every public function an agent can call, under its boundary, with the shadows in place.
+    for call in [
+        "SELECT boundary.assert_in('public.tickets', '1')",
+        "SELECT boundary.assert_tool('search'), boundary.assert_datasource('tickets')",
+        "SELECT boundary.tenant_id(), boundary.current()::pg_catalog.text, boundary.is_active()",
+        "SELECT boundary.memory_set('planted-check', '{\"v\": 1}'), boundary.memory_get('planted-check')",
+        "SELECT boundary.memory_key('planted-check'), boundary.memory_delete('planted-check')",
+        "SELECT boundary.cache_put(boundary.cache_key('ns', 'q', 'v1'), '1')",
+        "SELECT boundary.cache_get(boundary.cache_key('ns', 'q', 'v1'))",
+        "SELECT count(*) FROM boundary.memory_list()",
+        "SELECT boundary.snapshot('1 minute') IS NOT NULL",
+        "SELECT boundary.compose_key('a', 'b'), boundary.key_part('c:d')",
+        "SELECT count(*) FROM boundary.unprotected_tables()",
+    ] {
+        agent.batch_execute(call).await.unwrap_or_else(|e| panic!("{call}: {e}"));
+    }
+    assert_eq!(
+        column(&agent, "SELECT boundary.assert_in('public.tickets', '2')").await.unwrap(),
+        ["2"],
+        "the result is the real table's, not the planted one's"
+    );
+    assert_eq!(
+        column(&agent, "SELECT count(*) FROM pg_temp.spied").await.unwrap(),
+        ["0"],
+        "no planted code ran inside extension SQL"
+    );
+    agent.batch_execute("SELECT boundary.exit()").await.unwrap();
+    assert_eq!(column(&agent, "SELECT count(*) FROM pg_temp.spied").await.unwrap(), ["0"]);
+    agent.batch_execute("ROLLBACK").await.unwrap();
+}
+
+// 28 ------------------------------------------------------------------------------------------
+/// Through pgbouncer in transaction mode with one server connection (no reset query, the worst
+/// case): Design's request leaves temporary objects named like the protected tables; Dental's
+/// next request on that connection is refused at enter, and once the connection is reset it
+/// reads and writes the real tables only.
+async fn objects_planted_on_a_pooled_connection_never_answer_the_next_boundary() {
+    let bouncer = Pgbouncer::start(cluster(), "transaction", 1, &["agent"]);
+    let design = bouncer.connect("agent").await;
+    let dental = bouncer.connect("agent").await;
+    begin_in(&design, &design_alice()).await;
+    design
+        .batch_execute(
+            "CREATE TEMP TABLE tickets (tenant_id text, id bigint, subject text);
+             INSERT INTO tickets VALUES ('northstar-dental', 99, 'planted by Design');
+             CREATE TEMP VIEW ticket_notes AS SELECT 'northstar-dental'::text AS tenant_id, 1::bigint AS ticket_id,
+                    'planted note'::text AS body;
+             CREATE FUNCTION pg_temp.tenant_id() RETURNS text LANGUAGE sql AS $$ SELECT 'northstar-design' $$;
+             COMMIT",
+        )
+        .await
+        .unwrap();
+    // The README's request, unqualified names and all, on the same server connection.
+    dental.batch_execute("BEGIN").await.unwrap();
+    let refused = enter(&dental, &dental_alice()).await.expect_err("entering next to planted objects");
+    let db = refused.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "42501");
+    assert!(
+        db.message().starts_with("boundary.enter() refused: this session holds ")
+            && db.message().ends_with(
+                " temporary object(s) made before the agent boundary; they could answer its queries"
+            ),
+        "{}",
+        db.message()
+    );
+    assert!(db.hint().unwrap_or_default().contains("server_reset_query_always"), "{:?}", db.hint());
+    dental.batch_execute("ROLLBACK").await.unwrap();
+    // What pgbouncer's server_reset_query = 'DISCARD ALL' (with server_reset_query_always) does.
+    dental.batch_execute("DISCARD ALL").await.unwrap();
+    begin_in(&dental, &dental_alice()).await;
+    dental.batch_execute("INSERT INTO tickets (id, subject) VALUES (60, 'written by Dental')").await.unwrap();
+    assert_eq!(
+        column(&dental, "SELECT id || ' ' || subject FROM tickets ORDER BY id").await.unwrap(),
+        [DENTAL.as_slice(), &["60 written by Dental"]].concat()
+    );
+    dental.batch_execute("COMMIT").await.unwrap();
+    let admin = admin().await;
+    assert_eq!(
+        column(&admin, "SELECT tenant_id FROM public.tickets WHERE id = 60").await.unwrap(),
+        ["northstar-dental"]
+    );
+    admin.batch_execute("DELETE FROM public.tickets WHERE id = 60").await.unwrap();
+    // Design never sees Dental's rows or writes.
+    begin_in(&design, &design_alice()).await;
+    assert_eq!(tickets(&design).await.unwrap(), DESIGN);
+    design.batch_execute("COMMIT").await.unwrap();
+}
+
+/// What PostgreSQL scopes by role, not by row, as the lint reports it: large objects owned by an
+/// agent role (a finding), TEMPORARY and session visibility (advisories), each with its fix.
+async fn what_one_role_shares_across_tenants_is_reported() {
+    let admin = admin().await;
+    let agent = cluster().connect("agent").await;
+    let blob = column(&agent, "SELECT pg_catalog.lo_from_bytea(0, 'a tenant''s attachment')::text")
+        .await
+        .unwrap()
+        .remove(0);
+    let finding = format!(
+        "large object {blob} | is owned by role agent, which has privileges on protected tables: every tenant's agent running as agent can read it"
+    );
+    assert!(lint(&admin, false).await.contains(&finding), "{:#?}", lint(&admin, false).await);
+    admin.batch_execute(&format!("SELECT pg_catalog.lo_unlink({blob})")).await.unwrap();
+    assert!(!lint(&admin, false).await.iter().any(|f| f.starts_with("large object")));
+    let temporary = "agent | advisory: can create temporary objects (TEMPORARY on database postgres) and reaches protected table public.ticket_notes; boundary.enter() refuses a session that holds them, so a pooled connection left with some fails its next request";
+    let sessions = "agent | advisory: sessions of one role share what PostgreSQL scopes by role, not by row: pg_stat_activity query text, pg_cancel_backend and pg_terminate_backend, LISTEN/NOTIFY channels and large objects; tenants whose agents run as one role can see or disturb each other there";
+    let advisories = lint(&admin, true).await;
+    assert!(
+        advisories.contains(&temporary.to_string()) && advisories.contains(&sessions.to_string()),
+        "{advisories:#?}"
+    );
+    assert!(!lint(&admin, false).await.iter().any(|f| f.contains("advisory")), "advisories only on request");
+    admin.batch_execute("REVOKE TEMPORARY ON DATABASE postgres FROM PUBLIC").await.unwrap();
+    assert!(!lint(&admin, true).await.contains(&temporary.to_string()), "the fix clears it");
+    admin.batch_execute("GRANT TEMPORARY ON DATABASE postgres TO PUBLIC").await.unwrap();
+}
+
+// 29 ------------------------------------------------------------------------------------------
+const ANOTHER_PRINCIPAL: &str = "this transaction already serves another agent principal; one transaction \
+                                 serves one tenant, workspace and user";
+
+async fn a_transaction_serves_one_principal() {
+    let agent = cluster().connect("agent").await;
+    let refused = |how: &str| format!("boundary.{how}() refused: {ANOTHER_PRINCIPAL}");
+    // Inside a savepoint: refused, and the outer boundary is intact.
+    begin_in(&agent, &dental_alice()).await;
+    agent.batch_execute("SAVEPOINT s").await.unwrap();
+    assert_refused(enter(&agent, &design_alice()).await, "42501", &refused("enter"));
+    agent.batch_execute("ROLLBACK TO SAVEPOINT s").await.unwrap();
+    assert_eq!(tickets(&agent).await.unwrap(), DENTAL);
+    agent.batch_execute("ROLLBACK").await.unwrap();
+    // After exit(): the transaction still served Dental.
+    begin_in(&agent, &dental_alice()).await;
+    agent.batch_execute("SELECT boundary.exit()").await.unwrap();
+    assert_refused(enter(&agent, &design_alice()).await, "42501", &refused("enter"));
+    agent.batch_execute("ROLLBACK").await.unwrap();
+    // Entered inside a savepoint that is then released: the principal stays with the transaction.
+    agent.batch_execute("BEGIN; SAVEPOINT s").await.unwrap();
+    enter(&agent, &dental_alice()).await.unwrap();
+    agent.batch_execute("RELEASE SAVEPOINT s; SAVEPOINT t").await.unwrap();
+    assert_refused(enter(&agent, &design_alice()).await, "42501", &refused("enter"));
+    agent.batch_execute("ROLLBACK TO SAVEPOINT t").await.unwrap();
+    assert_eq!(tickets(&agent).await.unwrap(), DENTAL);
+    agent.batch_execute("ROLLBACK").await.unwrap();
+    // A rolled-back savepoint does not free the transaction either.
+    agent.batch_execute("BEGIN; SAVEPOINT s").await.unwrap();
+    enter(&agent, &dental_alice()).await.unwrap();
+    agent.batch_execute("ROLLBACK TO SAVEPOINT s").await.unwrap();
+    assert_refused(enter(&agent, &design_alice()).await, "42501", &refused("enter"));
+    agent.batch_execute("ROLLBACK").await.unwrap();
+    // resume() of another principal's job: the same rule.
+    let design_job = {
+        let worker = cluster().connect("agent").await;
+        begin_in(&worker, &design_alice()).await;
+        let job = column(&worker, "SELECT boundary.snapshot('10 minutes')").await.unwrap().remove(0);
+        worker.batch_execute("COMMIT").await.unwrap();
+        job
+    };
+    begin_in(&agent, &dental_alice()).await;
+    assert_refused(
+        agent.query_typed_one("SELECT boundary.resume($1)::text", &[(&design_job, Type::TEXT)]).await,
+        "42501",
+        &refused("resume"),
+    );
+    agent.batch_execute("ROLLBACK").await.unwrap();
+    // The same principal may enter again: a refreshed token with narrower tools.
+    begin_in(&agent, &dental_alice()).await;
+    let narrower =
+        app_token("northstar-dental", "support", "alice", "admin", json!({"tool_ids": ["search"]}));
+    enter(&agent, &narrower).await.unwrap();
+    assert_eq!(column(&agent, "SELECT boundary.tool_ids()::text").await.unwrap(), ["{search}"]);
+    agent.batch_execute("COMMIT").await.unwrap();
+    // The next transaction on the connection serves whoever enters it.
+    begin_in(&agent, &design_alice()).await;
+    assert_eq!(tickets(&agent).await.unwrap(), DESIGN);
+    agent.batch_execute("COMMIT").await.unwrap();
+}
+
+/// Two requests sharing one connection, the second nested in the first's transaction (what
+/// `with conn.transaction():` does when a framework reuses a connection): the second request's
+/// enter fails, and nothing is written as the wrong tenant.
+async fn nested_requests_on_one_connection_cannot_switch_tenant() {
+    let mut conn = cluster().connect("agent").await;
+    let mut request_a = conn.transaction().await.unwrap();
+    request_a.query_typed("SELECT boundary.enter($1)::text", &[(&dental_alice(), Type::TEXT)]).await.unwrap();
+    {
+        let request_b = request_a.savepoint("request_b").await.unwrap();
+        assert_refused(
+            request_b.query_typed("SELECT boundary.enter($1)::text", &[(&design_alice(), Type::TEXT)]).await,
+            "42501",
+            &format!("boundary.enter() refused: {ANOTHER_PRINCIPAL}"),
+        );
+        request_b.rollback().await.unwrap();
+    }
+    request_a
+        .batch_execute("INSERT INTO public.tickets (id, subject) VALUES (50, 'written by request A')")
+        .await
+        .unwrap();
+    request_a.commit().await.unwrap();
+    let admin = admin().await;
+    assert_eq!(
+        column(&admin, "SELECT tenant_id FROM public.tickets WHERE id = 50").await.unwrap(),
+        ["northstar-dental"],
+        "request A's row belongs to request A's tenant, and nothing was written as Design"
+    );
+    admin.batch_execute("DELETE FROM public.tickets WHERE id = 50").await.unwrap();
 }
 
 // 14 ------------------------------------------------------------------------------------------
@@ -539,6 +783,9 @@ async fn search_path_tricks_do_not_reach_security_definer_code_or_policies() {
         ["0"]
     );
     let agent = cluster().connect("agent").await;
+    // Shadows planted inside a boundary (a session holding them cannot enter one), then a forged
+    // token whose key exists only in the shadow table.
+    begin_in(&agent, &dental_alice()).await;
     agent
         .batch_execute(
             "CREATE TEMP TABLE signing_keys (kid text, alg text, verify_key bytea, signing_key bytea, retired_at timestamptz);
@@ -546,7 +793,8 @@ async fn search_path_tricks_do_not_reach_security_definer_code_or_policies() {
              CREATE TEMP TABLE principals (tenant_id text, workspace_id text, user_id text, role text, plan text,
                                           region text, tool_ids text[], datasource_ids text[], revoked_at timestamptz);
              CREATE FUNCTION pg_temp.tenant_id() RETURNS text LANGUAGE sql AS $$ SELECT 'northstar-design' $$;
-             SET search_path = pg_temp, boundary, public, pg_catalog",
+             SET LOCAL search_path = pg_temp, boundary, public, pg_catalog;
+             SAVEPOINT forging",
         )
         .await
         .unwrap();
@@ -561,9 +809,9 @@ async fn search_path_tricks_do_not_reach_security_definer_code_or_policies() {
         "28000",
         "agent boundary token refused: signed with an unknown or retired key id \"forged\"",
     );
-    begin_in(&agent, &dental_alice()).await;
+    agent.batch_execute("ROLLBACK TO SAVEPOINT forging").await.unwrap();
     assert_eq!(tickets(&agent).await.unwrap(), DENTAL, "policies call boundary.tenant_id() by oid");
-    agent.batch_execute("COMMIT").await.unwrap();
+    agent.batch_execute("ROLLBACK").await.unwrap();
 }
 
 // 17 ------------------------------------------------------------------------------------------
@@ -787,6 +1035,11 @@ fn main() {
         upsert_and_merge_cannot_reach_another_tenants_rows,
         prepared_statements_generic_plans_functions_and_ctes_follow_the_current_boundary,
         cursors_never_carry_rows_across_boundaries,
+        planted_temporary_shadows_never_run_inside_extension_sql,
+        objects_planted_on_a_pooled_connection_never_answer_the_next_boundary,
+        what_one_role_shares_across_tenants_is_reported,
+        a_transaction_serves_one_principal,
+        nested_requests_on_one_connection_cannot_switch_tenant,
         reset_role_does_not_change_the_boundary,
         pooled_clients_never_share_a_boundary_on_protected_tables,
         search_path_tricks_do_not_reach_security_definer_code_or_policies,

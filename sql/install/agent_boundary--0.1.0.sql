@@ -96,12 +96,13 @@ AS 'MODULE_PATHNAME', 'add_signing_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/tools.rs:82
+-- src/tools.rs:84
 -- agent_boundary::tools::assert_datasource
 CREATE  FUNCTION "assert_datasource"(
 	"datasource_id" TEXT /* & str */
 ) RETURNS TEXT /* SqlResult < String > */
 STRICT VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'assert_datasource_wrapper';
 /* </end connected objects> */
@@ -115,17 +116,19 @@ CREATE  FUNCTION "assert_in"(
 	"id_column" TEXT DEFAULT 'id' /* & str */
 ) RETURNS TEXT /* SqlResult < String > */
 STRICT VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'assert_in_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/tools.rs:75
+-- src/tools.rs:76
 -- agent_boundary::tools::assert_tool
 CREATE  FUNCTION "assert_tool"(
 	"tool_id" TEXT /* & str */
 ) RETURNS TEXT /* SqlResult < String > */
 STRICT VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'assert_tool_wrapper';
 /* </end connected objects> */
@@ -138,6 +141,7 @@ CREATE  FUNCTION "auto_protect_object"(
 	"object_type" TEXT /* & str */
 ) RETURNS VOID /* SqlResult < () > */
 STRICT VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'auto_protect_object_wrapper';
 /* </end connected objects> */
@@ -214,6 +218,12 @@ protected AS (
            SELECT substr(d.description, length('agent_boundary protect options: ') + 1)::jsonb AS options
             WHERE d.description LIKE 'agent\_boundary protect options: %') o
       LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attname = o.options ->> 'tenant_column'
+),
+-- Protected tables of the application: the extension's own (memory, cache, audit) are open to
+-- every role and guarded row by row, so they say nothing about which roles serve agents.
+app_protected AS (
+    SELECT p.* FROM protected p JOIN pg_class c ON c.oid = p.oid
+     WHERE c.relnamespace <> 'boundary'::regnamespace
 ),
 bypass_roles AS (
     SELECT r.oid, r.rolname,
@@ -325,7 +335,37 @@ findings (object, problem, fix) AS (
       FROM pg_roles r
      WHERE r.rolreplication AND NOT r.rolsuper AND EXISTS (SELECT 1 FROM protected)
     UNION ALL
-    -- Advisories: leaks PostgreSQL cannot close, listed only on request.
+    -- 12. Large objects have no row level security: every session of the role that can read one
+    -- reads it, whichever tenant it serves.
+    SELECT format('large object %s', m.oid),
+           format('is owned by role %I, which has privileges on protected tables: every tenant''s agent running as %I can read it',
+                  r.rolname, r.rolname),
+           format('SELECT pg_catalog.lo_unlink(%s); keep per-tenant blobs in a bytea column of a protected table', m.oid)
+      FROM pg_largeobject_metadata m JOIN pg_roles r ON r.oid = m.lomowner
+     WHERE NOT r.rolsuper
+       AND EXISTS (SELECT 1 FROM app_protected p WHERE has_table_privilege(r.oid, p.oid, 'SELECT, INSERT, UPDATE, DELETE'))
+    UNION ALL
+    -- Advisories: what PostgreSQL scopes by role or cannot close, listed only on request.
+    -- TEMPORARY: boundary.enter() refuses a session holding temporary objects made before it, so
+    -- they cannot answer another boundary; a connection left holding some fails its next request.
+    SELECT r.rolname::text,
+           format('advisory: can create temporary objects (TEMPORARY on database %I) and reaches protected table %s; boundary.enter() refuses a session that holds them, so a pooled connection left with some fails its next request',
+                  current_database(), min(p.name)),
+           format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC; GRANT TEMPORARY ON DATABASE %I TO the roles that need it; behind pgbouncer set server_reset_query = ''DISCARD ALL'' and server_reset_query_always = 1',
+                  current_database(), current_database())
+      FROM pg_roles r CROSS JOIN app_protected p
+     WHERE include_advisories AND NOT r.rolsuper AND r.rolname !~ '^pg_'
+       AND has_database_privilege(r.oid, current_database(), 'TEMPORARY')
+       AND has_table_privilege(r.oid, p.oid, 'SELECT, INSERT, UPDATE, DELETE')
+     GROUP BY r.rolname
+    UNION ALL
+    SELECT r.rolname::text,
+           'advisory: sessions of one role share what PostgreSQL scopes by role, not by row: pg_stat_activity query text, pg_cancel_backend and pg_terminate_backend, LISTEN/NOTIFY channels and large objects; tenants whose agents run as one role can see or disturb each other there',
+           'bind tokens and tenant data as parameters so query text holds neither; give tenants that must not see each other''s sessions their own roles'
+      FROM pg_roles r
+     WHERE include_advisories AND NOT r.rolsuper AND r.rolname !~ '^pg_'
+       AND EXISTS (SELECT 1 FROM app_protected p WHERE has_table_privilege(r.oid, p.oid, 'SELECT, INSERT, UPDATE, DELETE'))
+    UNION ALL
     SELECT p.name, 'advisory: pg_class.reltuples, EXPLAIN estimates and EXPLAIN ANALYZE of a sequential scan ("Rows Removed by Filter") reveal how many rows all tenants hold',
            'show agents no EXPLAIN output; lead indexes with the tenant column so plans never visit other tenants'' rows'
       FROM protected p
@@ -406,7 +446,7 @@ AS 'MODULE_PATHNAME', 'compose_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:276
+-- src/boundary/mod.rs:392
 -- agent_boundary::boundary::current
 CREATE  FUNCTION "current"() RETURNS jsonb /* SqlResult < JsonB > */
 STRICT STABLE PARALLEL SAFE
@@ -415,7 +455,7 @@ AS 'MODULE_PATHNAME', 'current_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:249
+-- src/boundary/mod.rs:365
 -- agent_boundary::boundary::datasource_ids
 CREATE  FUNCTION "datasource_ids"() RETURNS TEXT[] /* SqlResult < Vec < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -424,7 +464,7 @@ AS 'MODULE_PATHNAME', 'datasource_ids_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:175
+-- src/boundary/mod.rs:287
 -- agent_boundary::boundary::enter
 CREATE  FUNCTION "enter"(
 	"token" TEXT, /* & str */
@@ -437,10 +477,11 @@ AS 'MODULE_PATHNAME', 'enter_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:195
+-- src/boundary/mod.rs:307
 -- agent_boundary::boundary::exit
 CREATE  FUNCTION "exit"() RETURNS VOID /* SqlResult < () > */
 STRICT VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'exit_wrapper';
 /* </end connected objects> */
@@ -459,7 +500,7 @@ AS 'MODULE_PATHNAME', 'generate_signing_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:205
+-- src/boundary/mod.rs:321
 -- agent_boundary::boundary::is_active
 CREATE  FUNCTION "is_active"() RETURNS bool /* bool */
 STRICT STABLE PARALLEL SAFE
@@ -551,7 +592,7 @@ AS 'MODULE_PATHNAME', 'memory_list_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:254
+-- src/boundary/mod.rs:370
 -- agent_boundary::boundary::memory_namespace
 CREATE  FUNCTION "memory_namespace"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
@@ -574,7 +615,7 @@ AS 'MODULE_PATHNAME', 'memory_set_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:234
+-- src/boundary/mod.rs:350
 -- agent_boundary::boundary::plan
 CREATE  FUNCTION "plan"() RETURNS TEXT /* SqlResult < & '_ str > */
 STRICT STABLE PARALLEL SAFE
@@ -596,7 +637,7 @@ AS 'MODULE_PATHNAME', 'promote_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:269
+-- src/boundary/mod.rs:385
 -- agent_boundary::boundary::prompt_version
 CREATE  FUNCTION "prompt_version"() RETURNS TEXT /* SqlResult < Option < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -616,6 +657,7 @@ CREATE  FUNCTION "protect"(
 	"write_roles" TEXT[] DEFAULT '{owner,admin,member}' /* Vec < Option < String > > */
 ) RETURNS SETOF TEXT /* String */
 VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'protect_wrapper';
 /* </end connected objects> */
@@ -631,7 +673,7 @@ AS 'MODULE_PATHNAME', 'purge_expired_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:239
+-- src/boundary/mod.rs:355
 -- agent_boundary::boundary::region
 CREATE  FUNCTION "region"() RETURNS TEXT /* SqlResult < & '_ str > */
 STRICT STABLE PARALLEL SAFE
@@ -659,12 +701,13 @@ AS 'MODULE_PATHNAME', 'register_principal_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:243
+-- src/policy/mod.rs:244
 -- agent_boundary::policy::reprotect
 CREATE  FUNCTION "reprotect"(
 	"tbl" regclass /* PgRelation */
 ) RETURNS SETOF TEXT /* String */
 STRICT VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'reprotect_wrapper';
 /* </end connected objects> */
@@ -708,7 +751,7 @@ AS 'MODULE_PATHNAME', 'revoke_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:229
+-- src/boundary/mod.rs:345
 -- agent_boundary::boundary::role
 CREATE  FUNCTION "role"() RETURNS TEXT /* SqlResult < & '_ str > */
 STRICT STABLE PARALLEL SAFE
@@ -717,7 +760,7 @@ AS 'MODULE_PATHNAME', 'role_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:264
+-- src/boundary/mod.rs:380
 -- agent_boundary::boundary::run_id
 CREATE  FUNCTION "run_id"() RETURNS TEXT /* SqlResult < Option < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -778,7 +821,7 @@ AS 'MODULE_PATHNAME', 'snapshot_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:214
+-- src/boundary/mod.rs:330
 -- agent_boundary::boundary::tenant_id
 CREATE  FUNCTION "tenant_id"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
@@ -840,7 +883,7 @@ GRANT SELECT ON boundary.audit_log TO PUBLIC;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:244
+-- src/boundary/mod.rs:360
 -- agent_boundary::boundary::tool_ids
 CREATE  FUNCTION "tool_ids"() RETURNS TEXT[] /* SqlResult < Vec < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -849,7 +892,7 @@ AS 'MODULE_PATHNAME', 'tool_ids_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:259
+-- src/boundary/mod.rs:375
 -- agent_boundary::boundary::trace_id
 CREATE  FUNCTION "trace_id"() RETURNS TEXT /* SqlResult < Option < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -858,18 +901,19 @@ AS 'MODULE_PATHNAME', 'trace_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:276
+-- src/policy/mod.rs:278
 -- agent_boundary::policy::unprotect
 CREATE  FUNCTION "unprotect"(
 	"tbl" regclass /* PgRelation */
 ) RETURNS SETOF TEXT /* String */
 STRICT VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'unprotect_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:224
+-- src/boundary/mod.rs:340
 -- agent_boundary::boundary::user_id
 CREATE  FUNCTION "user_id"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
@@ -878,7 +922,7 @@ AS 'MODULE_PATHNAME', 'user_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/vector/mod.rs:395
+-- src/vector/mod.rs:396
 -- agent_boundary::vector::vector_index
 CREATE  FUNCTION "vector_index"(
 	"tbl" regclass, /* PgRelation */
@@ -890,6 +934,7 @@ CREATE  FUNCTION "vector_index"(
 	"run" bool DEFAULT true /* bool */
 ) RETURNS SETOF TEXT /* String */
 VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'vector_index_wrapper';
 /* </end connected objects> */
@@ -907,13 +952,14 @@ CREATE FUNCTION boundary.vector_search(
     id_column text DEFAULT 'id'
 ) RETURNS TABLE (id text, distance double precision)
 VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
 LANGUAGE c AS 'MODULE_PATHNAME', 'vector_search_wrapper';
 COMMENT ON FUNCTION boundary.vector_search(regclass, vector, integer, text, text, text) IS
   'Exactly min(k, visible) nearest rows of the current boundary, filtered before ranking.';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:219
+-- src/boundary/mod.rs:335
 -- agent_boundary::boundary::workspace_id
 CREATE  FUNCTION "workspace_id"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE

@@ -36,8 +36,15 @@ use verdicts::Memo;
 const REMEMBERED_TOKENS: usize = 1024;
 const REMEMBERED_TOKEN_MAX_BYTES: usize = 4096;
 
+/// Who a boundary belongs to: a transaction serves one of these from its first `admit` to its end.
+type Principal = [String; 3];
+
 thread_local! {
     static ENTERED: RefCell<Memo<Rc<Entered>>> = RefCell::new(Memo::new(REMEMBERED_TOKENS));
+    /// The principal the current transaction entered, with the transaction's local id (a new
+    /// transaction has a new one, so nothing needs resetting at its end).
+    static TRANSACTION_PRINCIPAL: RefCell<Option<(pg_sys::LocalTransactionId, Principal)>> =
+        const { RefCell::new(None) };
 }
 
 /// A positive interval of days, hours, minutes or seconds, in seconds, at most `max_secs`
@@ -118,15 +125,112 @@ fn refuse_switch_under_open_cursors(next: &claims::Boundary) -> Result<()> {
     if current.same_rows_as(next) {
         return Ok(());
     }
-    let open =
-        Spi::get_one::<i64>("SELECT count(*) FROM pg_catalog.pg_cursors WHERE name <> ''")?.unwrap_or(0);
-    if open > 0 {
-        return Err(BoundaryError::NotAllowed {
-            what: format!("cannot switch to another agent boundary while {open} cursor(s) are open"),
-            hint: "CLOSE the cursors first (or finish the transaction).".into(),
-        });
+    refuse_under_open_cursors(next, "switch to another agent boundary")
+}
+
+/// Refuses `doing` (audited like every refusal) while cursors are open on the transaction.
+fn refuse_under_open_cursors(boundary: &claims::Boundary, doing: &str) -> Result<()> {
+    let open = open_cursors()?;
+    if open == 0 {
+        return Ok(());
     }
-    Ok(())
+    let what = format!("cannot {doing} while {open} cursor(s) are open");
+    crate::audit::refused("cursor_refused", Some(boundary.into()), None, &what);
+    Err(BoundaryError::NotAllowed {
+        what,
+        hint: "CLOSE the cursors first (or finish the transaction).".into(),
+    })
+}
+
+fn principal_of(boundary: &claims::Boundary) -> Principal {
+    [boundary.tenant_id.clone(), boundary.workspace_id.clone(), boundary.user_id.clone()]
+}
+
+fn local_transaction_id() -> pg_sys::LocalTransactionId {
+    // SAFETY: MyProc is this backend's PGPROC for the life of the backend; enter and resume
+    // run only in client backends (they are PARALLEL UNSAFE).
+    unsafe { (*pg_sys::MyProc).vxid.lxid }
+}
+
+/// Once a transaction has entered a principal (tenant, workspace, user), it never serves
+/// another: not inside a savepoint, not after exit(), not after RELEASE. Otherwise the rest of
+/// one tenant's transaction (its writes, its cursors, its caller's next statements) would run
+/// as another's. The same principal may enter again (a refreshed token, narrower tools).
+fn refuse_another_principal(next: &claims::Boundary, how: Admission) -> Result<()> {
+    if served_principal().is_none_or(|served| served == principal_of(next)) {
+        return Ok(());
+    }
+    let what = "this transaction already serves another agent principal; one transaction serves one \
+                tenant, workspace and user";
+    crate::audit::refused("switch_refused", Some(next.into()), None, what);
+    Err(BoundaryError::NotAllowed {
+        what: format!("boundary.{}() refused: {what}", how.event()),
+        hint: "Finish this transaction (COMMIT or ROLLBACK) and enter the next principal's boundary in a new one."
+            .into(),
+    })
+}
+
+fn open_cursors() -> Result<i64> {
+    Ok(Spi::get_one::<i64>(
+        "SELECT pg_catalog.count(*) FROM pg_catalog.pg_cursors WHERE name OPERATOR(pg_catalog.<>) ''",
+    )?
+    .unwrap_or(0))
+}
+
+/// Temporary objects outlive the request that made them: a temporary table or view shadows a
+/// permanent one for unqualified names, a temporary type or function can run planted code. Left
+/// on a pooled connection, they would answer the next request's SQL under its boundary. So a
+/// principal is admitted only when the session holds no temporary objects, or holds just those
+/// this transaction made while already serving that principal.
+fn refuse_temporary_objects(next: &claims::Boundary, how: Admission) -> Result<()> {
+    if served_principal() == Some(principal_of(next)) {
+        return Ok(());
+    }
+    let held = temporary_objects()?;
+    if held == 0 {
+        return Ok(());
+    }
+    let what = format!(
+        "this session holds {held} temporary object(s) made before the agent boundary; they could \
+         answer its queries"
+    );
+    crate::audit::refused("temporary_objects_refused", Some(next.into()), None, &what);
+    Err(BoundaryError::NotAllowed {
+        what: format!("boundary.{}() refused: {what}", how.event()),
+        hint: "Run DISCARD ALL (or DISCARD TEMP) before the next request; behind pgbouncer in transaction \
+               mode set server_reset_query = 'DISCARD ALL' and server_reset_query_always = 1."
+            .into(),
+    })
+}
+
+/// The principal the current transaction serves, once it has entered one.
+fn served_principal() -> Option<Principal> {
+    let lxid = local_transaction_id();
+    TRANSACTION_PRINCIPAL.with(|cell| {
+        cell.borrow().as_ref().filter(|(id, _)| *id == lxid).map(|(_, principal)| principal.clone())
+    })
+}
+
+/// How many relations, types, functions and operators this session's temporary schema holds
+/// (none without reading a catalog when the session never made one).
+fn temporary_objects() -> Result<i64> {
+    let (mut namespace, mut toast_namespace) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
+    // SAFETY: reads this backend's temporary-namespace state; InvalidOid until it makes one.
+    unsafe { pg_sys::GetTempNamespaceState(&mut namespace, &mut toast_namespace) };
+    if namespace == pg_sys::InvalidOid {
+        return Ok(0);
+    }
+    Ok(Spi::get_one_with_args::<i64>(
+        "SELECT (SELECT pg_catalog.count(*) FROM pg_catalog.pg_class WHERE relnamespace OPERATOR(pg_catalog.=) $1)
+              OPERATOR(pg_catalog.+) (SELECT pg_catalog.count(*) FROM pg_catalog.pg_type
+                                       WHERE typnamespace OPERATOR(pg_catalog.=) $1)
+              OPERATOR(pg_catalog.+) (SELECT pg_catalog.count(*) FROM pg_catalog.pg_proc
+                                       WHERE pronamespace OPERATOR(pg_catalog.=) $1)
+              OPERATOR(pg_catalog.+) (SELECT pg_catalog.count(*) FROM pg_catalog.pg_operator
+                                       WHERE oprnamespace OPERATOR(pg_catalog.=) $1)",
+        &[namespace.into()],
+    )?
+    .unwrap_or(0))
 }
 
 /// How a boundary came onto the transaction; also the audit event it records.
@@ -148,15 +252,19 @@ impl Admission {
 }
 
 /// Puts a verified, sealed boundary on the transaction. Every way onto the transaction goes
-/// through here, so each runs the same checks in the same order: the open-cursor guard, a new
-/// count of refusals, the audit row, the install, and the warning when no transaction block
-/// holds the boundary.
+/// through here, so each runs the same checks in the same order: one principal per
+/// transaction, no planted temporary objects, the open-cursor guard, a new count of refusals,
+/// the audit row, the install, and the warning when no transaction block holds the boundary.
 pub(crate) fn admit(sealed: &sealed_guc::Sealed, how: Admission) -> Result<()> {
     let boundary = &sealed.boundary;
+    refuse_another_principal(boundary, how)?;
+    refuse_temporary_objects(boundary, how)?;
     refuse_switch_under_open_cursors(boundary)?;
     crate::audit::restart_refusal_count();
     crate::audit::record(how.event(), Some(boundary), crate::audit::Event::default())?;
     sealed_guc::install(sealed);
+    TRANSACTION_PRINCIPAL
+        .with(|cell| *cell.borrow_mut() = Some((local_transaction_id(), principal_of(boundary))));
     if boundary.scope == Scope::Transaction && !sealed_guc::in_transaction_block() {
         pgrx::warning!(
             "boundary.{}() ran outside a transaction block, so the boundary ends \
@@ -193,8 +301,12 @@ fn enter(token: &str, scope: default!(&str, "'transaction'")) -> SqlResult<Bound
 /// Removes the boundary (transaction or session scope) for the rest of the transaction; a
 /// ROLLBACK undoes the removal.
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 fn exit() -> SqlResult<()> {
     if let Some(boundary) = sealed_guc::current_if_any()? {
+        // Leaving is a way off the transaction too: a cursor's remaining rows were chosen
+        // under this boundary.
+        refuse_under_open_cursors(&boundary, "leave the agent boundary")?;
         crate::audit::record("exit", Some(&boundary), crate::audit::Event::default())?;
     }
     sealed_guc::clear();

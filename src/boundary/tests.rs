@@ -202,12 +202,21 @@ fn a_table_owner_without_bypassrls_sees_only_its_boundary() {
 fn savepoint_rollback_restores_the_outer_boundary() {
     fixture();
     Spi::run(&enter_sql(&token_for("northstar-dental", json!({})))).unwrap();
-    let design = token_for("northstar-design", json!({}));
+    let tools = || one::<Vec<String>>("SELECT boundary.tool_ids()").unwrap().join(",");
+    // The same principal, narrower: a refreshed token may enter again in this transaction.
+    let narrower = token_for("northstar-dental", json!({"tool_ids": ["search"]}));
     // try_sql runs in a subtransaction that is rolled back on error, released on success.
-    assert_eq!(try_sql(&format!("{}; SELECT 1/0", enter_sql(&design))), "22012: division by zero");
+    assert_eq!(try_sql(&format!("{}; SELECT 1/0", enter_sql(&narrower))), "22012: division by zero");
+    assert_eq!(tools(), "crm,search", "the rolled-back savepoint took its boundary with it");
+    assert_eq!(try_sql(&enter_sql(&narrower)), "ok");
+    assert_eq!(tools(), "search");
+    // Another principal is refused, even inside a savepoint.
+    assert_eq!(
+        try_sql(&enter_sql(&token_for("northstar-design", json!({})))),
+        "42501: boundary.enter() refused: this transaction already serves another agent principal; \
+         one transaction serves one tenant, workspace and user"
+    );
     assert_eq!(one::<String>("SELECT boundary.tenant_id()").unwrap(), "northstar-dental");
-    assert_eq!(try_sql(&enter_sql(&design)), "ok");
-    assert_eq!(one::<String>("SELECT boundary.tenant_id()").unwrap(), "northstar-design");
 }
 
 #[pg_test]

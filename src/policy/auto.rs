@@ -113,6 +113,7 @@ fn secure_view(oid: pg_sys::Oid) -> Result<()> {
 /// (whatever its schema), re-applies protection after ALTER TABLE, and sets
 /// `security_invoker` on views over protected tables.
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 fn auto_protect_object(objid: pg_sys::Oid, object_type: &str) -> SqlResult<()> {
     if RUNNING_OWN_DDL.with(Cell::get) {
         return Ok(());

@@ -212,6 +212,7 @@ fn audit_table_event(event: &str, oid: pg_sys::Oid) -> Result<()> {
 /// may write; TRUNCATE refused. Partitions and inheritance children are protected too.
 /// Idempotent. Returns the DDL it ran.
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 fn protect(
     tbl: PgRelation,
     tenant_column: default!(&str, "'tenant_id'"),
@@ -241,6 +242,7 @@ fn protect(
 /// Re-applies protect() with the options the table was protected with (after the lint reports
 /// that its protection was taken apart, or to pick up new columns or partitions).
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 fn reprotect(tbl: PgRelation) -> std::result::Result<SetOfIterator<'static, String>, ErrorReport> {
     let oid = release(tbl);
     let (_, options) = protected(oid, "use boundary.protect() first")?;
@@ -274,6 +276,7 @@ fn unprotect_tree(oid: pg_sys::Oid, ran: &mut Vec<String>) -> Result<()> {
 /// defaults and the TRUNCATE guard, NO FORCE, and disables row level security unless other
 /// policies remain. Returns the DDL it ran (nothing when the table was not protected).
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 fn unprotect(tbl: PgRelation) -> std::result::Result<SetOfIterator<'static, String>, ErrorReport> {
     let oid = release(tbl);
     let mut ran = Vec::new();

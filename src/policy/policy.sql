@@ -66,6 +66,12 @@ protected AS (
             WHERE d.description LIKE 'agent\_boundary protect options: %') o
       LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attname = o.options ->> 'tenant_column'
 ),
+-- Protected tables of the application: the extension's own (memory, cache, audit) are open to
+-- every role and guarded row by row, so they say nothing about which roles serve agents.
+app_protected AS (
+    SELECT p.* FROM protected p JOIN pg_class c ON c.oid = p.oid
+     WHERE c.relnamespace <> 'boundary'::regnamespace
+),
 bypass_roles AS (
     SELECT r.oid, r.rolname,
            CASE WHEN r.rolbypassrls THEN 'BYPASSRLS'
@@ -176,7 +182,37 @@ findings (object, problem, fix) AS (
       FROM pg_roles r
      WHERE r.rolreplication AND NOT r.rolsuper AND EXISTS (SELECT 1 FROM protected)
     UNION ALL
-    -- Advisories: leaks PostgreSQL cannot close, listed only on request.
+    -- 12. Large objects have no row level security: every session of the role that can read one
+    -- reads it, whichever tenant it serves.
+    SELECT format('large object %s', m.oid),
+           format('is owned by role %I, which has privileges on protected tables: every tenant''s agent running as %I can read it',
+                  r.rolname, r.rolname),
+           format('SELECT pg_catalog.lo_unlink(%s); keep per-tenant blobs in a bytea column of a protected table', m.oid)
+      FROM pg_largeobject_metadata m JOIN pg_roles r ON r.oid = m.lomowner
+     WHERE NOT r.rolsuper
+       AND EXISTS (SELECT 1 FROM app_protected p WHERE has_table_privilege(r.oid, p.oid, 'SELECT, INSERT, UPDATE, DELETE'))
+    UNION ALL
+    -- Advisories: what PostgreSQL scopes by role or cannot close, listed only on request.
+    -- TEMPORARY: boundary.enter() refuses a session holding temporary objects made before it, so
+    -- they cannot answer another boundary; a connection left holding some fails its next request.
+    SELECT r.rolname::text,
+           format('advisory: can create temporary objects (TEMPORARY on database %I) and reaches protected table %s; boundary.enter() refuses a session that holds them, so a pooled connection left with some fails its next request',
+                  current_database(), min(p.name)),
+           format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC; GRANT TEMPORARY ON DATABASE %I TO the roles that need it; behind pgbouncer set server_reset_query = ''DISCARD ALL'' and server_reset_query_always = 1',
+                  current_database(), current_database())
+      FROM pg_roles r CROSS JOIN app_protected p
+     WHERE include_advisories AND NOT r.rolsuper AND r.rolname !~ '^pg_'
+       AND has_database_privilege(r.oid, current_database(), 'TEMPORARY')
+       AND has_table_privilege(r.oid, p.oid, 'SELECT, INSERT, UPDATE, DELETE')
+     GROUP BY r.rolname
+    UNION ALL
+    SELECT r.rolname::text,
+           'advisory: sessions of one role share what PostgreSQL scopes by role, not by row: pg_stat_activity query text, pg_cancel_backend and pg_terminate_backend, LISTEN/NOTIFY channels and large objects; tenants whose agents run as one role can see or disturb each other there',
+           'bind tokens and tenant data as parameters so query text holds neither; give tenants that must not see each other''s sessions their own roles'
+      FROM pg_roles r
+     WHERE include_advisories AND NOT r.rolsuper AND r.rolname !~ '^pg_'
+       AND EXISTS (SELECT 1 FROM app_protected p WHERE has_table_privilege(r.oid, p.oid, 'SELECT, INSERT, UPDATE, DELETE'))
+    UNION ALL
     SELECT p.name, 'advisory: pg_class.reltuples, EXPLAIN estimates and EXPLAIN ANALYZE of a sequential scan ("Rows Removed by Filter") reveal how many rows all tenants hold',
            'show agents no EXPLAIN output; lead indexes with the tenant column so plans never visit other tenants'' rows'
       FROM protected p

@@ -125,7 +125,38 @@ fn the_viewer_role_cannot_write_and_write_roles_is_a_parameter() {
 }
 
 #[pg_test]
-fn uuid_and_bigint_tenant_columns_are_compared_without_casting_the_column() {
+fn uuid_tenant_columns_are_compared_without_casting_the_column() {
+    typed_tenant_tables();
+    assert_eq!(
+        one::<String>("SELECT pg_get_expr(polqual, polrelid) FROM pg_policy WHERE polrelid = 'public.by_uuid'::regclass AND polname = 'boundary_select'").unwrap(),
+        "(tenant_id = (boundary.tenant_id())::uuid)"
+    );
+    as_agent("7f1c0e9a-0000-4000-8000-000000000001", "alice", "member", json!({}));
+    Spi::run("INSERT INTO public.by_uuid (id) VALUES (2)").unwrap();
+    assert_eq!(
+        one::<String>("SELECT string_agg(tenant_id || '/' || id, ',' ORDER BY id) FROM public.by_uuid")
+            .unwrap(),
+        "7f1c0e9a-0000-4000-8000-000000000001/1,7f1c0e9a-0000-4000-8000-000000000001/2"
+    );
+}
+
+// One transaction serves one principal: the bigint tenant is its own test.
+#[pg_test]
+fn bigint_tenant_columns_are_compared_without_casting_the_column() {
+    typed_tenant_tables();
+    as_agent("42", "alice", "member", json!({}));
+    assert_eq!(
+        one::<String>("SELECT string_agg(tenant_id || '/' || id, ',') FROM public.by_bigint").unwrap(),
+        "42/1"
+    );
+    assert_eq!(
+        one::<String>("SELECT pg_get_expr(polqual, polrelid) FROM pg_policy WHERE polrelid = 'public.by_bigint'::regclass AND polname = 'boundary_select'").unwrap(),
+        "(tenant_id = (boundary.tenant_id())::bigint)"
+    );
+}
+
+/// Tables whose tenant column is uuid and bigint, protected, with a row of two tenants each.
+fn typed_tenant_tables() {
     fixture();
     Spi::run(
         "SELECT boundary.register_principal('7f1c0e9a-0000-4000-8000-000000000001', 'support', 'alice', 'member');
@@ -138,26 +169,6 @@ fn uuid_and_bigint_tenant_columns_are_compared_without_casting_the_column() {
          GRANT SELECT, INSERT ON public.by_uuid, public.by_bigint TO agent_tester",
     )
     .unwrap();
-    assert_eq!(
-        one::<String>("SELECT pg_get_expr(polqual, polrelid) FROM pg_policy WHERE polrelid = 'public.by_uuid'::regclass AND polname = 'boundary_select'").unwrap(),
-        "(tenant_id = (boundary.tenant_id())::uuid)"
-    );
-    as_agent("7f1c0e9a-0000-4000-8000-000000000001", "alice", "member", json!({}));
-    Spi::run("INSERT INTO public.by_uuid (id) VALUES (2)").unwrap();
-    assert_eq!(
-        one::<String>("SELECT string_agg(tenant_id || '/' || id, ',' ORDER BY id) FROM public.by_uuid")
-            .unwrap(),
-        "7f1c0e9a-0000-4000-8000-000000000001/1,7f1c0e9a-0000-4000-8000-000000000001/2"
-    );
-    as_agent("42", "alice", "member", json!({}));
-    assert_eq!(
-        one::<String>("SELECT string_agg(tenant_id || '/' || id, ',') FROM public.by_bigint").unwrap(),
-        "42/1"
-    );
-    assert_eq!(
-        one::<String>("SELECT pg_get_expr(polqual, polrelid) FROM pg_policy WHERE polrelid = 'public.by_bigint'::regclass AND polname = 'boundary_select'").unwrap(),
-        "(tenant_id = (boundary.tenant_id())::bigint)"
-    );
 }
 
 #[pg_test]

@@ -21,26 +21,48 @@ fn text(sql: &str) -> String {
     one::<String>(sql).unwrap_or_else(|| "<null>".into())
 }
 
+/// Memory `name` of `owner` (`user:<id>` or `workspace`) at `tenant`'s support workspace, written
+/// by the superuser as that principal's own request would have left it: one transaction serves
+/// one principal, so a test cannot enter the other one.
+fn seed_memory(tenant: &str, owner: &str, name: &str, value: &str) {
+    let (scope, owner_parts) = match owner.split_once(':') {
+        Some(("user", user)) => ("user", format!("'user', '{user}'")),
+        _ => ("workspace", "'workspace'".to_string()),
+    };
+    Spi::run(&format!(
+        "WITH ns AS (SELECT boundary.compose_key(VARIADIC ARRAY['agent-memory', '{tenant}', 'support', {owner_parts}]) AS n)
+         INSERT INTO boundary.memories (tenant_id, workspace_id, scope, namespace, name, key, value, created_by, updated_by)
+         SELECT '{tenant}', 'support', '{scope}', n, '{name}', n || ':' || boundary.key_part('{name}'), '{value}', 'seed', 'seed'
+           FROM ns"
+    ))
+    .unwrap();
+}
+
 #[pg_test]
 fn lookalike_tenants_keep_their_own_memory_under_the_same_name() {
-    fixture_with_bob();
+    fixture();
+    seed_memory("northstar-design", "user:alice", "renewal", "{\"date\": \"2027-06-30\"}");
     as_agent("northstar-dental", "alice", "member", json!({}));
     assert_eq!(
         text("SELECT boundary.memory_set('renewal', '{\"date\": \"2027-01-31\"}')"),
         "agent-memory:northstar-dental:support:user:alice:renewal"
     );
-    as_agent("northstar-design", "alice", "member", json!({}));
-    Spi::run("SELECT boundary.memory_set('renewal', '{\"date\": \"2027-06-30\"}')").unwrap();
-    assert_eq!(text("SELECT boundary.memory_get('renewal')::text"), "{\"date\": \"2027-06-30\"}");
-    as_agent("northstar-dental", "alice", "member", json!({}));
     assert_eq!(text("SELECT boundary.memory_get('renewal')::text"), "{\"date\": \"2027-01-31\"}");
     assert_eq!(
         one::<i64>("SELECT count(*) FROM boundary.memories"),
         Some(1),
         "direct reads see one tenant too"
     );
-    // Another user of the same workspace: not alice's user memory, but the workspace's.
-    Spi::run("SELECT boundary.memory_set('tone', '\"brief\"', 'workspace')").unwrap();
+    Spi::run("RESET ROLE; SELECT boundary.exit()").unwrap();
+    Spi::run("SET ROLE agent_tester").unwrap();
+    assert_eq!(try_sql("SELECT boundary.memory_get('renewal')"), "42501: no agent boundary is set");
+}
+
+#[pg_test]
+fn another_user_of_the_workspace_sees_its_memory_not_alices() {
+    fixture_with_bob();
+    seed_memory("northstar-dental", "user:alice", "renewal", "{\"date\": \"2027-01-31\"}");
+    seed_memory("northstar-dental", "workspace", "tone", "\"brief\"");
     as_agent("northstar-dental", "bob", "member", json!({}));
     assert_eq!(text("SELECT boundary.memory_get('renewal')::text"), "<null>");
     assert_eq!(text("SELECT boundary.memory_get('tone', 'workspace')::text"), "\"brief\"");
@@ -50,9 +72,6 @@ fn lookalike_tenants_keep_their_own_memory_under_the_same_name() {
     );
     assert_eq!(one::<bool>("SELECT boundary.memory_delete('tone', 'workspace')"), Some(true));
     assert_eq!(one::<bool>("SELECT boundary.memory_delete('tone', 'workspace')"), Some(false));
-    Spi::run("RESET ROLE; SELECT boundary.exit()").unwrap();
-    Spi::run("SET ROLE agent_tester").unwrap();
-    assert_eq!(try_sql("SELECT boundary.memory_get('renewal')"), "42501: no agent boundary is set");
 }
 
 #[pg_test]
@@ -64,10 +83,21 @@ fn a_token_memory_namespace_stays_inside_its_tenant() {
         "agent-memory:northstar-dental:support:ns:support-bot:handoff"
     );
     Spi::run("SELECT boundary.memory_set('handoff', '1')").unwrap();
-    as_agent("northstar-design", "alice", "member", json!({"memory_namespace": "support-bot"}));
-    assert_eq!(text("SELECT boundary.memory_get('handoff')::text"), "<null>");
     as_agent("northstar-dental", "alice", "member", json!({}));
     assert_eq!(text("SELECT boundary.memory_get('handoff')::text"), "<null>", "a different namespace");
+}
+
+#[pg_test]
+fn the_same_namespace_in_the_lookalike_tenant_is_another_namespace() {
+    fixture();
+    Spi::run(
+        "WITH ns AS (SELECT boundary.compose_key(VARIADIC ARRAY['agent-memory', 'northstar-dental', 'support', 'ns', 'support-bot']) AS n)
+         INSERT INTO boundary.memories (tenant_id, workspace_id, scope, namespace, name, key, value, created_by, updated_by)
+         SELECT 'northstar-dental', 'support', 'user', n, 'handoff', n || ':handoff', '1', 'seed', 'seed' FROM ns",
+    )
+    .unwrap();
+    as_agent("northstar-design", "alice", "member", json!({"memory_namespace": "support-bot"}));
+    assert_eq!(text("SELECT boundary.memory_get('handoff')::text"), "<null>");
 }
 
 #[pg_test]
@@ -194,28 +224,39 @@ fn cache_entries_follow_tenant_role_datasources_and_prompt_version() {
         "<null>",
         "prompt version change misses"
     );
-    // The same question from the lookalike tenant, or with another datasource set, is refused.
-    for (tenant, datasources) in [("northstar-design", "{tickets}"), ("northstar-dental", "{tickets}")] {
-        Spi::run("RESET ROLE").unwrap();
-        Spi::run(&format!(
-            "SELECT boundary.register_principal('{tenant}', 'support', 'alice', 'member', 'pro', 'us', '{{}}', '{datasources}')"
-        ))
-        .unwrap();
-        as_agent(tenant, "alice", "member", json!({}));
-        assert_eq!(
-            try_sql(&format!("SELECT boundary.cache_get('{key}')")),
-            "42501: cache key was not built for the current agent boundary"
-        );
-        assert_eq!(
-            one::<i64>("SELECT count(*) FROM boundary.cache"),
-            Some(0),
-            "direct reads see nothing"
-        );
-    }
+    // The same question with another datasource set (the same principal, entered again) is refused.
+    Spi::run("RESET ROLE").unwrap();
+    Spi::run(
+        "SELECT boundary.register_principal('northstar-dental', 'support', 'alice', 'member', 'pro', 'us', '{}', '{tickets}')",
+    )
+    .unwrap();
+    as_agent("northstar-dental", "alice", "member", json!({}));
+    assert_eq!(
+        try_sql(&format!("SELECT boundary.cache_get('{key}')")),
+        "42501: cache key was not built for the current agent boundary"
+    );
+    assert_eq!(one::<i64>("SELECT count(*) FROM boundary.cache"), Some(0), "direct reads see nothing");
     Spi::run("RESET ROLE").unwrap();
     Spi::run("UPDATE boundary.cache SET expires_at = now() - interval '1 second'").unwrap();
     Spi::run("SELECT boundary.register_principal('northstar-dental', 'support', 'alice', 'admin', 'pro', 'us', '{search,crm}', '{tickets,kb}')").unwrap();
     assert_eq!(one::<i64>("SELECT boundary.purge_expired()"), Some(1));
+}
+
+#[pg_test]
+fn the_lookalike_tenant_cannot_use_or_see_another_tenants_cache() {
+    fixture();
+    let dental_key = "boundary.compose_key(VARIADIC ARRAY['agent-cache', 'northstar-dental', 'support', 'member', 'ds', 'v1', 'answers', 'q'])";
+    Spi::run(&format!(
+        "INSERT INTO boundary.cache (tenant_id, workspace_id, key, value, expires_at)
+         VALUES ('northstar-dental', 'support', {dental_key}, '{{\"answer\": \"Jan 31\"}}', now() + interval '1 hour')"
+    ))
+    .unwrap();
+    as_agent("northstar-design", "alice", "member", json!({}));
+    assert_eq!(
+        try_sql(&format!("SELECT boundary.cache_get({dental_key})")),
+        "42501: cache key was not built for the current agent boundary"
+    );
+    assert_eq!(one::<i64>("SELECT count(*) FROM boundary.cache"), Some(0), "direct reads see nothing");
 }
 
 #[pg_test]

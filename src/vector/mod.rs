@@ -365,6 +365,7 @@ CREATE FUNCTION boundary.vector_search(
     id_column text DEFAULT 'id'
 ) RETURNS TABLE (id text, distance double precision)
 VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
 LANGUAGE c AS 'MODULE_PATHNAME', 'vector_search_wrapper';
 COMMENT ON FUNCTION boundary.vector_search(regclass, vector, integer, text, text, text) IS
   'Exactly min(k, visible) nearest rows of the current boundary, filtered before ranking.';
@@ -393,6 +394,7 @@ fn vector_search(
 /// whose searches should not walk other tenants' graph. Returns the DDL; with `run => false`
 /// only returns it (e.g. to run as CREATE INDEX CONCURRENTLY, which a function cannot).
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 fn vector_index(
     tbl: PgRelation,
     metric: default!(&str, "'cosine'"),

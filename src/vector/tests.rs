@@ -49,6 +49,12 @@ fn only_the_boundarys_rows_are_ranked_even_when_others_are_closer() {
         "1,2,3",
         "k above the visible rows: all of them, no more (NULL embeddings are not candidates)"
     );
+}
+
+// One transaction serves one principal, so the lookalike tenant gets its own test.
+#[pg_test]
+fn the_lookalike_tenant_ranks_only_its_own_rows() {
+    docs_fixture();
     as_agent("northstar-design", "alice", "member", json!({}));
     assert_eq!(ids("SELECT * FROM boundary.vector_search('public.docs', '[1,0,0]', 5)"), "6,7");
 }

@@ -24,10 +24,10 @@ SELECT boundary.tool_ids(), boundary.datasource_ids(), boundary.trace_id(), boun
 SELECT (boundary.current() ->> 'expires_at')::timestamptz > now() AS not_expired;
 SELECT id, subject FROM tickets ORDER BY id;
 
--- A savepoint can enter another boundary; rolling it back restores the outer one.
+-- A transaction serves one principal: entering another is refused, even in a savepoint; rolling
+-- the savepoint back leaves the outer boundary as it was.
 SAVEPOINT s;
-SELECT boundary.enter(:'design') ->> 'role' AS narrowed_role;
-SELECT id, subject FROM tickets ORDER BY id;
+SELECT boundary.enter(:'design') ->> 'role' AS other_principal;
 ROLLBACK TO SAVEPOINT s;
 SELECT boundary.tenant_id();
 
@@ -41,7 +41,8 @@ ROLLBACK;
 -- COMMIT ends the boundary.
 BEGIN;
 SELECT boundary.enter(:'design') ->> 'tenant_id' AS entered;
-SELECT count(*) FROM tickets;
+SELECT boundary.role() AS narrowed_role;
+SELECT id, subject FROM tickets ORDER BY id;
 COMMIT;
 SELECT count(*) FROM tickets;
 \echo :LAST_ERROR_SQLSTATE
