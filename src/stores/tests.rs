@@ -21,12 +21,13 @@ fn text(sql: &str) -> String {
     one::<String>(sql).unwrap_or_else(|| "<null>".into())
 }
 
-/// Memory `name` of `owner` (`user:<id>` or `workspace`) at `tenant`'s support workspace, written
+/// Memory `name` of `owner` (`user:<id>`, `ns:<namespace>` or `workspace`) at `tenant`'s support workspace, written
 /// by the superuser as that principal's own request would have left it: one transaction serves
 /// one principal, so a test cannot enter the other one.
 fn seed_memory(tenant: &str, owner: &str, name: &str, value: &str) {
     let (scope, owner_parts) = match owner.split_once(':') {
         Some(("user", user)) => ("user", format!("'user', '{user}'")),
+        Some(("ns", namespace)) => ("user", format!("'ns', '{namespace}'")),
         _ => ("workspace", "'workspace'".to_string()),
     };
     Spi::run(&format!(
@@ -90,12 +91,7 @@ fn a_token_memory_namespace_stays_inside_its_tenant() {
 #[pg_test]
 fn the_same_namespace_in_the_lookalike_tenant_is_another_namespace() {
     fixture();
-    Spi::run(
-        "WITH ns AS (SELECT boundary.compose_key(VARIADIC ARRAY['agent-memory', 'northstar-dental', 'support', 'ns', 'support-bot']) AS n)
-         INSERT INTO boundary.memories (tenant_id, workspace_id, scope, namespace, name, key, value, created_by, updated_by)
-         SELECT 'northstar-dental', 'support', 'user', n, 'handoff', n || ':handoff', '1', 'seed', 'seed' FROM ns",
-    )
-    .unwrap();
+    seed_memory("northstar-dental", "ns:support-bot", "handoff", "1");
     as_agent("northstar-design", "alice", "member", json!({"memory_namespace": "support-bot"}));
     assert_eq!(text("SELECT boundary.memory_get('handoff')::text"), "<null>");
 }
