@@ -1,4 +1,4 @@
-//! docs/attacks.md, rows 1–12, 14–20, 22 and 27–29, each tried against a real server with two
+//! docs/attacks.md, rows 1–12, 14–20, 22 and 27–30, each tried against a real server with two
 //! lookalike tenants and tables protected by `boundary.protect()`. (Rows 13 and 15 for the
 //! boundary itself are in tests/boundary.rs.) Each trial asserts exact rows, or SQLSTATE and
 //! message, or — where PostgreSQL cannot close the hole — that the lint reports it.
@@ -644,6 +644,81 @@ async fn what_one_role_shares_across_tenants_is_reported() {
     admin.batch_execute("GRANT TEMPORARY ON DATABASE postgres TO PUBLIC").await.unwrap();
 }
 
+// 30 ------------------------------------------------------------------------------------------
+/// Tenant ids that differ as text never share rows, whatever the tenant column's type: a
+/// varchar(12) would cut both Northstars to 'northstar-de'; a type whose equality merges
+/// different texts (numeric: '1.0' = '1.00') is refused; the tenant predicate stays an index
+/// condition.
+async fn tenant_ids_that_differ_as_text_never_share_rows() {
+    let owner = cluster().connect("tickets_owner").await;
+    owner
+        .batch_execute(
+            "CREATE TABLE public.short_ids (tenant_id varchar(12) NOT NULL, id int NOT NULL, note text NOT NULL,
+                                            PRIMARY KEY (tenant_id, id));
+             SELECT count(*) FROM boundary.protect('public.short_ids');
+             GRANT SELECT, INSERT ON public.short_ids TO agent",
+        )
+        .await
+        .unwrap();
+    // A row that the cut tenant id would match, as earlier data (or another path) left it.
+    admin()
+        .await
+        .batch_execute("INSERT INTO public.short_ids VALUES ('northstar-de', 1, 'whose is this?')")
+        .await
+        .unwrap();
+    let agent = cluster().connect("agent").await;
+    for token in [dental_alice(), design_alice()] {
+        begin_in(&agent, &token).await;
+        assert_eq!(column(&agent, "SELECT note FROM public.short_ids").await.unwrap(), Vec::<String>::new());
+        assert_refused(
+            agent.batch_execute("INSERT INTO public.short_ids (id, note) VALUES (2, 'mine')").await,
+            "42501",
+            "new row violates row-level security policy \"boundary_insert\" for table \"short_ids\"",
+        );
+        agent.batch_execute("ROLLBACK").await.unwrap();
+    }
+    begin_in(&agent, &dental_alice()).await;
+    let plan =
+        column(&agent, "EXPLAIN (COSTS OFF) SELECT note FROM public.short_ids WHERE id = 1").await.unwrap();
+    assert!(plan.iter().any(|line| line.contains("Index Cond") && line.contains("tenant_id")), "{plan:#?}");
+    agent.batch_execute("ROLLBACK").await.unwrap();
+    // A type whose equality merges ids that differ as text is refused.
+    owner
+        .batch_execute("CREATE TABLE public.numbered (tenant_id numeric NOT NULL, id int NOT NULL)")
+        .await
+        .unwrap();
+    assert_refused(
+        owner.batch_execute("SELECT boundary.protect('public.numbered')").await,
+        "42804",
+        "column \"tenant_id\" of table public.numbered has type numeric, whose equality can merge ids that \
+         differ as text; use text, varchar, char, uuid, smallint, integer or bigint (or a domain over one) \
+         with a deterministic collation",
+    );
+    // A table protected before this rule (its policies made by hand here) is reported by the lint.
+    let finding = "public.numbered | tenant column tenant_id has type numeric, whose equality can merge tenant ids that differ as text";
+    assert!(!lint(&admin().await, false).await.contains(&finding.to_string()));
+    owner
+        .batch_execute(
+            "ALTER TABLE public.numbered ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+             CREATE POLICY boundary_allow ON public.numbered USING (true);
+             CREATE POLICY boundary_select ON public.numbered AS RESTRICTIVE USING (tenant_id = (boundary.tenant_id())::numeric);
+             CREATE POLICY boundary_insert ON public.numbered AS RESTRICTIVE FOR INSERT WITH CHECK (false);
+             CREATE POLICY boundary_update ON public.numbered AS RESTRICTIVE FOR UPDATE USING (false);
+             CREATE POLICY boundary_delete ON public.numbered AS RESTRICTIVE FOR DELETE USING (false);
+             COMMENT ON POLICY boundary_select ON public.numbered IS 'agent_boundary protect options: \
+             {\"tenant_column\":\"tenant_id\",\"workspace_column\":{\"mode\":\"off\"},\"datasource_column\":{\"mode\":\"off\"},\
+             \"user_column\":{\"mode\":\"off\"},\"write_roles\":[\"owner\"]}'",
+        )
+        .await
+        .unwrap();
+    assert!(
+        lint(&admin().await, false).await.contains(&finding.to_string()),
+        "{:#?}",
+        lint(&admin().await, false).await
+    );
+    owner.batch_execute("DROP TABLE public.short_ids, public.numbered").await.unwrap();
+}
+
 // 29 ------------------------------------------------------------------------------------------
 const ANOTHER_PRINCIPAL: &str = "this transaction already serves another agent principal; one transaction \
                                  serves one tenant, workspace and user";
@@ -1038,6 +1113,7 @@ fn main() {
         planted_temporary_shadows_never_run_inside_extension_sql,
         objects_planted_on_a_pooled_connection_never_answer_the_next_boundary,
         what_one_role_shares_across_tenants_is_reported,
+        tenant_ids_that_differ_as_text_never_share_rows,
         a_transaction_serves_one_principal,
         nested_requests_on_one_connection_cannot_switch_tenant,
         reset_role_does_not_change_the_boundary,

@@ -114,6 +114,52 @@ pub fn column(table: &Table, name: &str) -> Result<Option<Column>> {
     }
 }
 
+/// Types whose equality is text equality once the value round-trips through text (which the
+/// scope predicate checks): text, varchar, char, uuid and the integers, or a domain over one.
+const EXACT_TYPES: [u32; 7] = [25, 1043, 1042, 2950, 21, 23, 20];
+
+/// Why `column` of `table` cannot tell apart two ids that differ as text (a type whose equality
+/// merges them, like numeric's '1.0' = '1.00' or citext; a nondeterministic collation), or None.
+pub fn inexact_comparison(table: &Table, column: &Column) -> Result<Option<String>> {
+    let facts = Spi::connect(|client| {
+        let rows = client.select(
+            "WITH RECURSIVE base(oid, typtype, next, depth) AS (
+                 SELECT t.oid, t.typtype, t.typbasetype, 0
+                   FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
+                  WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attname OPERATOR(pg_catalog.=) $2
+                 UNION ALL
+                 SELECT t.oid, t.typtype, t.typbasetype, b.depth OPERATOR(pg_catalog.+) 1
+                   FROM base b JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) b.next
+                  WHERE b.typtype OPERATOR(pg_catalog.=) 'd')
+             SELECT (SELECT b.oid FROM base b ORDER BY b.depth DESC LIMIT 1),
+                    (SELECT c.collisdeterministic FROM pg_catalog.pg_attribute a
+                       JOIN pg_catalog.pg_collation c ON c.oid OPERATOR(pg_catalog.=) a.attcollation
+                      WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attname OPERATOR(pg_catalog.=) $2)",
+            Some(1),
+            &[table.oid.into(), column.name.as_str().into()],
+        )?;
+        let row = rows.first();
+        Ok::<_, BoundaryError>((row.get::<pg_sys::Oid>(1)?, row.get::<bool>(2)?))
+    })?;
+    let use_instead = "use text, varchar, char, uuid, smallint, integer or bigint (or a domain over one) \
+                       with a deterministic collation";
+    let (base_type, deterministic) = facts;
+    if !base_type.is_some_and(|oid| EXACT_TYPES.contains(&oid.to_u32())) {
+        return Ok(Some(format!(
+            "column \"{}\" of table {} has type {}, whose equality can merge ids that differ as text; {use_instead}",
+            column.name, table.display, column.sql_type
+        )));
+    }
+    if deterministic == Some(false) {
+        return Ok(Some(format!(
+            "column \"{}\" of table {} has a nondeterministic collation, whose equality can merge ids that \
+             differ as text; {use_instead}",
+            column.name, table.display
+        )));
+    }
+    Ok(None)
+}
+
 /// The relation's oid, closing the relation pgrx opened for the argument: ALTER TABLE refuses
 /// to run while this session still holds it open.
 pub fn release(relation: PgRelation) -> pg_sys::Oid {

@@ -216,8 +216,17 @@ mod tests {
 
     #[test]
     fn typed_tenant_columns_cast_the_accessor_not_the_column() {
-        assert_eq!(plan("uuid").row_predicate(), "\"tenant_id\" = (boundary.tenant_id())::uuid");
-        assert_eq!(plan("bigint").row_predicate(), "\"tenant_id\" = (boundary.tenant_id())::bigint");
+        assert_eq!(
+            plan("uuid").row_predicate(),
+            "\"tenant_id\" = (boundary.tenant_id())::uuid \
+             AND ((boundary.tenant_id())::uuid)::pg_catalog.text = boundary.tenant_id()"
+        );
+        assert_eq!(
+            plan("character varying(12)").row_predicate(),
+            "\"tenant_id\" = (boundary.tenant_id())::character varying(12) \
+             AND ((boundary.tenant_id())::character varying(12))::pg_catalog.text = boundary.tenant_id()",
+            "a tenant id the cast would cut matches nothing"
+        );
     }
 
     #[test]
@@ -230,7 +239,9 @@ mod tests {
             p.row_predicate(),
             "\"tenant_id\" = boundary.tenant_id() AND \"workspace_id\" = boundary.workspace_id() \
              AND \"source\" = ANY ((boundary.datasource_ids())::bigint[]) \
-             AND \"owner \"\"x\"\"\" = (boundary.user_id())::uuid"
+             AND ((boundary.datasource_ids())::bigint[])::pg_catalog.text[] = boundary.datasource_ids() \
+             AND \"owner \"\"x\"\"\" = (boundary.user_id())::uuid \
+             AND ((boundary.user_id())::uuid)::pg_catalog.text = boundary.user_id()"
         );
         assert_eq!(p.write_check(), "boundary.role() = ANY ('{owner,admin,member}'::text[])");
         let ddl = p.statements(&Existing::default());

@@ -18,7 +18,7 @@ mod tests {
 use crate::boundary::claims::Role;
 use crate::error::{BoundaryError, Result};
 use crate::gucs;
-use crate::pg::catalog::{column, oids, release, table, validate_identifier, Column, Table};
+use crate::pg::catalog::{self, column, oids, release, table, validate_identifier, Column, Table};
 use ddl::{ColumnChoice, Existing, ProtectOptions, ProtectPlan};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
@@ -83,6 +83,12 @@ pub(crate) fn plan(table: &Table, options: &ProtectOptions) -> Result<ProtectPla
         )?,
         user: resolve(table, &options.user_column, ddl::AUTO_USER_COLUMN, "user_column")?,
     };
+    // Two ids that differ as text must never see each other's rows (ATTACKS row 30).
+    for (column, _) in scope.columns() {
+        if let Some(why) = catalog::inexact_comparison(table, column)? {
+            return Err(BoundaryError::WrongType(why));
+        }
+    }
     Ok(ProtectPlan { table: table.qualified.clone(), scope, options: options.clone() })
 }
 

@@ -192,6 +192,29 @@ findings (object, problem, fix) AS (
      WHERE NOT r.rolsuper
        AND EXISTS (SELECT 1 FROM app_protected p WHERE has_table_privilege(r.oid, p.oid, 'SELECT, INSERT, UPDATE, DELETE'))
     UNION ALL
+    -- 13. A tenant column whose equality can merge ids that differ as text (numeric, citext, a
+    -- nondeterministic collation, ...): protect() refuses these now; tables protected before are
+    -- reported.
+    SELECT p.name,
+           format('tenant column %I has type %s%s, whose equality can merge tenant ids that differ as text',
+                  p.tenant_column, pg_catalog.format_type(a.atttypid, a.atttypmod),
+                  CASE WHEN NOT coalesce(c.collisdeterministic, true) THEN ' with a nondeterministic collation' ELSE '' END),
+           format('ALTER TABLE %s ALTER COLUMN %I TYPE text COLLATE "C" (or varchar, char, uuid, an integer type); then SELECT boundary.reprotect(%L);',
+                  p.name, p.tenant_column, p.name)
+      FROM protected p
+      JOIN pg_attribute a ON a.attrelid = p.oid AND a.attnum = p.tenant_attnum
+      LEFT JOIN pg_collation c ON c.oid = a.attcollation
+     CROSS JOIN LATERAL (
+           WITH RECURSIVE base(oid, typtype, next, depth) AS (
+               SELECT t.oid, t.typtype, t.typbasetype, 0 FROM pg_type t WHERE t.oid = a.atttypid
+               UNION ALL
+               SELECT t.oid, t.typtype, t.typbasetype, b.depth + 1
+                 FROM base b JOIN pg_type t ON t.oid = b.next WHERE b.typtype = 'd')
+           SELECT oid FROM base ORDER BY depth DESC LIMIT 1) bt
+     WHERE bt.oid NOT IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype, 'uuid'::regtype,
+                          'int2'::regtype, 'int4'::regtype, 'int8'::regtype)
+        OR NOT coalesce(c.collisdeterministic, true)
+    UNION ALL
     -- Advisories: what PostgreSQL scopes by role or cannot close, listed only on request.
     -- TEMPORARY: boundary.enter() refuses a session holding temporary objects made before it, so
     -- they cannot answer another boundary; a connection left holding some fails its next request.

@@ -4,6 +4,10 @@
 //!
 //! Plain comparisons and function calls, no subqueries (Citus rejects them in policies); any
 //! cast is on the value, never on the column, so an index on the column serves the predicate.
+//! A value cast to a column type other than text must come back as the same text, or nothing
+//! matches: a cast that truncates (varchar(n)), folds case (uuid) or reformats ('042' as bigint)
+//! would otherwise make two different ids one. That check reads no column, so PostgreSQL
+//! evaluates it once per statement (a one-time filter), not per row.
 
 use crate::pg::catalog::{quote_ident, Column};
 
@@ -65,11 +69,21 @@ impl Scope {
     pub fn predicate(&self, value: impl Fn(Field) -> String) -> String {
         self.columns()
             .into_iter()
-            .map(|(column, field)| match field {
-                Field::Datasources => {
-                    format!("{} = ANY ({})", quote_ident(&column.name), cast(&value(field), column, true))
+            .map(|(column, field)| {
+                let value = value(field);
+                let array = field == Field::Datasources;
+                let typed = cast(&value, column, array);
+                let comparison = if array {
+                    format!("{} = ANY ({typed})", quote_ident(&column.name))
+                } else {
+                    format!("{} = {typed}", quote_ident(&column.name))
+                };
+                if column.sql_type == "text" {
+                    comparison
+                } else {
+                    let text = if array { "pg_catalog.text[]" } else { "pg_catalog.text" };
+                    format!("{comparison} AND ({typed})::{text} = {value}")
                 }
-                _ => format!("{} = {}", quote_ident(&column.name), cast(&value(field), column, false)),
             })
             .collect::<Vec<_>>()
             .join(" AND ")
@@ -105,9 +119,13 @@ mod tests {
         };
         assert_eq!(
             scope.predicate(accessor),
-            "\"tenant_id\" = (boundary.tenant_id())::uuid AND \"workspace_id\" = boundary.workspace_id() \
+            "\"tenant_id\" = (boundary.tenant_id())::uuid \
+             AND ((boundary.tenant_id())::uuid)::pg_catalog.text = boundary.tenant_id() \
+             AND \"workspace_id\" = boundary.workspace_id() \
              AND \"source\" = ANY ((boundary.datasource_ids())::bigint[]) \
-             AND \"owner \"\"x\"\"\" = (boundary.user_id())::integer"
+             AND ((boundary.datasource_ids())::bigint[])::pg_catalog.text[] = boundary.datasource_ids() \
+             AND \"owner \"\"x\"\"\" = (boundary.user_id())::integer \
+             AND ((boundary.user_id())::integer)::pg_catalog.text = boundary.user_id()"
         );
         let params = scope.predicate(|f| match f {
             Field::Tenant => "$2::text".into(),
@@ -117,8 +135,11 @@ mod tests {
         });
         assert_eq!(
             params,
-            "\"tenant_id\" = ($2::text)::uuid AND \"workspace_id\" = $3::text \
-             AND \"source\" = ANY (($4::text[])::bigint[]) AND \"owner \"\"x\"\"\" = ($5::text)::integer"
+            "\"tenant_id\" = ($2::text)::uuid AND (($2::text)::uuid)::pg_catalog.text = $2::text \
+             AND \"workspace_id\" = $3::text \
+             AND \"source\" = ANY (($4::text[])::bigint[]) \
+             AND (($4::text[])::bigint[])::pg_catalog.text[] = $4::text[] \
+             AND \"owner \"\"x\"\"\" = ($5::text)::integer AND (($5::text)::integer)::pg_catalog.text = $5::text"
         );
     }
 }

@@ -316,7 +316,8 @@ mod tests {
         assert_eq!(
             docs().candidate_filter(),
             "\"tenant_id\" = $2::text AND \"workspace_id\" = $3::text \
-             AND \"source\" = ANY (($4::text[])::bigint[]) AND \"embedding\" IS NOT NULL"
+             AND \"source\" = ANY (($4::text[])::bigint[]) \
+             AND (($4::text[])::bigint[])::pg_catalog.text[] = $4::text[] AND \"embedding\" IS NOT NULL"
         );
     }
 
