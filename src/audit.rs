@@ -58,10 +58,22 @@ DO $protect$ BEGIN
     PERFORM boundary.protect('boundary.audit_log', workspace_column => '', user_column => '',
                              write_roles => '{owner,admin,member,viewer}');
 END $protect$;
+-- Within the tenant, a user reads the trail of their own boundaries (trace and run ids, memory
+-- names); the tenant's owners and admins read all of it.
+CREATE POLICY audit_log_reader ON boundary.audit_log AS RESTRICTIVE FOR SELECT
+    USING (boundary.role() = ANY ('{owner,admin}'::text[])
+           OR (workspace_id = boundary.workspace_id() AND user_id = boundary.user_id()));
 GRANT SELECT ON boundary.audit_log TO PUBLIC;
 "#,
     name = "audit_log_table",
-    requires = [policy::protect, boundary::tenant_id, boundary::role, "policy_sql"],
+    requires = [
+        policy::protect,
+        boundary::tenant_id,
+        boundary::workspace_id,
+        boundary::user_id,
+        boundary::role,
+        "policy_sql"
+    ],
 );
 
 thread_local! {

@@ -382,6 +382,61 @@ async fn no_private_note_text_reaches_the_audit_table_or_the_server_log() {
     assert!(!log.contains(PRIVATE), "private note text in the server log");
 }
 
+/// A user reads the audit trail of their own boundaries; the tenant's admins read the whole
+/// tenant's. A viewer must not learn another user's trace ids, run ids or memory names.
+async fn audit_rows_are_read_by_their_own_user_or_the_tenants_admins() {
+    let alice_token = app_token(
+        "northstar-dental",
+        "support",
+        "alice",
+        "admin",
+        json!({"trace_id": "trace-alice-private"}),
+    );
+    let alice = as_agent(&alice_token).await;
+    alice.batch_execute("COMMIT").await.unwrap();
+    let bob = as_agent(&app_token(
+        "northstar-dental",
+        "support",
+        "bob",
+        "viewer",
+        json!({"trace_id": "trace-bob"}),
+    ))
+    .await;
+    assert_eq!(
+        column(&bob, "SELECT count(*) FROM boundary.audit_log WHERE trace_id = 'trace-alice-private'")
+            .await
+            .unwrap(),
+        ["0"],
+        "a viewer does not read another user's trail"
+    );
+    assert_eq!(
+        column(&bob, "SELECT count(*) FROM boundary.audit_log WHERE user_id <> 'bob'").await.unwrap(),
+        ["0"]
+    );
+    assert_ne!(
+        column(&bob, "SELECT count(*) FROM boundary.audit_log WHERE trace_id = 'trace-bob'").await.unwrap(),
+        ["0"]
+    );
+    bob.batch_execute("COMMIT").await.unwrap();
+    let admin = as_agent(&alice_token).await;
+    assert_ne!(
+        column(&admin, "SELECT count(*) FROM boundary.audit_log WHERE trace_id = 'trace-bob'").await.unwrap(),
+        ["0"],
+        "the tenant's admin reads the whole tenant's trail"
+    );
+    assert_eq!(
+        column(
+            &admin,
+            "SELECT count(*) FROM boundary.audit_log WHERE tenant_id IS DISTINCT FROM 'northstar-dental'"
+        )
+        .await
+        .unwrap(),
+        ["0"],
+        "and nothing of another tenant's"
+    );
+    admin.batch_execute("COMMIT").await.unwrap();
+}
+
 fn main() {
     let mut args = Arguments::from_args();
     args.test_threads = Some(1);
@@ -395,6 +450,7 @@ fn main() {
         a_job_resumes_with_todays_permissions_or_is_refused,
         blocked_attempts_survive_rollback_and_audit_rows_hold_metadata_only,
         no_private_note_text_reaches_the_audit_table_or_the_server_log,
+        audit_rows_are_read_by_their_own_user_or_the_tenants_admins,
     ];
     let conclusion = libtest_mimic::run(&args, trials);
     stop_shared_cluster();

@@ -399,7 +399,7 @@ $lint$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/audit.rs:235
+-- src/audit.rs:247
 -- agent_boundary::audit::blocked_events_total
 CREATE  FUNCTION "blocked_events_total"() RETURNS bigint /* SqlResult < i64 > */
 STRICT STABLE SECURITY DEFINER PARALLEL SAFE
@@ -853,59 +853,6 @@ AS 'MODULE_PATHNAME', 'tenant_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/audit.rs:18
--- requires:
---   policy::protect
---   boundary::tenant_id
---   boundary::role
---   policy_sql
-
-
-CREATE TABLE boundary.audit_log (
-    id                  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    at                  timestamptz NOT NULL DEFAULT clock_timestamp(),
-    event               text NOT NULL CHECK (event IN ('enter', 'exit', 'promote', 'protect', 'unprotect', 'snapshot', 'resume')),
-    tenant_id           text,
-    workspace_id        text,
-    user_id             text,
-    trace_id            text,
-    run_id              text,
-    prompt_version      text,
-    retrieval_namespace text,
-    tool_ids            text[] NOT NULL DEFAULT '{}',
-    datasource_ids      text[] NOT NULL DEFAULT '{}',
-    memory_keys         text[] NOT NULL DEFAULT '{}',
-    blocked_count       integer NOT NULL DEFAULT 0,
-    resource            text
-);
-COMMENT ON TABLE boundary.audit_log IS
-  'Append-only, metadata-only audit trail. Refusals are in the server log and boundary.blocked_events.';
-CREATE INDEX audit_log_tenant_at ON boundary.audit_log (tenant_id, at);
-SELECT pg_catalog.pg_extension_config_dump('boundary.audit_log', '');
-
-CREATE SEQUENCE boundary.blocked_events;
-COMMENT ON SEQUENCE boundary.blocked_events IS
-  'Every refusal (blocked tool argument, refused resume) ever, including those whose transaction rolled back.';
-
-CREATE FUNCTION boundary.refuse_audit_change() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    RAISE EXCEPTION 'boundary.audit_log is append-only: % is refused', TG_OP USING ERRCODE = '42501';
-END $$;
-CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON boundary.audit_log
-    FOR EACH ROW EXECUTE FUNCTION boundary.refuse_audit_change();
-CREATE TRIGGER audit_log_refuse_truncate BEFORE TRUNCATE ON boundary.audit_log
-    FOR EACH STATEMENT EXECUTE FUNCTION boundary.refuse_audit_change();
-
-DO $protect$ BEGIN
-    -- Tenants read their own rows; nobody but this extension writes (no INSERT grant).
-    PERFORM boundary.protect('boundary.audit_log', workspace_column => '', user_column => '',
-                             write_roles => '{owner,admin,member,viewer}');
-END $protect$;
-GRANT SELECT ON boundary.audit_log TO PUBLIC;
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- src/boundary/mod.rs:356
 -- agent_boundary::boundary::tool_ids
 CREATE  FUNCTION "tool_ids"() RETURNS TEXT[] /* SqlResult < Vec < String > > */
@@ -991,39 +938,6 @@ AS 'MODULE_PATHNAME', 'workspace_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/cache.rs:17
--- requires:
---   policy::protect
---   boundary::tenant_id
---   boundary::workspace_id
---   boundary::role
---   cache_prefix
---   stores::compose_key
---   policy_sql
-
-
-CREATE TABLE boundary.cache (
-    tenant_id    text NOT NULL,
-    workspace_id text NOT NULL,
-    key          text NOT NULL,
-    value        jsonb NOT NULL,
-    expires_at   timestamptz NOT NULL,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (tenant_id, key),
-    CHECK (starts_with(key, boundary.compose_key(VARIADIC ARRAY['agent-cache', tenant_id, workspace_id]) || ':'))
-);
-COMMENT ON TABLE boundary.cache IS
-  'Cached agent results, keyed by boundary.cache_key(); a role or datasource set sees only its own entries.';
-DO $protect$ BEGIN
-    PERFORM boundary.protect('boundary.cache', write_roles => '{owner,admin,member,viewer}');
-END $protect$;
-CREATE POLICY cache_current_boundary ON boundary.cache AS RESTRICTIVE FOR ALL
-    USING (starts_with(key, boundary.cache_prefix()) AND expires_at > statement_timestamp())
-    WITH CHECK (starts_with(key, boundary.cache_prefix()));
-GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.cache TO PUBLIC;
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- src/stores/memory.rs:22
 -- requires:
 --   policy::protect
@@ -1091,6 +1005,99 @@ CREATE POLICY run_state_current_run ON boundary.run_state AS RESTRICTIVE FOR ALL
     WITH CHECK (run_id = boundary.run_id());
 ALTER TABLE boundary.run_state ALTER COLUMN run_id SET DEFAULT boundary.run_id();
 GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.memories, boundary.run_state TO PUBLIC;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/stores/cache.rs:17
+-- requires:
+--   policy::protect
+--   boundary::tenant_id
+--   boundary::workspace_id
+--   boundary::role
+--   cache_prefix
+--   stores::compose_key
+--   policy_sql
+
+
+CREATE TABLE boundary.cache (
+    tenant_id    text NOT NULL,
+    workspace_id text NOT NULL,
+    key          text NOT NULL,
+    value        jsonb NOT NULL,
+    expires_at   timestamptz NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, key),
+    CHECK (starts_with(key, boundary.compose_key(VARIADIC ARRAY['agent-cache', tenant_id, workspace_id]) || ':'))
+);
+COMMENT ON TABLE boundary.cache IS
+  'Cached agent results, keyed by boundary.cache_key(); a role or datasource set sees only its own entries.';
+DO $protect$ BEGIN
+    PERFORM boundary.protect('boundary.cache', write_roles => '{owner,admin,member,viewer}');
+END $protect$;
+CREATE POLICY cache_current_boundary ON boundary.cache AS RESTRICTIVE FOR ALL
+    USING (starts_with(key, boundary.cache_prefix()) AND expires_at > statement_timestamp())
+    WITH CHECK (starts_with(key, boundary.cache_prefix()));
+GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.cache TO PUBLIC;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/audit.rs:18
+-- requires:
+--   policy::protect
+--   boundary::tenant_id
+--   boundary::workspace_id
+--   boundary::user_id
+--   boundary::role
+--   policy_sql
+
+
+CREATE TABLE boundary.audit_log (
+    id                  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at                  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    event               text NOT NULL CHECK (event IN ('enter', 'exit', 'promote', 'protect', 'unprotect', 'snapshot', 'resume')),
+    tenant_id           text,
+    workspace_id        text,
+    user_id             text,
+    trace_id            text,
+    run_id              text,
+    prompt_version      text,
+    retrieval_namespace text,
+    tool_ids            text[] NOT NULL DEFAULT '{}',
+    datasource_ids      text[] NOT NULL DEFAULT '{}',
+    memory_keys         text[] NOT NULL DEFAULT '{}',
+    blocked_count       integer NOT NULL DEFAULT 0,
+    resource            text
+);
+COMMENT ON TABLE boundary.audit_log IS
+  'Append-only, metadata-only audit trail. Refusals are in the server log and boundary.blocked_events.';
+CREATE INDEX audit_log_tenant_at ON boundary.audit_log (tenant_id, at);
+SELECT pg_catalog.pg_extension_config_dump('boundary.audit_log', '');
+
+CREATE SEQUENCE boundary.blocked_events;
+COMMENT ON SEQUENCE boundary.blocked_events IS
+  'Every refusal (blocked tool argument, refused resume) ever, including those whose transaction rolled back.';
+
+CREATE FUNCTION boundary.refuse_audit_change() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RAISE EXCEPTION 'boundary.audit_log is append-only: % is refused', TG_OP USING ERRCODE = '42501';
+END $$;
+CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON boundary.audit_log
+    FOR EACH ROW EXECUTE FUNCTION boundary.refuse_audit_change();
+CREATE TRIGGER audit_log_refuse_truncate BEFORE TRUNCATE ON boundary.audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION boundary.refuse_audit_change();
+
+DO $protect$ BEGIN
+    -- Tenants read their own rows; nobody but this extension writes (no INSERT grant).
+    PERFORM boundary.protect('boundary.audit_log', workspace_column => '', user_column => '',
+                             write_roles => '{owner,admin,member,viewer}');
+END $protect$;
+-- Within the tenant, a user reads the trail of their own boundaries (trace and run ids, memory
+-- names); the tenant's owners and admins read all of it.
+CREATE POLICY audit_log_reader ON boundary.audit_log AS RESTRICTIVE FOR SELECT
+    USING (boundary.role() = ANY ('{owner,admin}'::text[])
+           OR (workspace_id = boundary.workspace_id() AND user_id = boundary.user_id()));
+GRANT SELECT ON boundary.audit_log TO PUBLIC;
 /* </end connected objects> */
 
 /* <begin connected objects> */
