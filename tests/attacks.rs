@@ -261,7 +261,7 @@ async fn unique_keys_that_include_the_tenant_reveal_nothing() {
     agent.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(
         lint(&admin, false).await,
-        ["public.handles | unique index public.handles_handle_key does not include the tenant column tenant_id; a duplicate-key error reveals other tenants' values"]
+        ["public.handles | unique index public.handles_handle_key does not have the tenant column tenant_id among its key columns; a duplicate-key error reveals other tenants' values"]
     );
     admin.batch_execute("DROP TABLE public.handles").await.unwrap();
 }
@@ -719,6 +719,51 @@ async fn tenant_ids_that_differ_as_text_never_share_rows() {
     owner.batch_execute("DROP TABLE public.short_ids, public.numbered").await.unwrap();
 }
 
+/// The lint sees keys that answer "does another tenant have this value?" (a unique index with
+/// the tenant column only in INCLUDE, an exclusion constraint without it), a renamed tenant
+/// column, and a dropped TRUNCATE guard; each with a negative case.
+async fn the_lint_sees_existence_oracles_renamed_columns_and_missing_guards() {
+    let admin = admin().await;
+    let owner = cluster().connect("tickets_owner").await;
+    owner
+        .batch_execute(
+            "CREATE TABLE public.contacts (tenant_id text NOT NULL, id int NOT NULL, email text NOT NULL,
+                                           PRIMARY KEY (tenant_id, id));
+             CREATE UNIQUE INDEX contacts_email_key ON public.contacts (email) INCLUDE (tenant_id);
+             CREATE TABLE public.slots (tenant_id text NOT NULL, room text NOT NULL,
+                                        EXCLUDE USING btree (room WITH =));
+             CREATE TABLE public.scoped_slots (tenant_id text NOT NULL, room text NOT NULL,
+                                               EXCLUDE USING btree (tenant_id WITH =, room WITH =));
+             SELECT count(*) FROM boundary.protect('public.contacts');
+             SELECT count(*) FROM boundary.protect('public.slots');
+             SELECT count(*) FROM boundary.protect('public.scoped_slots');",
+        )
+        .await
+        .unwrap();
+    let findings = lint(&admin, false).await;
+    for expected in [
+        "public.contacts | unique index public.contacts_email_key does not have the tenant column tenant_id among its key columns; a duplicate-key error reveals other tenants' values",
+        "public.slots | exclusion constraint slots_room_excl does not compare the tenant column tenant_id; a conflict error reveals other tenants' values",
+    ] {
+        assert!(findings.contains(&expected.to_string()), "{findings:#?}");
+    }
+    assert!(!findings.iter().any(|f| f.starts_with("public.scoped_slots")), "{findings:#?}");
+    // A dropped TRUNCATE guard, and a tenant column renamed while auto-protection was off.
+    owner.batch_execute("DROP TRIGGER boundary_refuse_truncate ON public.contacts").await.unwrap();
+    admin.batch_execute("ALTER EVENT TRIGGER boundary_auto_protect DISABLE").await.unwrap();
+    owner.batch_execute("ALTER TABLE public.scoped_slots RENAME COLUMN tenant_id TO org").await.unwrap();
+    admin.batch_execute("ALTER EVENT TRIGGER boundary_auto_protect ENABLE").await.unwrap();
+    let findings = lint(&admin, false).await;
+    for expected in [
+        "public.contacts | the TRUNCATE guard (trigger boundary_refuse_truncate) is missing",
+        "public.scoped_slots | protect() scoped it by column tenant_id, which it no longer has (renamed or dropped); every later ALTER TABLE will fail",
+    ] {
+        assert!(findings.contains(&expected.to_string()), "{findings:#?}");
+    }
+    owner.batch_execute("DROP TABLE public.contacts, public.slots, public.scoped_slots").await.unwrap();
+    assert!(!lint(&admin, false).await.iter().any(|f| f.contains("contacts") || f.contains("slots")));
+}
+
 // 29 ------------------------------------------------------------------------------------------
 const ANOTHER_PRINCIPAL: &str = "this transaction already serves another agent principal; one transaction \
                                  serves one tenant, workspace and user";
@@ -1114,6 +1159,7 @@ fn main() {
         objects_planted_on_a_pooled_connection_never_answer_the_next_boundary,
         what_one_role_shares_across_tenants_is_reported,
         tenant_ids_that_differ_as_text_never_share_rows,
+        the_lint_sees_existence_oracles_renamed_columns_and_missing_guards,
         a_transaction_serves_one_principal,
         nested_requests_on_one_connection_cannot_switch_tenant,
         reset_role_does_not_change_the_boundary,

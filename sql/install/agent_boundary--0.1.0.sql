@@ -264,6 +264,20 @@ findings (object, problem, fix) AS (
      WHERE EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = t.oid AND p.polname LIKE 'boundary\_%')
        AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = t.oid AND p.polname = m.polname)
     UNION ALL
+    SELECT p.name, 'the TRUNCATE guard (trigger boundary_refuse_truncate) is missing',
+           format('SELECT boundary.reprotect(%L);', p.name)
+      FROM protected p
+     WHERE NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = p.oid AND t.tgname = 'boundary_refuse_truncate')
+    UNION ALL
+    -- The column protect() scoped by was renamed or dropped: the policies still hold (they name
+    -- it by number), but re-protection, and so every later ALTER TABLE, fails.
+    SELECT p.name, format('protect() scoped it by column %I, which it no longer has (renamed or dropped); every later ALTER TABLE will fail',
+                          p.tenant_column),
+           format('rename the column back to %I, or SELECT boundary.unprotect(%L) and protect it again with tenant_column => the new name',
+                  p.tenant_column, p.name)
+      FROM protected p
+     WHERE p.tenant_attnum IS NULL
+    UNION ALL
     -- 3. A partition or inheritance child of a protected table, read directly, skips the parent's policies.
     SELECT i.inhrelid::regclass::text, format('is a partition or child of protected table %s but is not protected', p.name),
            format('SELECT boundary.reprotect(%L);', p.name)
@@ -307,13 +321,21 @@ findings (object, problem, fix) AS (
      WHERE c.contype = 'f' AND NOT (p.tenant_attnum = ANY (c.confkey))
     UNION ALL
     -- 8. Unique keys without the tenant column: a duplicate-key error tells one tenant another has the value.
-    SELECT p.name, format('unique index %s does not include the tenant column %I; a duplicate-key error reveals other tenants'' values',
+    -- (Only key columns count: a column in INCLUDE takes no part in uniqueness.)
+    SELECT p.name, format('unique index %s does not have the tenant column %I among its key columns; a duplicate-key error reveals other tenants'' values',
                           i.indexrelid::regclass, p.tenant_column),
            format('make the key (%I, ...) instead', p.tenant_column)
       FROM pg_index i JOIN protected p ON p.oid = i.indrelid
-     WHERE i.indisunique AND NOT (p.tenant_attnum = ANY (i.indkey::int2[]))
+     WHERE i.indisunique AND NOT (p.tenant_attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1]))
        -- The audit log's key is an identity only the extension writes: no duplicate to provoke.
        AND p.name <> 'boundary.audit_log'
+    UNION ALL
+    -- Exclusion constraints are the same oracle when they do not compare the tenant column.
+    SELECT p.name, format('exclusion constraint %s does not compare the tenant column %I; a conflict error reveals other tenants'' values',
+                          c.conname, p.tenant_column),
+           format('add %I WITH = to the constraint: EXCLUDE (%I WITH =, ...)', p.tenant_column, p.tenant_column)
+      FROM pg_constraint c JOIN protected p ON p.oid = c.conrelid
+     WHERE c.contype = 'x' AND NOT (p.tenant_attnum = ANY (c.conkey))
     UNION ALL
     -- 9. Whole-table privileges for roles other than the owner.
     SELECT r.rolname::text, format('has %s on protected table %s', v.privilege, p.name),
@@ -938,6 +960,39 @@ AS 'MODULE_PATHNAME', 'workspace_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/stores/cache.rs:17
+-- requires:
+--   policy::protect
+--   boundary::tenant_id
+--   boundary::workspace_id
+--   boundary::role
+--   cache_prefix
+--   stores::compose_key
+--   policy_sql
+
+
+CREATE TABLE boundary.cache (
+    tenant_id    text NOT NULL,
+    workspace_id text NOT NULL,
+    key          text NOT NULL,
+    value        jsonb NOT NULL,
+    expires_at   timestamptz NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, key),
+    CHECK (starts_with(key, boundary.compose_key(VARIADIC ARRAY['agent-cache', tenant_id, workspace_id]) || ':'))
+);
+COMMENT ON TABLE boundary.cache IS
+  'Cached agent results, keyed by boundary.cache_key(); a role or datasource set sees only its own entries.';
+DO $protect$ BEGIN
+    PERFORM boundary.protect('boundary.cache', write_roles => '{owner,admin,member,viewer}');
+END $protect$;
+CREATE POLICY cache_current_boundary ON boundary.cache AS RESTRICTIVE FOR ALL
+    USING (starts_with(key, boundary.cache_prefix()) AND expires_at > statement_timestamp())
+    WITH CHECK (starts_with(key, boundary.cache_prefix()));
+GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.cache TO PUBLIC;
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/stores/memory.rs:22
 -- requires:
 --   policy::protect
@@ -1005,39 +1060,6 @@ CREATE POLICY run_state_current_run ON boundary.run_state AS RESTRICTIVE FOR ALL
     WITH CHECK (run_id = boundary.run_id());
 ALTER TABLE boundary.run_state ALTER COLUMN run_id SET DEFAULT boundary.run_id();
 GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.memories, boundary.run_state TO PUBLIC;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/stores/cache.rs:17
--- requires:
---   policy::protect
---   boundary::tenant_id
---   boundary::workspace_id
---   boundary::role
---   cache_prefix
---   stores::compose_key
---   policy_sql
-
-
-CREATE TABLE boundary.cache (
-    tenant_id    text NOT NULL,
-    workspace_id text NOT NULL,
-    key          text NOT NULL,
-    value        jsonb NOT NULL,
-    expires_at   timestamptz NOT NULL,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (tenant_id, key),
-    CHECK (starts_with(key, boundary.compose_key(VARIADIC ARRAY['agent-cache', tenant_id, workspace_id]) || ':'))
-);
-COMMENT ON TABLE boundary.cache IS
-  'Cached agent results, keyed by boundary.cache_key(); a role or datasource set sees only its own entries.';
-DO $protect$ BEGIN
-    PERFORM boundary.protect('boundary.cache', write_roles => '{owner,admin,member,viewer}');
-END $protect$;
-CREATE POLICY cache_current_boundary ON boundary.cache AS RESTRICTIVE FOR ALL
-    USING (starts_with(key, boundary.cache_prefix()) AND expires_at > statement_timestamp())
-    WITH CHECK (starts_with(key, boundary.cache_prefix()));
-GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.cache TO PUBLIC;
 /* </end connected objects> */
 
 /* <begin connected objects> */

@@ -111,6 +111,20 @@ findings (object, problem, fix) AS (
      WHERE EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = t.oid AND p.polname LIKE 'boundary\_%')
        AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = t.oid AND p.polname = m.polname)
     UNION ALL
+    SELECT p.name, 'the TRUNCATE guard (trigger boundary_refuse_truncate) is missing',
+           format('SELECT boundary.reprotect(%L);', p.name)
+      FROM protected p
+     WHERE NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = p.oid AND t.tgname = 'boundary_refuse_truncate')
+    UNION ALL
+    -- The column protect() scoped by was renamed or dropped: the policies still hold (they name
+    -- it by number), but re-protection, and so every later ALTER TABLE, fails.
+    SELECT p.name, format('protect() scoped it by column %I, which it no longer has (renamed or dropped); every later ALTER TABLE will fail',
+                          p.tenant_column),
+           format('rename the column back to %I, or SELECT boundary.unprotect(%L) and protect it again with tenant_column => the new name',
+                  p.tenant_column, p.name)
+      FROM protected p
+     WHERE p.tenant_attnum IS NULL
+    UNION ALL
     -- 3. A partition or inheritance child of a protected table, read directly, skips the parent's policies.
     SELECT i.inhrelid::regclass::text, format('is a partition or child of protected table %s but is not protected', p.name),
            format('SELECT boundary.reprotect(%L);', p.name)
@@ -154,13 +168,21 @@ findings (object, problem, fix) AS (
      WHERE c.contype = 'f' AND NOT (p.tenant_attnum = ANY (c.confkey))
     UNION ALL
     -- 8. Unique keys without the tenant column: a duplicate-key error tells one tenant another has the value.
-    SELECT p.name, format('unique index %s does not include the tenant column %I; a duplicate-key error reveals other tenants'' values',
+    -- (Only key columns count: a column in INCLUDE takes no part in uniqueness.)
+    SELECT p.name, format('unique index %s does not have the tenant column %I among its key columns; a duplicate-key error reveals other tenants'' values',
                           i.indexrelid::regclass, p.tenant_column),
            format('make the key (%I, ...) instead', p.tenant_column)
       FROM pg_index i JOIN protected p ON p.oid = i.indrelid
-     WHERE i.indisunique AND NOT (p.tenant_attnum = ANY (i.indkey::int2[]))
+     WHERE i.indisunique AND NOT (p.tenant_attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1]))
        -- The audit log's key is an identity only the extension writes: no duplicate to provoke.
        AND p.name <> 'boundary.audit_log'
+    UNION ALL
+    -- Exclusion constraints are the same oracle when they do not compare the tenant column.
+    SELECT p.name, format('exclusion constraint %s does not compare the tenant column %I; a conflict error reveals other tenants'' values',
+                          c.conname, p.tenant_column),
+           format('add %I WITH = to the constraint: EXCLUDE (%I WITH =, ...)', p.tenant_column, p.tenant_column)
+      FROM pg_constraint c JOIN protected p ON p.oid = c.conrelid
+     WHERE c.contype = 'x' AND NOT (p.tenant_attnum = ANY (c.conkey))
     UNION ALL
     -- 9. Whole-table privileges for roles other than the owner.
     SELECT r.rolname::text, format('has %s on protected table %s', v.privilege, p.name),

@@ -447,7 +447,7 @@ fn the_lint_is_empty_when_clean_and_names_every_problem_with_a_fix() {
         column("SELECT object || ' | ' || problem FROM boundary.unprotected_tables()").join("\n");
     let expected = [
         "agent_tester | has TRIGGER on protected table public.tickets",
-        "public.accounts | unique index public.accounts_id_alone does not include the tenant column tenant_id; a duplicate-key error reveals other tenants' values",
+        "public.accounts | unique index public.accounts_id_alone does not have the tenant column tenant_id among its key columns; a duplicate-key error reveals other tenants' values",
         "public.child_rows | foreign key child_rows_account_id_fkey references protected table public.accounts without its tenant column tenant_id, so it can link rows across tenants",
         "public.child_rows | has a tenant_id column but no agent boundary policies",
         "public.forgotten | has a tenant_id column but no agent boundary policies",
