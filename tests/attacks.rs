@@ -761,6 +761,21 @@ async fn the_lint_sees_existence_oracles_renamed_columns_and_missing_guards() {
         assert!(findings.contains(&expected.to_string()), "{findings:#?}");
     }
     owner.batch_execute("DROP TABLE public.contacts, public.slots, public.scoped_slots").await.unwrap();
+    // A protected table under an unprotected inheritance parent: reading the parent returns the
+    // child's rows of every tenant, under the parent's (absent) policies.
+    owner
+        .batch_execute(
+            "CREATE TABLE public.base_notes (tenant_id text NOT NULL, id int NOT NULL);
+             CREATE TABLE public.child_notes () INHERITS (public.base_notes);
+             SELECT count(*) FROM boundary.protect('public.child_notes');",
+        )
+        .await
+        .unwrap();
+    let parent = "public.base_notes | is an unprotected inheritance parent of protected table public.child_notes: reading it returns that table's rows of every tenant";
+    assert!(lint(&admin, false).await.contains(&parent.to_string()), "{:#?}", lint(&admin, false).await);
+    owner.batch_execute("SELECT count(*) FROM boundary.protect('public.base_notes')").await.unwrap();
+    assert!(!lint(&admin, false).await.contains(&parent.to_string()), "protecting the parent clears it");
+    owner.batch_execute("DROP TABLE public.base_notes CASCADE").await.unwrap();
     assert!(!lint(&admin, false).await.iter().any(|f| f.contains("contacts") || f.contains("slots")));
 }
 

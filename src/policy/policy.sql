@@ -131,6 +131,14 @@ findings (object, problem, fix) AS (
       FROM pg_inherits i JOIN protected p ON p.oid = i.inhparent
      WHERE NOT EXISTS (SELECT 1 FROM pg_policy q WHERE q.polrelid = i.inhrelid AND q.polname = 'boundary_select')
     UNION ALL
+    -- ... and the other way round: reading an unprotected inheritance parent returns a protected
+    -- child's rows under the parent's (absent) policies.
+    SELECT i.inhparent::regclass::text,
+           format('is an unprotected inheritance parent of protected table %s: reading it returns that table''s rows of every tenant', p.name),
+           format('SELECT boundary.protect(%L); or ALTER TABLE %s NO INHERIT %s;', i.inhparent::regclass::text, p.name, i.inhparent::regclass)
+      FROM pg_inherits i JOIN protected p ON p.oid = i.inhrelid
+     WHERE NOT EXISTS (SELECT 1 FROM pg_policy q WHERE q.polrelid = i.inhparent AND q.polname = 'boundary_select')
+    UNION ALL
     -- 4. Views check their owner's policies unless security_invoker; materialized views have none.
     SELECT DISTINCT v.oid::regclass::text,
            CASE v.relkind WHEN 'v' THEN format('view reads protected table %s with its owner''s rights (security_invoker is off)', p.name)
