@@ -748,35 +748,361 @@ async fn the_lint_sees_existence_oracles_renamed_columns_and_missing_guards() {
         assert!(findings.contains(&expected.to_string()), "{findings:#?}");
     }
     assert!(!findings.iter().any(|f| f.starts_with("public.scoped_slots")), "{findings:#?}");
-    // A dropped TRUNCATE guard, and a tenant column renamed while auto-protection was off.
-    owner.batch_execute("DROP TRIGGER boundary_refuse_truncate ON public.contacts").await.unwrap();
-    admin.batch_execute("ALTER EVENT TRIGGER boundary_auto_protect DISABLE").await.unwrap();
-    owner.batch_execute("ALTER TABLE public.scoped_slots RENAME COLUMN tenant_id TO org").await.unwrap();
-    admin.batch_execute("ALTER EVENT TRIGGER boundary_auto_protect ENABLE").await.unwrap();
+    // Dropped guards and a policy changed by hand (with the DDL guard off, as before this
+    // version), and a tenant column renamed while auto-protection was off.
+    admin
+        .batch_execute(
+            "ALTER EVENT TRIGGER boundary_guard_drop DISABLE; ALTER EVENT TRIGGER boundary_guard_ddl DISABLE;
+             ALTER EVENT TRIGGER boundary_auto_protect DISABLE",
+        )
+        .await
+        .unwrap();
+    owner
+        .batch_execute(
+            "DROP TRIGGER boundary_refuse_truncate ON public.contacts;
+             DROP TRIGGER boundary_refuse_cascade ON public.contacts;
+             ALTER POLICY boundary_select ON public.slots USING (true);
+             ALTER TABLE public.scoped_slots RENAME COLUMN tenant_id TO org",
+        )
+        .await
+        .unwrap();
+    admin
+        .batch_execute(
+            "ALTER EVENT TRIGGER boundary_guard_drop ENABLE; ALTER EVENT TRIGGER boundary_guard_ddl ENABLE;
+             ALTER EVENT TRIGGER boundary_auto_protect ENABLE",
+        )
+        .await
+        .unwrap();
     let findings = lint(&admin, false).await;
     for expected in [
         "public.contacts | the TRUNCATE guard (trigger boundary_refuse_truncate) is missing",
+        "public.contacts | the cascade guard (trigger boundary_refuse_cascade) is missing",
+        "public.slots | its generated policies differ from what protect() made (changed by hand, or protected by an older version)",
         "public.scoped_slots | protect() scoped it by column tenant_id, which it no longer has (renamed or dropped); every later ALTER TABLE will fail",
     ] {
         assert!(findings.contains(&expected.to_string()), "{findings:#?}");
     }
+    assert!(
+        !findings.iter().any(|f| f.starts_with("public.contacts | its generated policies")),
+        "{findings:#?}"
+    );
+    owner.batch_execute("SELECT count(*) FROM boundary.reprotect('public.slots')").await.unwrap();
+    assert!(
+        !lint(&admin, false).await.iter().any(|f| f.starts_with("public.slots | its generated policies")),
+        "reprotect() clears it"
+    );
     owner.batch_execute("DROP TABLE public.contacts, public.slots, public.scoped_slots").await.unwrap();
     // A protected table under an unprotected inheritance parent: reading the parent returns the
     // child's rows of every tenant, under the parent's (absent) policies.
+    // protect() refuses it, so it takes a child protected before it inherited, with
+    // auto-protection (which would re-protect it, and so refuse the ALTER) off.
     owner
         .batch_execute(
             "CREATE TABLE public.base_notes (tenant_id text NOT NULL, id int NOT NULL);
-             CREATE TABLE public.child_notes () INHERITS (public.base_notes);
-             SELECT count(*) FROM boundary.protect('public.child_notes');",
+             CREATE TABLE public.child_notes () INHERITS (public.base_notes);",
         )
         .await
         .unwrap();
+    assert_refused(
+        owner.batch_execute("SELECT boundary.protect('public.child_notes')").await,
+        "55000",
+        "table public.child_notes inherits from unprotected table public.base_notes, whose reads would return \
+         its rows of every tenant; protect public.base_notes (which protects its children too), or detach it first",
+    );
+    owner.batch_execute("ALTER TABLE public.child_notes NO INHERIT public.base_notes").await.unwrap();
+    owner.batch_execute("SELECT count(*) FROM boundary.protect('public.child_notes')").await.unwrap();
+    assert_refused(
+        owner.batch_execute("ALTER TABLE public.child_notes INHERIT public.base_notes").await,
+        "55000",
+        "table public.child_notes inherits from unprotected table public.base_notes, whose reads would return \
+         its rows of every tenant; protect public.base_notes (which protects its children too), or detach it first",
+    );
+    admin.batch_execute("ALTER EVENT TRIGGER boundary_auto_protect DISABLE").await.unwrap();
+    owner.batch_execute("ALTER TABLE public.child_notes INHERIT public.base_notes").await.unwrap();
+    admin.batch_execute("ALTER EVENT TRIGGER boundary_auto_protect ENABLE").await.unwrap();
     let parent = "public.base_notes | is an unprotected inheritance parent of protected table public.child_notes: reading it returns that table's rows of every tenant";
     assert!(lint(&admin, false).await.contains(&parent.to_string()), "{:#?}", lint(&admin, false).await);
     owner.batch_execute("SELECT count(*) FROM boundary.protect('public.base_notes')").await.unwrap();
     assert!(!lint(&admin, false).await.contains(&parent.to_string()), "protecting the parent clears it");
     owner.batch_execute("DROP TABLE public.base_notes CASCADE").await.unwrap();
     assert!(!lint(&admin, false).await.iter().any(|f| f.contains("contacts") || f.contains("slots")));
+}
+
+// 31 ------------------------------------------------------------------------------------------
+const CASCADE_REFUSED: &str =
+    "DELETE on protected table public.chunks reached a row outside the agent boundary \
+                               (a cascaded or trigger-made change, which row level security does not check)";
+
+/// Referential actions skip row level security: with a shared (unprotected) parent, one
+/// tenant's delete of the parent would remove every tenant's children — langchain-postgres'
+/// delete_collection(). A protected table refuses a cascaded change to a row outside the
+/// boundary; a cascade that stays inside it, and a superuser's maintenance, still work.
+async fn referential_actions_never_change_another_tenants_rows() {
+    let admin = admin().await;
+    let owner = cluster().connect("tickets_owner").await;
+    owner
+        .batch_execute(
+            "CREATE TABLE public.collections (uuid text PRIMARY KEY, name text NOT NULL);
+             CREATE TABLE public.chunks (
+                 tenant_id text NOT NULL, id int NOT NULL, doc text NOT NULL,
+                 collection_id text REFERENCES public.collections ON DELETE CASCADE,
+                 shelf text REFERENCES public.collections ON DELETE SET NULL,
+                 PRIMARY KEY (tenant_id, id));
+             SELECT count(*) FROM boundary.protect('public.chunks');
+             GRANT SELECT, INSERT, UPDATE, DELETE ON public.collections, public.chunks TO agent;",
+        )
+        .await
+        .unwrap();
+    admin
+        .batch_execute(
+            "INSERT INTO public.collections VALUES ('shared', 'docs'), ('dental-only', 'x'), ('maint', 'y'), ('shelf', 'z');
+             INSERT INTO public.chunks VALUES
+                 ('northstar-dental', 1, 'crown prices', 'shared', NULL),
+                 ('northstar-design', 1, 'logo brief', 'shared', 'shelf'),
+                 ('northstar-dental', 2, 'implant notes', 'dental-only', NULL),
+                 ('northstar-design', 2, 'old brief', 'maint', NULL);",
+        )
+        .await
+        .unwrap();
+    let rows = || async {
+        let sql =
+            "SELECT tenant_id || ' ' || id || ' ' || coalesce(shelf, '-') FROM public.chunks ORDER BY 1";
+        column(&cluster().connect("postgres").await, sql).await.unwrap()
+    };
+    let all =
+        ["northstar-dental 1 -", "northstar-dental 2 -", "northstar-design 1 shelf", "northstar-design 2 -"];
+    let agent = cluster().connect("agent").await;
+    begin_in(&agent, &dental_alice()).await;
+    assert_refused(
+        agent.batch_execute("DELETE FROM public.collections WHERE uuid = 'shared'").await,
+        "42501",
+        CASCADE_REFUSED,
+    );
+    agent.batch_execute("ROLLBACK").await.unwrap();
+    begin_in(&agent, &dental_alice()).await;
+    assert_refused(
+        agent.batch_execute("DELETE FROM public.collections WHERE uuid = 'shelf'").await,
+        "42501",
+        "UPDATE on protected table public.chunks reached a row outside the agent boundary \
+         (a cascaded or trigger-made change, which row level security does not check)",
+    );
+    agent.batch_execute("ROLLBACK").await.unwrap();
+    // Outside any boundary a role under row level security cannot cascade either.
+    assert_refused(
+        agent.batch_execute("DELETE FROM public.collections WHERE uuid = 'shared'").await,
+        "42501",
+        CASCADE_REFUSED,
+    );
+    assert_eq!(rows().await, all, "nothing of either tenant was removed");
+    // A cascade that reaches only the boundary's own rows goes through.
+    begin_in(&agent, &dental_alice()).await;
+    agent.batch_execute("DELETE FROM public.collections WHERE uuid = 'dental-only'").await.unwrap();
+    agent.batch_execute("COMMIT").await.unwrap();
+    // A superuser's maintenance outside any boundary is not a tenant's request.
+    admin.batch_execute("DELETE FROM public.collections WHERE uuid = 'maint'").await.unwrap();
+    assert_eq!(rows().await, ["northstar-dental 1 -", "northstar-design 1 shelf"]);
+    // The lint names foreign keys with referential actions towards unprotected parents; a plain
+    // reference to a shared catalog is not one.
+    let findings = lint(&admin, false).await;
+    for expected in [
+        "public.chunks | foreign key chunks_collection_id_fkey to unprotected table public.collections has ON DELETE CASCADE: a change to a shared parent row reaches every tenant's rows (agent_boundary refuses it when it reaches another tenant's row, so the parent's change fails)",
+        "public.chunks | foreign key chunks_shelf_fkey to unprotected table public.collections has ON DELETE SET NULL: a change to a shared parent row reaches every tenant's rows (agent_boundary refuses it when it reaches another tenant's row, so the parent's change fails)",
+    ] {
+        assert!(findings.contains(&expected.to_string()), "{findings:#?}");
+    }
+    owner
+        .batch_execute(
+            "ALTER TABLE public.chunks DROP CONSTRAINT chunks_collection_id_fkey, DROP CONSTRAINT chunks_shelf_fkey,
+                 ADD FOREIGN KEY (collection_id) REFERENCES public.collections NOT VALID")
+        .await
+        .unwrap();
+    assert!(
+        !lint(&admin, false).await.iter().any(|f| f.starts_with("public.chunks")),
+        "{:#?}",
+        lint(&admin, false).await
+    );
+    owner.batch_execute("DROP TABLE public.chunks, public.collections").await.unwrap();
+}
+
+// 32 ------------------------------------------------------------------------------------------
+const DDL_HINT: &str = "Run schema changes outside agent boundaries, as a role agents never connect as.";
+
+/// A role that owns a protected table and runs inside a boundary (a framework's reset() or
+/// migration, model-written SQL) cannot drop the table or its scope column, validate
+/// constraints or build indexes over every tenant's rows, or take the generated policies and
+/// guards apart; outside a boundary the owner keeps a supported way to change the schema, and
+/// tampering with the generated objects is refused there too.
+async fn owner_ddl_inside_a_boundary_is_refused() {
+    let owner = cluster().connect("tickets_owner").await;
+    owner
+        .batch_execute(
+            "CREATE TABLE public.memories_v1 (tenant_id text NOT NULL, id int NOT NULL, body text NOT NULL,
+                                              PRIMARY KEY (tenant_id, id));
+             SELECT count(*) FROM boundary.protect('public.memories_v1');",
+        )
+        .await
+        .unwrap();
+    admin()
+        .await
+        .batch_execute("INSERT INTO public.memories_v1 VALUES ('northstar-dental', 1, 'a'), ('northstar-design', 1, 'b')")
+        .await
+        .unwrap();
+    let inside = |sql: &'static str| {
+        let owner = &owner;
+        async move {
+            begin_in(owner, &dental_alice()).await;
+            let result = owner.batch_execute(sql).await;
+            owner.batch_execute("ROLLBACK").await.unwrap();
+            result
+        }
+    };
+    let refused = |tag: &str| {
+        format!("{tag} on protected table public.memories_v1 is refused inside an agent boundary: it would read, check or rewrite every tenant's rows, or take its protection apart")
+    };
+    for (sql, tag) in [
+        ("DROP TABLE public.memories_v1", "DROP TABLE"),
+        ("ALTER TABLE public.memories_v1 ADD CHECK (length(body) < 100)", "ALTER TABLE"),
+        ("ALTER TABLE public.memories_v1 ADD FOREIGN KEY (tenant_id, id) REFERENCES public.tickets (tenant_id, id) NOT VALID", "ALTER TABLE"),
+        ("CREATE INDEX ON public.memories_v1 (lower(body))", "CREATE INDEX"),
+        ("ALTER TABLE public.memories_v1 DROP COLUMN tenant_id CASCADE", "ALTER TABLE"),
+        ("DROP POLICY boundary_select ON public.memories_v1", "DROP POLICY"),
+        ("DROP TRIGGER boundary_refuse_truncate ON public.memories_v1", "DROP TRIGGER"),
+    ] {
+        let err = assert_refused(inside(sql).await, "42501", &refused(tag));
+        assert_eq!(err.hint(), Some(DDL_HINT), "{sql}");
+    }
+    // Generated objects are changed only by protect(), reprotect() and unprotect(), also outside
+    // a boundary.
+    for (sql, message) in [
+        ("ALTER POLICY boundary_select ON public.memories_v1 USING (true)",
+         "ALTER POLICY on boundary_select of protected table public.memories_v1 is refused: agent_boundary generates it"),
+        ("DROP POLICY boundary_select ON public.memories_v1",
+         "DROP POLICY on boundary_select of protected table public.memories_v1 is refused: agent_boundary generates it"),
+        ("DROP TRIGGER boundary_refuse_truncate ON public.memories_v1",
+         "DROP TRIGGER on boundary_refuse_truncate of protected table public.memories_v1 is refused: agent_boundary generates it"),
+        ("ALTER TABLE public.memories_v1 DROP COLUMN tenant_id CASCADE",
+         "ALTER TABLE on boundary_delete of protected table public.memories_v1 is refused: agent_boundary generates it"),
+    ] {
+        let err = assert_refused(owner.batch_execute(sql).await, "42501", message);
+        assert_eq!(err.hint(), Some("Use boundary.unprotect() to stop protecting the table, and boundary.reprotect() to rebuild its protection."), "{sql}");
+    }
+    // Outside a boundary the owner changes the schema. PostgreSQL validates a foreign key under
+    // the owner's row level security (so it would fail here, and inside a boundary check one
+    // tenant's rows); boundary.validate_constraint() checks every tenant's rows: here it finds
+    // Design's row whose ticket is gone.
+    let add_key = "ALTER TABLE public.memories_v1 ADD FOREIGN KEY (tenant_id, id) REFERENCES public.tickets (tenant_id, id) NOT VALID";
+    owner.batch_execute(add_key).await.unwrap();
+    owner
+        .batch_execute(
+            "SELECT boundary.validate_constraint('public.memories_v1', 'memories_v1_tenant_id_id_fkey')",
+        )
+        .await
+        .unwrap();
+    owner.batch_execute("CREATE INDEX ON public.memories_v1 (lower(body))").await.unwrap();
+    admin()
+        .await
+        .batch_execute("INSERT INTO public.tickets VALUES ('northstar-design', 9, 'orphan-to-be')")
+        .await
+        .unwrap();
+    admin()
+        .await
+        .batch_execute("INSERT INTO public.memories_v1 VALUES ('northstar-design', 9, 'c')")
+        .await
+        .unwrap();
+    owner
+        .batch_execute("ALTER TABLE public.memories_v1 DROP CONSTRAINT memories_v1_tenant_id_id_fkey")
+        .await
+        .unwrap();
+    admin().await.batch_execute("DELETE FROM public.tickets WHERE id = 9").await.unwrap();
+    owner.batch_execute(add_key).await.unwrap();
+    assert_refused(
+        owner.batch_execute("SELECT boundary.validate_constraint('public.memories_v1', 'memories_v1_tenant_id_id_fkey')").await,
+        "23503",
+        "insert or update on table \"memories_v1\" violates foreign key constraint \"memories_v1_tenant_id_id_fkey\"",
+    );
+    assert_refused(
+        cluster()
+            .connect("agent")
+            .await
+            .batch_execute(
+                "SELECT boundary.validate_constraint('public.memories_v1', 'memories_v1_tenant_id_id_fkey')",
+            )
+            .await,
+        "42501",
+        "boundary.validate_constraint() is for the owner of table public.memories_v1",
+    );
+    assert_refused(
+        inside("SELECT boundary.validate_constraint('public.memories_v1', 'memories_v1_tenant_id_id_fkey')")
+            .await,
+        "42501",
+        &refused("VALIDATE CONSTRAINT"),
+    );
+    owner.batch_execute("DROP TABLE public.memories_v1").await.unwrap();
+}
+
+/// The lint follows views to any depth (a materialized view over a security_invoker view over a
+/// protected table holds every tenant's rows) and names tables that auto-protection skipped for
+/// want of a tenant column; each with a negative case.
+async fn the_lint_sees_views_at_any_depth_and_tables_auto_protection_skipped() {
+    let admin = admin().await;
+    let owner = cluster().connect("tickets_owner").await;
+    owner
+        .batch_execute(
+            "CREATE VIEW public.open_tickets WITH (security_invoker = true) AS SELECT * FROM public.tickets;
+             CREATE VIEW public.open_tickets_2 WITH (security_invoker = true) AS SELECT * FROM public.open_tickets;
+             CREATE MATERIALIZED VIEW public.ticket_digest AS SELECT id, subject FROM public.open_tickets_2 WITH NO DATA;
+             CREATE VIEW public.ticket_subjects AS SELECT subject FROM public.open_tickets;",
+        )
+        .await
+        .unwrap();
+    let findings = lint(&admin, false).await;
+    for expected in [
+        "public.ticket_digest | materialized view holds rows of every tenant of protected table public.tickets; row level security does not apply to it",
+        "public.ticket_subjects | view reads protected table public.tickets with its owner's rights (security_invoker is off)",
+    ] {
+        assert!(findings.contains(&expected.to_string()), "{findings:#?}");
+    }
+    assert!(!findings.iter().any(|f| f.starts_with("public.open_tickets")), "{findings:#?}");
+    owner
+        .batch_execute(
+            "DROP MATERIALIZED VIEW public.ticket_digest; ALTER VIEW public.ticket_subjects SET (security_invoker = true)",
+        )
+        .await
+        .unwrap();
+    assert!(!lint(&admin, false).await.iter().any(|f| f.contains("ticket_")), "the fixes clear them");
+    owner
+        .batch_execute("DROP VIEW public.ticket_subjects, public.open_tickets_2, public.open_tickets")
+        .await
+        .unwrap();
+    // A framework's table born without a tenant column in an auto-protected schema.
+    admin
+        .batch_execute(
+            "CREATE SCHEMA agents AUTHORIZATION tickets_owner;
+             ALTER DATABASE postgres SET agent_boundary.auto_protect_schemas = 'agents'",
+        )
+        .await
+        .unwrap();
+    let owner = cluster().connect("tickets_owner").await;
+    owner
+        .batch_execute(
+            "CREATE TABLE agents.checkpoints (thread_id text PRIMARY KEY, checkpoint jsonb);
+             CREATE TABLE agents.store (tenant_id text NOT NULL, key text NOT NULL, PRIMARY KEY (tenant_id, key));",
+        )
+        .await
+        .unwrap();
+    // (A new session: ALTER DATABASE SET reaches sessions that start after it.)
+    let findings = lint(&cluster().connect("postgres").await, false).await;
+    assert!(
+        findings.contains(&"agents.checkpoints | is in agent_boundary.auto_protect_schemas but has no tenant_id column, so it is not protected".to_string()),
+        "{findings:#?}"
+    );
+    assert!(!findings.iter().any(|f| f.starts_with("agents.store")), "auto-protected: {findings:#?}");
+    admin
+        .batch_execute(
+            "ALTER DATABASE postgres RESET agent_boundary.auto_protect_schemas; DROP SCHEMA agents CASCADE",
+        )
+        .await
+        .unwrap();
 }
 
 // 29 ------------------------------------------------------------------------------------------
@@ -1175,6 +1501,9 @@ fn main() {
         what_one_role_shares_across_tenants_is_reported,
         tenant_ids_that_differ_as_text_never_share_rows,
         the_lint_sees_existence_oracles_renamed_columns_and_missing_guards,
+        the_lint_sees_views_at_any_depth_and_tables_auto_protection_skipped,
+        referential_actions_never_change_another_tenants_rows,
+        owner_ddl_inside_a_boundary_is_refused,
         a_transaction_serves_one_principal,
         nested_requests_on_one_connection_cannot_switch_tenant,
         reset_role_does_not_change_the_boundary,

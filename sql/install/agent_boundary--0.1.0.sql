@@ -36,6 +36,25 @@ $bootstrap$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/boundary/keys.rs:21
+
+CREATE TABLE boundary.signing_keys (
+    kid         text PRIMARY KEY CHECK (kid ~ '^[A-Za-z0-9._-]{1,64}$'),
+    alg         text NOT NULL CHECK (alg IN ('HS256', 'HS384', 'HS512', 'EdDSA', 'ES256', 'RS256')),
+    verify_key  bytea NOT NULL,
+    signing_key bytea,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    retired_at  timestamptz,
+    CHECK (signing_key IS NULL OR alg NOT LIKE 'HS%')
+);
+COMMENT ON TABLE boundary.signing_keys IS
+  'Keys that verify boundary tokens. verify_key: the HMAC secret, or a public key (PEM). '
+  'signing_key: a private key (PEM), only when the database itself must sign. '
+  'No ordinary role can read this table.';
+SELECT pg_catalog.pg_extension_config_dump('boundary.signing_keys', '');
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/boundary/registry.rs:11
 
 CREATE TABLE boundary.principals (
@@ -59,25 +78,6 @@ COMMENT ON TABLE boundary.principals IS
   'What each (tenant, workspace, user) may currently do. boundary.enter() refuses principals '
   'that are missing or revoked and narrows a token''s role, tools and datasources to this row.';
 SELECT pg_catalog.pg_extension_config_dump('boundary.principals', '');
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/boundary/keys.rs:21
-
-CREATE TABLE boundary.signing_keys (
-    kid         text PRIMARY KEY CHECK (kid ~ '^[A-Za-z0-9._-]{1,64}$'),
-    alg         text NOT NULL CHECK (alg IN ('HS256', 'HS384', 'HS512', 'EdDSA', 'ES256', 'RS256')),
-    verify_key  bytea NOT NULL,
-    signing_key bytea,
-    created_at  timestamptz NOT NULL DEFAULT now(),
-    retired_at  timestamptz,
-    CHECK (signing_key IS NULL OR alg NOT LIKE 'HS%')
-);
-COMMENT ON TABLE boundary.signing_keys IS
-  'Keys that verify boundary tokens. verify_key: the HMAC secret, or a public key (PEM). '
-  'signing_key: a private key (PEM), only when the database itself must sign. '
-  'No ordinary role can read this table.';
-SELECT pg_catalog.pg_extension_config_dump('boundary.signing_keys', '');
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -144,288 +144,6 @@ STRICT VOLATILE PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'auto_protect_object_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/policy/mod.rs:29
--- requires:
---   auto::auto_protect_object
-
--- Generated row level security, SQL side: the TRUNCATE guard, the auto-protect event trigger and
--- the unprotected_tables() lint. The Rust side is src/policy/.
-
--- TRUNCATE skips row level security; on a protected table it is refused for everyone.
-CREATE FUNCTION boundary.refuse_truncate() RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    RAISE EXCEPTION USING
-        ERRCODE = 'insufficient_privilege',
-        MESSAGE = format('TRUNCATE on %I.%I is refused: it would bypass row level security',
-                         TG_TABLE_SCHEMA, TG_TABLE_NAME),
-        HINT = 'Delete rows inside an agent boundary instead, or run boundary.unprotect() first.';
-END
-$$;
-
-CREATE FUNCTION boundary.auto_protect_event() RETURNS event_trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    command record;
-BEGIN
-    FOR command IN
-        SELECT DISTINCT objid, object_type FROM pg_catalog.pg_event_trigger_ddl_commands()
-         WHERE object_type IN ('table', 'view')
-    LOOP
-        PERFORM boundary.auto_protect_object(command.objid, command.object_type);
-    END LOOP;
-END
-$$;
-
--- Turn it off with ALTER EVENT TRIGGER boundary_auto_protect DISABLE (superuser). Which schemas
--- it protects new tables in is agent_boundary.auto_protect_schemas (empty by default).
-CREATE EVENT TRIGGER boundary_auto_protect ON ddl_command_end
-    WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE',
-                 'CREATE VIEW', 'ALTER VIEW')
-    EXECUTE FUNCTION boundary.auto_protect_event();
-
--- The lint: one row per way a tenant's rows could reach another tenant, with the fix.
--- Returns nothing when clean, so CI can run: SELECT count(*) = 0 FROM boundary.unprotected_tables();
-CREATE FUNCTION boundary.unprotected_tables(include_advisories boolean DEFAULT false)
-RETURNS TABLE (object text, problem text, fix text)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $lint$
-WITH settings AS (
-    SELECT coalesce(nullif(current_setting('agent_boundary.tenant_column', true), ''), 'tenant_id')
-           AS tenant_column
-),
-user_tables AS (
-    SELECT c.oid, c.oid::regclass::text AS name, c.relowner, c.relrowsecurity, c.relforcerowsecurity
-      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.relkind IN ('r', 'p')
-       AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-       AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'
-),
-protected AS (
-    SELECT t.*, o.options ->> 'tenant_column' AS tenant_column, a.attnum AS tenant_attnum
-      FROM user_tables t
-      JOIN pg_policy p ON p.polrelid = t.oid AND p.polname = 'boundary_select'
-      JOIN pg_description d ON d.objoid = p.oid AND d.classoid = 'pg_policy'::regclass
-     CROSS JOIN LATERAL (
-           SELECT substr(d.description, length('agent_boundary protect options: ') + 1)::jsonb AS options
-            WHERE d.description LIKE 'agent\_boundary protect options: %') o
-      LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attname = o.options ->> 'tenant_column'
-),
--- Protected tables of the application: the extension's own (memory, cache, audit) are open to
--- every role and guarded row by row, so they say nothing about which roles serve agents.
-app_protected AS (
-    SELECT p.* FROM protected p JOIN pg_class c ON c.oid = p.oid
-     WHERE c.relnamespace <> 'boundary'::regnamespace
-),
-bypass_roles AS (
-    SELECT r.oid, r.rolname,
-           CASE WHEN r.rolbypassrls THEN 'BYPASSRLS'
-                ELSE 'membership in ' || (SELECT string_agg(b.rolname, ', ' ORDER BY b.rolname)
-                                            FROM pg_roles b
-                                           WHERE b.oid <> r.oid AND (b.rolbypassrls OR b.rolsuper)
-                                             AND pg_has_role(r.oid, b.oid, 'MEMBER')) END AS how
-      FROM pg_roles r
-     WHERE NOT r.rolsuper AND r.rolname !~ '^pg_'
-       AND (r.rolbypassrls OR EXISTS (SELECT 1 FROM pg_roles b
-                                       WHERE b.oid <> r.oid AND (b.rolbypassrls OR b.rolsuper)
-                                         AND pg_has_role(r.oid, b.oid, 'MEMBER')))
-),
-findings (object, problem, fix) AS (
-    -- 1. A table with the tenant column that nobody protected. (The registry,
-    -- boundary.principals, is this extension's admin table, readable by no ordinary role.)
-    SELECT t.name, format('has a %I column but no agent boundary policies', s.tenant_column),
-           format('SELECT boundary.protect(%L);', t.name)
-      FROM user_tables t CROSS JOIN settings s
-     WHERE t.oid <> 'boundary.principals'::regclass
-       AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = t.oid AND p.polname LIKE 'boundary\_%')
-       AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = t.oid AND a.attname = s.tenant_column
-                      AND a.attnum > 0 AND NOT a.attisdropped)
-    UNION ALL
-    -- 2. A protected table whose protection was taken apart.
-    SELECT t.name, v.problem, format('SELECT boundary.reprotect(%L);', t.name)
-      FROM user_tables t
-     CROSS JOIN LATERAL (VALUES
-           (NOT t.relrowsecurity, 'row level security is disabled'),
-           (NOT t.relforcerowsecurity, 'row level security is not forced, so the table owner bypasses it')) v(bad, problem)
-     WHERE v.bad AND EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = t.oid AND p.polname LIKE 'boundary\_%')
-    UNION ALL
-    SELECT t.name, format('policy %s is missing', m.polname), format('SELECT boundary.reprotect(%L);', t.name)
-      FROM user_tables t
-     CROSS JOIN unnest(ARRAY['boundary_allow', 'boundary_select', 'boundary_insert', 'boundary_update',
-                             'boundary_delete']) m(polname)
-     WHERE EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = t.oid AND p.polname LIKE 'boundary\_%')
-       AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = t.oid AND p.polname = m.polname)
-    UNION ALL
-    SELECT p.name, 'the TRUNCATE guard (trigger boundary_refuse_truncate) is missing',
-           format('SELECT boundary.reprotect(%L);', p.name)
-      FROM protected p
-     WHERE NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = p.oid AND t.tgname = 'boundary_refuse_truncate')
-    UNION ALL
-    -- The column protect() scoped by was renamed or dropped: the policies still hold (they name
-    -- it by number), but re-protection, and so every later ALTER TABLE, fails.
-    SELECT p.name, format('protect() scoped it by column %I, which it no longer has (renamed or dropped); every later ALTER TABLE will fail',
-                          p.tenant_column),
-           format('rename the column back to %I, or SELECT boundary.unprotect(%L) and protect it again with tenant_column => the new name',
-                  p.tenant_column, p.name)
-      FROM protected p
-     WHERE p.tenant_attnum IS NULL
-    UNION ALL
-    -- 3. A partition or inheritance child of a protected table, read directly, skips the parent's policies.
-    SELECT i.inhrelid::regclass::text, format('is a partition or child of protected table %s but is not protected', p.name),
-           format('SELECT boundary.reprotect(%L);', p.name)
-      FROM pg_inherits i JOIN protected p ON p.oid = i.inhparent
-     WHERE NOT EXISTS (SELECT 1 FROM pg_policy q WHERE q.polrelid = i.inhrelid AND q.polname = 'boundary_select')
-    UNION ALL
-    -- ... and the other way round: reading an unprotected inheritance parent returns a protected
-    -- child's rows under the parent's (absent) policies.
-    SELECT i.inhparent::regclass::text,
-           format('is an unprotected inheritance parent of protected table %s: reading it returns that table''s rows of every tenant', p.name),
-           format('SELECT boundary.protect(%L); or ALTER TABLE %s NO INHERIT %s;', i.inhparent::regclass::text, p.name, i.inhparent::regclass)
-      FROM pg_inherits i JOIN protected p ON p.oid = i.inhrelid
-     WHERE NOT EXISTS (SELECT 1 FROM pg_policy q WHERE q.polrelid = i.inhparent AND q.polname = 'boundary_select')
-    UNION ALL
-    -- 4. Views check their owner's policies unless security_invoker; materialized views have none.
-    SELECT DISTINCT v.oid::regclass::text,
-           CASE v.relkind WHEN 'v' THEN format('view reads protected table %s with its owner''s rights (security_invoker is off)', p.name)
-                          ELSE format('materialized view holds rows of every tenant of protected table %s; row level security does not apply to it', p.name) END,
-           CASE v.relkind WHEN 'v' THEN format('ALTER VIEW %s SET (security_invoker = true);', v.oid::regclass)
-                          ELSE format('DROP MATERIALIZED VIEW %s; keep per-tenant results in a protected table', v.oid::regclass) END
-      FROM pg_class v
-      JOIN pg_rewrite r ON r.ev_class = v.oid
-      JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
-      JOIN protected p ON p.oid = d.refobjid
-     WHERE v.relkind = 'm'
-        OR (v.relkind = 'v' AND NOT EXISTS (SELECT 1 FROM pg_options_to_table(v.reloptions) o
-                                             WHERE o.option_name = 'security_invoker'
-                                               AND o.option_value IN ('true', 'on', 'yes', '1')))
-    UNION ALL
-    -- 5. Roles that can bypass row level security and hold privileges on protected tables.
-    SELECT b.rolname::text, format('can bypass row level security (%s) and has privileges on protected table %s', b.how, p.name),
-           format('REVOKE ALL ON %s FROM %I; or remove the BYPASSRLS attribute or membership', p.name, b.rolname)
-      FROM bypass_roles b CROSS JOIN protected p
-     WHERE has_table_privilege(b.oid, p.oid, 'SELECT, INSERT, UPDATE, DELETE')
-    UNION ALL
-    -- 6. SECURITY DEFINER functions whose search_path a caller can hijack.
-    SELECT f.oid::regprocedure::text, 'SECURITY DEFINER function without a pinned search_path: objects the caller creates can hijack it',
-           format('ALTER FUNCTION %s SET search_path = pg_catalog, pg_temp;', f.oid::regprocedure)
-      FROM pg_proc f JOIN pg_namespace n ON n.oid = f.pronamespace
-     WHERE f.prosecdef AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-       AND NOT EXISTS (SELECT 1 FROM unnest(f.proconfig) c WHERE c LIKE 'search\_path=%')
-    UNION ALL
-    -- 7. Foreign keys into a protected table that do not carry the tenant column.
-    SELECT c.conrelid::regclass::text,
-           format('foreign key %I references protected table %s without its tenant column %I, so it can link rows across tenants',
-                  c.conname, p.name, p.tenant_column),
-           format('reference %s with a composite key that includes %I', p.name, p.tenant_column)
-      FROM pg_constraint c JOIN protected p ON p.oid = c.confrelid
-     WHERE c.contype = 'f' AND NOT (p.tenant_attnum = ANY (c.confkey))
-    UNION ALL
-    -- 8. Unique keys without the tenant column: a duplicate-key error tells one tenant another has the value.
-    -- (Only key columns count: a column in INCLUDE takes no part in uniqueness.)
-    SELECT p.name, format('unique index %s does not have the tenant column %I among its key columns; a duplicate-key error reveals other tenants'' values',
-                          i.indexrelid::regclass, p.tenant_column),
-           format('make the key (%I, ...) instead', p.tenant_column)
-      FROM pg_index i JOIN protected p ON p.oid = i.indrelid
-     WHERE i.indisunique AND NOT (p.tenant_attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1]))
-       -- The audit log's key is an identity only the extension writes: no duplicate to provoke.
-       AND p.name <> 'boundary.audit_log'
-    UNION ALL
-    -- Exclusion constraints are the same oracle when they do not compare the tenant column.
-    SELECT p.name, format('exclusion constraint %s does not compare the tenant column %I; a conflict error reveals other tenants'' values',
-                          c.conname, p.tenant_column),
-           format('add %I WITH = to the constraint: EXCLUDE (%I WITH =, ...)', p.tenant_column, p.tenant_column)
-      FROM pg_constraint c JOIN protected p ON p.oid = c.conrelid
-     WHERE c.contype = 'x' AND NOT (p.tenant_attnum = ANY (c.conkey))
-    UNION ALL
-    -- 9. Whole-table privileges for roles other than the owner.
-    SELECT r.rolname::text, format('has %s on protected table %s', v.privilege, p.name),
-           format('REVOKE %s ON %s FROM %I;', v.privilege, p.name, r.rolname)
-      FROM protected p CROSS JOIN pg_roles r
-     CROSS JOIN (VALUES ('TRUNCATE'), ('TRIGGER'), ('REFERENCES')) v(privilege)
-     WHERE NOT r.rolsuper AND r.rolname !~ '^pg_' AND NOT pg_has_role(r.oid, p.relowner, 'MEMBER')
-       AND has_table_privilege(r.oid, p.oid, v.privilege)
-    UNION ALL
-    -- 10. A permissive policy is ORed with boundary_allow (true), so it narrows nothing.
-    SELECT p.name, format('policy %I is permissive, so it has no effect next to boundary_allow', q.polname),
-           format('recreate policy %I AS RESTRICTIVE to narrow access further', q.polname)
-      FROM pg_policy q JOIN protected p ON p.oid = q.polrelid
-     WHERE q.polpermissive AND q.polname NOT LIKE 'boundary\_%'
-    UNION ALL
-    -- 11. Logical replication ignores row level security.
-    SELECT r.rolname::text, 'has REPLICATION: logical replication streams every tenant''s rows of protected tables',
-           format('ALTER ROLE %I NOREPLICATION;', r.rolname)
-      FROM pg_roles r
-     WHERE r.rolreplication AND NOT r.rolsuper AND EXISTS (SELECT 1 FROM protected)
-    UNION ALL
-    -- 12. Large objects have no row level security: every session of the role that can read one
-    -- reads it, whichever tenant it serves.
-    SELECT format('large object %s', m.oid),
-           format('is owned by role %I, which has privileges on protected tables: every tenant''s agent running as %I can read it',
-                  r.rolname, r.rolname),
-           format('SELECT pg_catalog.lo_unlink(%s); keep per-tenant blobs in a bytea column of a protected table', m.oid)
-      FROM pg_largeobject_metadata m JOIN pg_roles r ON r.oid = m.lomowner
-     WHERE NOT r.rolsuper
-       AND EXISTS (SELECT 1 FROM app_protected p WHERE has_table_privilege(r.oid, p.oid, 'SELECT, INSERT, UPDATE, DELETE'))
-    UNION ALL
-    -- 13. A tenant column whose equality can merge ids that differ as text (numeric, citext, a
-    -- nondeterministic collation, ...): protect() refuses these now; tables protected before are
-    -- reported.
-    SELECT p.name,
-           format('tenant column %I has type %s%s, whose equality can merge tenant ids that differ as text',
-                  p.tenant_column, pg_catalog.format_type(a.atttypid, a.atttypmod),
-                  CASE WHEN NOT coalesce(c.collisdeterministic, true) THEN ' with a nondeterministic collation' ELSE '' END),
-           format('ALTER TABLE %s ALTER COLUMN %I TYPE text COLLATE "C" (or varchar, char, uuid, an integer type); then SELECT boundary.reprotect(%L);',
-                  p.name, p.tenant_column, p.name)
-      FROM protected p
-      JOIN pg_attribute a ON a.attrelid = p.oid AND a.attnum = p.tenant_attnum
-      LEFT JOIN pg_collation c ON c.oid = a.attcollation
-     CROSS JOIN LATERAL (
-           WITH RECURSIVE base(oid, typtype, next, depth) AS (
-               SELECT t.oid, t.typtype, t.typbasetype, 0 FROM pg_type t WHERE t.oid = a.atttypid
-               UNION ALL
-               SELECT t.oid, t.typtype, t.typbasetype, b.depth + 1
-                 FROM base b JOIN pg_type t ON t.oid = b.next WHERE b.typtype = 'd')
-           SELECT oid FROM base ORDER BY depth DESC LIMIT 1) bt
-     WHERE bt.oid NOT IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype, 'uuid'::regtype,
-                          'int2'::regtype, 'int4'::regtype, 'int8'::regtype)
-        OR NOT coalesce(c.collisdeterministic, true)
-    UNION ALL
-    -- Advisories: what PostgreSQL scopes by role or cannot close, listed only on request.
-    -- TEMPORARY: boundary.enter() refuses a session holding temporary objects made before it, so
-    -- they cannot answer another boundary; a connection left holding some fails its next request.
-    SELECT r.rolname::text,
-           format('advisory: can create temporary objects (TEMPORARY on database %I) and reaches protected table %s; boundary.enter() refuses a session that holds them, so a pooled connection left with some fails its next request',
-                  current_database(), min(p.name)),
-           format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC; GRANT TEMPORARY ON DATABASE %I TO the roles that need it; behind pgbouncer set server_reset_query = ''DISCARD ALL'' and server_reset_query_always = 1',
-                  current_database(), current_database())
-      FROM pg_roles r CROSS JOIN app_protected p
-     WHERE include_advisories AND NOT r.rolsuper AND r.rolname !~ '^pg_'
-       AND has_database_privilege(r.oid, current_database(), 'TEMPORARY')
-       AND has_table_privilege(r.oid, p.oid, 'SELECT, INSERT, UPDATE, DELETE')
-     GROUP BY r.rolname
-    UNION ALL
-    SELECT r.rolname::text,
-           'advisory: sessions of one role share what PostgreSQL scopes by role, not by row: pg_stat_activity query text, pg_cancel_backend and pg_terminate_backend, LISTEN/NOTIFY channels and large objects; tenants whose agents run as one role can see or disturb each other there',
-           'bind tokens and tenant data as parameters so query text holds neither; give tenants that must not see each other''s sessions their own roles'
-      FROM pg_roles r
-     WHERE include_advisories AND NOT r.rolsuper AND r.rolname !~ '^pg_'
-       AND EXISTS (SELECT 1 FROM app_protected p WHERE has_table_privilege(r.oid, p.oid, 'SELECT, INSERT, UPDATE, DELETE'))
-    UNION ALL
-    SELECT p.name, 'advisory: pg_class.reltuples, EXPLAIN estimates and EXPLAIN ANALYZE of a sequential scan ("Rows Removed by Filter") reveal how many rows all tenants hold',
-           'show agents no EXPLAIN output; lead indexes with the tenant column so plans never visit other tenants'' rows'
-      FROM protected p
-     WHERE include_advisories
-)
-SELECT object, problem, fix FROM findings ORDER BY object, problem
-$lint$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -553,6 +271,19 @@ AS 'MODULE_PATHNAME', 'generate_signing_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/policy/guard.rs:138
+-- agent_boundary::policy::guard::guard_ddl
+CREATE  FUNCTION "guard_ddl"(
+	"event" TEXT, /* & str */
+	"tag" TEXT /* & str */
+) RETURNS VOID /* SqlResult < () > */
+STRICT VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'guard_ddl_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/boundary/mod.rs:317
 -- agent_boundary::boundary::is_active
 CREATE  FUNCTION "is_active"() RETURNS bool /* bool */
@@ -668,6 +399,399 @@ AS 'MODULE_PATHNAME', 'memory_set_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/policy/guard.rs:18
+-- agent_boundary::policy::guard::outer_role_bypasses_rls
+CREATE  FUNCTION "outer_role_bypasses_rls"() RETURNS bool /* bool */
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'outer_role_bypasses_rls_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/policy/mod.rs:30
+-- requires:
+--   auto::auto_protect_object
+--   guard::guard_ddl
+--   guard::outer_role_bypasses_rls
+--   boundary::is_active
+
+-- Generated row level security, SQL side: the TRUNCATE guard, the auto-protect event trigger and
+-- the unprotected_tables() lint. The Rust side is src/policy/.
+
+-- TRUNCATE skips row level security; on a protected table it is refused for everyone.
+CREATE FUNCTION boundary.refuse_truncate() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION USING
+        ERRCODE = 'insufficient_privilege',
+        MESSAGE = format('TRUNCATE on %I.%I is refused: it would bypass row level security',
+                         TG_TABLE_SCHEMA, TG_TABLE_NAME),
+        HINT = 'Delete rows inside an agent boundary instead, or run boundary.unprotect() first.';
+END
+$$;
+
+-- Referential actions skip row level security. The cascade guard on a protected table
+-- (boundary_refuse_cascade, made by protect()) fires this for a change made below the top level
+-- to a row outside the boundary; its WHEN condition is in src/policy/ddl.rs.
+CREATE FUNCTION boundary.refuse_cross_tenant_change() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION USING
+        ERRCODE = 'insufficient_privilege',
+        MESSAGE = format('%s on protected table %I.%I reached a row outside the agent boundary (a cascaded or trigger-made change, which row level security does not check)',
+                         TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME),
+        HINT = 'Change each tenant''s rows inside its own boundary first, or make the foreign key carry the tenant column.';
+END
+$$;
+
+-- DDL row level security does not see: inside a boundary nothing may touch a protected table,
+-- and the generated policies and guards change only through protect(), reprotect() and
+-- unprotect() (src/policy/guard.rs).
+CREATE FUNCTION boundary.guard_ddl_event() RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM boundary.guard_ddl(TG_EVENT, TG_TAG);
+END
+$$;
+
+CREATE EVENT TRIGGER boundary_guard_ddl ON ddl_command_end
+    EXECUTE FUNCTION boundary.guard_ddl_event();
+CREATE EVENT TRIGGER boundary_guard_drop ON sql_drop
+    EXECUTE FUNCTION boundary.guard_ddl_event();
+
+CREATE FUNCTION boundary.auto_protect_event() RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    command record;
+BEGIN
+    FOR command IN
+        SELECT DISTINCT objid, object_type FROM pg_catalog.pg_event_trigger_ddl_commands()
+         WHERE object_type IN ('table', 'view')
+    LOOP
+        PERFORM boundary.auto_protect_object(command.objid, command.object_type);
+    END LOOP;
+END
+$$;
+
+-- Turn it off with ALTER EVENT TRIGGER boundary_auto_protect DISABLE (superuser). Which schemas
+-- it protects new tables in is agent_boundary.auto_protect_schemas (empty by default).
+CREATE EVENT TRIGGER boundary_auto_protect ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE',
+                 'CREATE VIEW', 'ALTER VIEW')
+    EXECUTE FUNCTION boundary.auto_protect_event();
+
+-- The generated policies as PostgreSQL deparses them (commands, roles, expressions), hashed:
+-- protect() stores it in the comment of boundary_allow, the lint compares.
+CREATE FUNCTION boundary.policies_fingerprint(tbl regclass) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT md5(string_agg(format('%s %s %s %s %s %s', polname, polcmd, polpermissive, polroles,
+                                 pg_get_expr(polqual, polrelid), pg_get_expr(polwithcheck, polrelid)),
+                          ';' ORDER BY polname))
+      FROM pg_policy
+     WHERE polrelid = tbl
+       AND polname = ANY ('{boundary_allow,boundary_select,boundary_insert,boundary_update,boundary_delete}')
+$$;
+
+-- The lint: one row per way a tenant's rows could reach another tenant, with the fix.
+-- Returns nothing when clean, so CI can run: SELECT count(*) = 0 FROM boundary.unprotected_tables();
+CREATE FUNCTION boundary.unprotected_tables(include_advisories boolean DEFAULT false)
+RETURNS TABLE (object text, problem text, fix text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $lint$
+WITH RECURSIVE settings AS (
+    SELECT coalesce(nullif(current_setting('agent_boundary.tenant_column', true), ''), 'tenant_id')
+           AS tenant_column,
+           ARRAY(SELECT trim(s) FROM unnest(string_to_array(current_setting('agent_boundary.auto_protect_schemas', true), ',')) s
+                  WHERE trim(s) <> '') AS auto_protect_schemas
+),
+user_tables AS (
+    SELECT c.oid, c.oid::regclass::text AS name, n.nspname AS schema, c.relispartition, c.relowner,
+           c.relrowsecurity, c.relforcerowsecurity
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'p')
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+       AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'
+),
+protected AS (
+    SELECT t.*, o.options ->> 'tenant_column' AS tenant_column, a.attnum AS tenant_attnum
+      FROM user_tables t
+      JOIN pg_policy p ON p.polrelid = t.oid AND p.polname = 'boundary_select'
+      JOIN pg_description d ON d.objoid = p.oid AND d.classoid = 'pg_policy'::regclass
+     CROSS JOIN LATERAL (
+           SELECT substr(d.description, length('agent_boundary protect options: ') + 1)::jsonb AS options
+            WHERE d.description LIKE 'agent\_boundary protect options: %') o
+      LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attname = o.options ->> 'tenant_column'
+),
+-- Protected tables of the application: the extension's own (memory, cache, audit) are open to
+-- every role and guarded row by row, so they say nothing about which roles serve agents.
+app_protected AS (
+    SELECT p.* FROM protected p JOIN pg_class c ON c.oid = p.oid
+     WHERE c.relnamespace <> 'boundary'::regnamespace
+),
+-- Views and materialized views that read a protected table, directly or through views.
+readers (oid, relkind, protected_name) AS (
+    SELECT v.oid, v.relkind, p.name
+      FROM protected p
+      JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.refobjid = p.oid
+      JOIN pg_rewrite r ON r.oid = d.objid
+      JOIN pg_class v ON v.oid = r.ev_class AND v.relkind IN ('v', 'm') AND v.oid <> p.oid
+    UNION
+    SELECT v.oid, v.relkind, rd.protected_name
+      FROM readers rd
+      JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.refobjid = rd.oid
+      JOIN pg_rewrite r ON r.oid = d.objid
+      JOIN pg_class v ON v.oid = r.ev_class AND v.relkind IN ('v', 'm') AND v.oid <> rd.oid
+     WHERE rd.relkind = 'v'
+),
+bypass_roles AS (
+    SELECT r.oid, r.rolname,
+           CASE WHEN r.rolbypassrls THEN 'BYPASSRLS'
+                ELSE 'membership in ' || (SELECT string_agg(b.rolname, ', ' ORDER BY b.rolname)
+                                            FROM pg_roles b
+                                           WHERE b.oid <> r.oid AND (b.rolbypassrls OR b.rolsuper)
+                                             AND pg_has_role(r.oid, b.oid, 'MEMBER')) END AS how
+      FROM pg_roles r
+     WHERE NOT r.rolsuper AND r.rolname !~ '^pg_'
+       AND (r.rolbypassrls OR EXISTS (SELECT 1 FROM pg_roles b
+                                       WHERE b.oid <> r.oid AND (b.rolbypassrls OR b.rolsuper)
+                                         AND pg_has_role(r.oid, b.oid, 'MEMBER')))
+),
+findings (object, problem, fix) AS (
+    -- 1. A table with the tenant column that nobody protected. (The registry,
+    -- boundary.principals, is this extension's admin table, readable by no ordinary role.)
+    SELECT t.name, format('has a %I column but no agent boundary policies', s.tenant_column),
+           format('SELECT boundary.protect(%L);', t.name)
+      FROM user_tables t CROSS JOIN settings s
+     WHERE t.oid <> 'boundary.principals'::regclass
+       AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = t.oid AND p.polname LIKE 'boundary\_%')
+       AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = t.oid AND a.attname = s.tenant_column
+                      AND a.attnum > 0 AND NOT a.attisdropped)
+    UNION ALL
+    -- 2. A protected table whose protection was taken apart.
+    SELECT t.name, v.problem, format('SELECT boundary.reprotect(%L);', t.name)
+      FROM user_tables t
+     CROSS JOIN LATERAL (VALUES
+           (NOT t.relrowsecurity, 'row level security is disabled'),
+           (NOT t.relforcerowsecurity, 'row level security is not forced, so the table owner bypasses it')) v(bad, problem)
+     WHERE v.bad AND EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = t.oid AND p.polname LIKE 'boundary\_%')
+    UNION ALL
+    SELECT t.name, format('policy %s is missing', m.polname), format('SELECT boundary.reprotect(%L);', t.name)
+      FROM user_tables t
+     CROSS JOIN unnest(ARRAY['boundary_allow', 'boundary_select', 'boundary_insert', 'boundary_update',
+                             'boundary_delete']) m(polname)
+     WHERE EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = t.oid AND p.polname LIKE 'boundary\_%')
+       AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = t.oid AND p.polname = m.polname)
+    UNION ALL
+    SELECT p.name, format('the %s guard (trigger %s) is missing', g.what, g.tgname),
+           format('SELECT boundary.reprotect(%L);', p.name)
+      FROM protected p
+     CROSS JOIN (VALUES ('TRUNCATE', 'boundary_refuse_truncate'), ('cascade', 'boundary_refuse_cascade')) g(what, tgname)
+     WHERE NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = p.oid AND t.tgname = g.tgname)
+    UNION ALL
+    -- Generated policies changed after protect() made them (ALTER POLICY with the DDL guard off,
+    -- or a version that did not record them).
+    SELECT p.name, 'its generated policies differ from what protect() made (changed by hand, or protected by an older version)',
+           format('SELECT boundary.reprotect(%L);', p.name)
+      FROM protected p
+     WHERE NOT EXISTS (SELECT 1 FROM pg_policy q
+                         JOIN pg_description d ON d.objoid = q.oid AND d.classoid = 'pg_policy'::regclass
+                        WHERE q.polrelid = p.oid AND q.polname = 'boundary_allow'
+                          AND d.description = 'agent_boundary policies fingerprint: ' || boundary.policies_fingerprint(p.oid))
+    UNION ALL
+    -- The column protect() scoped by was renamed or dropped: the policies still hold (they name
+    -- it by number), but re-protection, and so every later ALTER TABLE, fails.
+    SELECT p.name, format('protect() scoped it by column %I, which it no longer has (renamed or dropped); every later ALTER TABLE will fail',
+                          p.tenant_column),
+           format('rename the column back to %I, or SELECT boundary.unprotect(%L) and protect it again with tenant_column => the new name',
+                  p.tenant_column, p.name)
+      FROM protected p
+     WHERE p.tenant_attnum IS NULL
+    UNION ALL
+    -- 3. A partition or inheritance child of a protected table, read directly, skips the parent's policies.
+    SELECT i.inhrelid::regclass::text, format('is a partition or child of protected table %s but is not protected', p.name),
+           format('SELECT boundary.reprotect(%L);', p.name)
+      FROM pg_inherits i JOIN protected p ON p.oid = i.inhparent
+     WHERE NOT EXISTS (SELECT 1 FROM pg_policy q WHERE q.polrelid = i.inhrelid AND q.polname = 'boundary_select')
+    UNION ALL
+    -- ... and the other way round: reading an unprotected inheritance parent returns a protected
+    -- child's rows under the parent's (absent) policies.
+    SELECT i.inhparent::regclass::text,
+           format('is an unprotected inheritance parent of protected table %s: reading it returns that table''s rows of every tenant', p.name),
+           format('SELECT boundary.protect(%L); or ALTER TABLE %s NO INHERIT %s;', i.inhparent::regclass::text, p.name, i.inhparent::regclass)
+      FROM pg_inherits i JOIN protected p ON p.oid = i.inhrelid
+     WHERE NOT EXISTS (SELECT 1 FROM pg_policy q WHERE q.polrelid = i.inhparent AND q.polname = 'boundary_select')
+    UNION ALL
+    -- 4. Views check their owner's policies unless security_invoker; materialized views have none;
+    -- at any depth of views.
+    SELECT DISTINCT v.oid::regclass::text,
+           CASE v.relkind WHEN 'v' THEN format('view reads protected table %s with its owner''s rights (security_invoker is off)', v.protected_name)
+                          ELSE format('materialized view holds rows of every tenant of protected table %s; row level security does not apply to it', v.protected_name) END,
+           CASE v.relkind WHEN 'v' THEN format('ALTER VIEW %s SET (security_invoker = true);', v.oid::regclass)
+                          ELSE format('DROP MATERIALIZED VIEW %s; keep per-tenant results in a protected table', v.oid::regclass) END
+      FROM readers v
+     WHERE v.relkind = 'm'
+        OR NOT EXISTS (SELECT 1 FROM pg_class c CROSS JOIN pg_options_to_table(c.reloptions) o
+                        WHERE c.oid = v.oid AND o.option_name = 'security_invoker'
+                          AND o.option_value IN ('true', 'on', 'yes', '1'))
+    UNION ALL
+    -- 5. Roles that can bypass row level security and hold privileges on protected tables.
+    SELECT b.rolname::text, format('can bypass row level security (%s) and has privileges on protected table %s', b.how, p.name),
+           format('REVOKE ALL ON %s FROM %I; or remove the BYPASSRLS attribute or membership', p.name, b.rolname)
+      FROM bypass_roles b CROSS JOIN protected p
+     WHERE has_table_privilege(b.oid, p.oid, 'SELECT, INSERT, UPDATE, DELETE')
+    UNION ALL
+    -- 6. SECURITY DEFINER functions whose search_path a caller can hijack.
+    SELECT f.oid::regprocedure::text, 'SECURITY DEFINER function without a pinned search_path: objects the caller creates can hijack it',
+           format('ALTER FUNCTION %s SET search_path = pg_catalog, pg_temp;', f.oid::regprocedure)
+      FROM pg_proc f JOIN pg_namespace n ON n.oid = f.pronamespace
+     WHERE f.prosecdef AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+       AND NOT EXISTS (SELECT 1 FROM unnest(f.proconfig) c WHERE c LIKE 'search\_path=%')
+    UNION ALL
+    -- 7. Foreign keys into a protected table that do not carry the tenant column.
+    SELECT c.conrelid::regclass::text,
+           format('foreign key %I references protected table %s without its tenant column %I, so it can link rows across tenants',
+                  c.conname, p.name, p.tenant_column),
+           format('reference %s with a composite key that includes %I', p.name, p.tenant_column)
+      FROM pg_constraint c JOIN protected p ON p.oid = c.confrelid
+     WHERE c.contype = 'f' AND NOT (p.tenant_attnum = ANY (c.confkey))
+    UNION ALL
+    -- ... and foreign keys from a protected table to a shared parent whose referential actions
+    -- reach every tenant's rows. (A plain reference to a shared catalog is fine.)
+    SELECT c.conrelid::regclass::text,
+           format('foreign key %I to unprotected table %s has %s: a change to a shared parent row reaches every tenant''s rows (agent_boundary refuses it when it reaches another tenant''s row, so the parent''s change fails)',
+                  c.conname, c.confrelid::regclass,
+                  concat_ws(', ',
+                      CASE c.confdeltype WHEN 'c' THEN 'ON DELETE CASCADE' WHEN 'n' THEN 'ON DELETE SET NULL' WHEN 'd' THEN 'ON DELETE SET DEFAULT' END,
+                      CASE c.confupdtype WHEN 'c' THEN 'ON UPDATE CASCADE' WHEN 'n' THEN 'ON UPDATE SET NULL' WHEN 'd' THEN 'ON UPDATE SET DEFAULT' END)),
+           format('protect %s and reference it with a key that includes the tenant column, or use ON DELETE NO ACTION and delete each tenant''s rows inside its boundary',
+                  c.confrelid::regclass)
+      FROM pg_constraint c JOIN protected p ON p.oid = c.conrelid
+     WHERE c.contype = 'f' AND (c.confdeltype IN ('c', 'n', 'd') OR c.confupdtype IN ('c', 'n', 'd'))
+       AND NOT EXISTS (SELECT 1 FROM pg_policy q WHERE q.polrelid = c.confrelid AND q.polname = 'boundary_select')
+    UNION ALL
+    -- 8. Unique keys without the tenant column: a duplicate-key error tells one tenant another has the value.
+    -- (Only key columns count: a column in INCLUDE takes no part in uniqueness.)
+    SELECT p.name, format('unique index %s does not have the tenant column %I among its key columns; a duplicate-key error reveals other tenants'' values',
+                          i.indexrelid::regclass, p.tenant_column),
+           format('make the key (%I, ...) instead; an application that upserts with ON CONFLICT on the old key must then name the new one, or its upserts fail with 42P10',
+                  p.tenant_column)
+      FROM pg_index i JOIN protected p ON p.oid = i.indrelid
+     WHERE i.indisunique AND NOT (p.tenant_attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1]))
+       -- The audit log's key is an identity only the extension writes: no duplicate to provoke.
+       AND p.name <> 'boundary.audit_log'
+    UNION ALL
+    -- Exclusion constraints are the same oracle when they do not compare the tenant column.
+    SELECT p.name, format('exclusion constraint %s does not compare the tenant column %I; a conflict error reveals other tenants'' values',
+                          c.conname, p.tenant_column),
+           format('add %I WITH = to the constraint: EXCLUDE (%I WITH =, ...)', p.tenant_column, p.tenant_column)
+      FROM pg_constraint c JOIN protected p ON p.oid = c.conrelid
+     WHERE c.contype = 'x' AND NOT (p.tenant_attnum = ANY (c.conkey))
+    UNION ALL
+    -- 9. Whole-table privileges for roles other than the owner.
+    SELECT r.rolname::text, format('has %s on protected table %s', v.privilege, p.name),
+           format('REVOKE %s ON %s FROM %I;', v.privilege, p.name, r.rolname)
+      FROM protected p CROSS JOIN pg_roles r
+     CROSS JOIN (VALUES ('TRUNCATE'), ('TRIGGER'), ('REFERENCES')) v(privilege)
+     WHERE NOT r.rolsuper AND r.rolname !~ '^pg_' AND NOT pg_has_role(r.oid, p.relowner, 'MEMBER')
+       AND has_table_privilege(r.oid, p.oid, v.privilege)
+    UNION ALL
+    -- 10. A permissive policy is ORed with boundary_allow (true), so it narrows nothing.
+    SELECT p.name, format('policy %I is permissive, so it has no effect next to boundary_allow', q.polname),
+           format('recreate policy %I AS RESTRICTIVE to narrow access further', q.polname)
+      FROM pg_policy q JOIN protected p ON p.oid = q.polrelid
+     WHERE q.polpermissive AND q.polname NOT LIKE 'boundary\_%'
+    UNION ALL
+    -- 11. Logical replication ignores row level security.
+    SELECT r.rolname::text, 'has REPLICATION: logical replication streams every tenant''s rows of protected tables',
+           format('ALTER ROLE %I NOREPLICATION;', r.rolname)
+      FROM pg_roles r
+     WHERE r.rolreplication AND NOT r.rolsuper AND EXISTS (SELECT 1 FROM protected)
+    UNION ALL
+    -- 12. Large objects have no row level security: every session of the role that can read one
+    -- reads it, whichever tenant it serves.
+    SELECT format('large object %s', m.oid),
+           format('is owned by role %I, which has privileges on protected tables: every tenant''s agent running as %I can read it',
+                  r.rolname, r.rolname),
+           format('SELECT pg_catalog.lo_unlink(%s); keep per-tenant blobs in a bytea column of a protected table', m.oid)
+      FROM pg_largeobject_metadata m JOIN pg_roles r ON r.oid = m.lomowner
+     WHERE NOT r.rolsuper
+       AND EXISTS (SELECT 1 FROM app_protected p WHERE has_table_privilege(r.oid, p.oid, 'SELECT, INSERT, UPDATE, DELETE'))
+    UNION ALL
+    -- 13. A tenant column whose equality can merge ids that differ as text (numeric, citext, a
+    -- nondeterministic collation, ...): protect() refuses these now; tables protected before are
+    -- reported.
+    SELECT p.name,
+           format('tenant column %I has type %s%s, whose equality can merge tenant ids that differ as text',
+                  p.tenant_column, pg_catalog.format_type(a.atttypid, a.atttypmod),
+                  CASE WHEN NOT coalesce(c.collisdeterministic, true) THEN ' with a nondeterministic collation' ELSE '' END),
+           format('ALTER TABLE %s ALTER COLUMN %I TYPE text COLLATE "C" (or varchar, char, uuid, an integer type); then SELECT boundary.reprotect(%L);',
+                  p.name, p.tenant_column, p.name)
+      FROM protected p
+      JOIN pg_attribute a ON a.attrelid = p.oid AND a.attnum = p.tenant_attnum
+      LEFT JOIN pg_collation c ON c.oid = a.attcollation
+     CROSS JOIN LATERAL (
+           WITH RECURSIVE base(oid, typtype, next, depth) AS (
+               SELECT t.oid, t.typtype, t.typbasetype, 0 FROM pg_type t WHERE t.oid = a.atttypid
+               UNION ALL
+               SELECT t.oid, t.typtype, t.typbasetype, b.depth + 1
+                 FROM base b JOIN pg_type t ON t.oid = b.next WHERE b.typtype = 'd')
+           SELECT oid FROM base ORDER BY depth DESC LIMIT 1) bt
+     WHERE bt.oid NOT IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype, 'uuid'::regtype,
+                          'int2'::regtype, 'int4'::regtype, 'int8'::regtype)
+        OR NOT coalesce(c.collisdeterministic, true)
+    UNION ALL
+    -- 14. A table auto-protection skipped: it is in auto_protect_schemas but has no tenant column.
+    SELECT t.name, format('is in agent_boundary.auto_protect_schemas but has no %I column, so it is not protected', s.tenant_column),
+           format('add a %I column and SELECT boundary.protect(%L); or move the table out of schema %I',
+                  s.tenant_column, t.name, t.schema)
+      FROM user_tables t CROSS JOIN settings s
+     WHERE t.schema = ANY (s.auto_protect_schemas) AND NOT t.relispartition
+       AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = t.oid AND p.polname = 'boundary_select')
+       AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = t.oid AND a.attname = s.tenant_column
+                          AND a.attnum > 0 AND NOT a.attisdropped)
+    UNION ALL
+    -- Advisories: what PostgreSQL scopes by role or cannot close, listed only on request.
+    -- TEMPORARY: boundary.enter() refuses a session holding temporary objects made before it, so
+    -- they cannot answer another boundary; a connection left holding some fails its next request.
+    SELECT r.rolname::text,
+           format('advisory: can create temporary objects (TEMPORARY on database %I) and reaches protected table %s; boundary.enter() refuses a session that holds them, so a pooled connection left with some fails its next request',
+                  current_database(), min(p.name)),
+           format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC; GRANT TEMPORARY ON DATABASE %I TO the roles that need it; behind pgbouncer set server_reset_query = ''DISCARD ALL'' and server_reset_query_always = 1',
+                  current_database(), current_database())
+      FROM pg_roles r CROSS JOIN app_protected p
+     WHERE include_advisories AND NOT r.rolsuper AND r.rolname !~ '^pg_'
+       AND has_database_privilege(r.oid, current_database(), 'TEMPORARY')
+       AND has_table_privilege(r.oid, p.oid, 'SELECT, INSERT, UPDATE, DELETE')
+     GROUP BY r.rolname
+    UNION ALL
+    SELECT r.rolname::text,
+           'advisory: sessions of one role share what PostgreSQL scopes by role, not by row: pg_stat_activity query text, pg_cancel_backend and pg_terminate_backend, LISTEN/NOTIFY channels and large objects; tenants whose agents run as one role can see or disturb each other there',
+           'bind tokens and tenant data as parameters so query text holds neither; give tenants that must not see each other''s sessions their own roles'
+      FROM pg_roles r
+     WHERE include_advisories AND NOT r.rolsuper AND r.rolname !~ '^pg_'
+       AND EXISTS (SELECT 1 FROM app_protected p WHERE has_table_privilege(r.oid, p.oid, 'SELECT, INSERT, UPDATE, DELETE'))
+    UNION ALL
+    SELECT p.name, 'advisory: pg_class.reltuples, EXPLAIN estimates and EXPLAIN ANALYZE of a sequential scan ("Rows Removed by Filter") reveal how many rows all tenants hold',
+           'show agents no EXPLAIN output; lead indexes with the tenant column so plans never visit other tenants'' rows'
+      FROM protected p
+     WHERE include_advisories
+)
+SELECT object, problem, fix FROM findings ORDER BY object, problem
+$lint$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/boundary/mod.rs:346
 -- agent_boundary::boundary::plan
 CREATE  FUNCTION "plan"() RETURNS TEXT /* SqlResult < & '_ str > */
@@ -699,7 +823,7 @@ AS 'MODULE_PATHNAME', 'prompt_version_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:220
+-- src/policy/mod.rs:265
 -- agent_boundary::policy::protect
 CREATE  FUNCTION "protect"(
 	"tbl" regclass, /* PgRelation */
@@ -754,7 +878,7 @@ AS 'MODULE_PATHNAME', 'register_principal_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:250
+-- src/policy/mod.rs:295
 -- agent_boundary::policy::reprotect
 CREATE  FUNCTION "reprotect"(
 	"tbl" regclass /* PgRelation */
@@ -901,7 +1025,7 @@ AS 'MODULE_PATHNAME', 'trace_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:284
+-- src/policy/mod.rs:329
 -- agent_boundary::policy::unprotect
 CREATE  FUNCTION "unprotect"(
 	"tbl" regclass /* PgRelation */
@@ -919,6 +1043,19 @@ CREATE  FUNCTION "user_id"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'user_id_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/policy/guard.rs:157
+-- agent_boundary::policy::guard::validate_constraint
+CREATE  FUNCTION "validate_constraint"(
+	"tbl" regclass, /* pgrx :: PgRelation */
+	"constraint" TEXT /* & str */
+) RETURNS VOID /* SqlResult < () > */
+STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'validate_constraint_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */

@@ -16,6 +16,9 @@ pub const UPDATE_POLICY: &str = "boundary_update";
 pub const DELETE_POLICY: &str = "boundary_delete";
 pub const POLICIES: [&str; 5] = [ALLOW_POLICY, SELECT_POLICY, INSERT_POLICY, UPDATE_POLICY, DELETE_POLICY];
 pub const TRUNCATE_TRIGGER: &str = "boundary_refuse_truncate";
+/// Refuses cascaded and trigger-made changes to rows outside the boundary (row level security
+/// does not check referential actions).
+pub const CASCADE_TRIGGER: &str = "boundary_refuse_cascade";
 /// Column names that are scoped automatically when a table has them.
 pub const AUTO_WORKSPACE_COLUMN: &str = "workspace_id";
 pub const AUTO_DATASOURCE_COLUMN: &str = "datasource_id";
@@ -60,6 +63,16 @@ pub struct ProtectOptions {
 }
 
 pub const COMMENT_MARKER: &str = "agent_boundary protect options: ";
+/// The comment of `boundary_allow`: what `boundary.policies_fingerprint()` (policy.sql) gave
+/// right after protect() made the policies.
+pub const FINGERPRINT_MARKER: &str = "agent_boundary policies fingerprint: ";
+
+pub fn fingerprint_comment(table: &str, fingerprint: &str) -> String {
+    format!(
+        "COMMENT ON POLICY {ALLOW_POLICY} ON {table} IS {}",
+        quote_literal(&format!("{FINGERPRINT_MARKER}{fingerprint}"))
+    )
+}
 
 impl ProtectOptions {
     pub fn to_comment(&self) -> String {
@@ -78,8 +91,17 @@ pub struct Existing {
     pub policies: Vec<String>,
     /// Whether the TRUNCATE guard exists.
     pub truncate_trigger: bool,
+    /// The cascade guard, if the table has one: `Inherited` when it is the clone of a
+    /// partitioned parent's (which only the parent's can replace or drop).
+    pub cascade_trigger: Option<Guard>,
     /// Columns whose default is one of our accessors.
     pub accessor_defaults: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Guard {
+    Own,
+    Inherited,
 }
 
 impl Existing {
@@ -106,6 +128,18 @@ impl ProtectPlan {
     /// of the boundary's datasources). Plain function calls, no subqueries.
     pub fn row_predicate(&self) -> String {
         self.scope.predicate(|field| Scope::accessor(field).to_string())
+    }
+
+    /// When the cascade guard refuses a change: made below the top level (a referential action
+    /// or another trigger, which row level security does not check) to a row outside the
+    /// boundary; outside any boundary, unless the session's role bypasses row level security
+    /// anyway (a superuser's maintenance).
+    pub fn cascade_guard_condition(&self) -> String {
+        let old_row_inside = self.scope.predicate_on("OLD.", |field| Scope::accessor(field).to_string());
+        format!(
+            "pg_catalog.pg_trigger_depth() > 0 AND NOT CASE WHEN boundary.is_active() \
+             THEN coalesce({old_row_inside}, false) ELSE boundary.outer_role_bypasses_rls() END"
+        )
     }
 
     /// Roles allowed to write, e.g. `boundary.role() = ANY ('{owner,admin,member}'::text[])`.
@@ -153,6 +187,14 @@ impl ProtectPlan {
         out.push(format!(
             "CREATE OR REPLACE TRIGGER {TRUNCATE_TRIGGER} BEFORE TRUNCATE ON {t} FOR EACH STATEMENT EXECUTE FUNCTION boundary.refuse_truncate()"
         ));
+        // A partition's clone of its parent's guard follows the parent's.
+        if existing.cascade_trigger != Some(Guard::Inherited) {
+            out.push(format!(
+                "CREATE OR REPLACE TRIGGER {CASCADE_TRIGGER} BEFORE UPDATE OR DELETE ON {t} FOR EACH ROW \
+                 WHEN ({}) EXECUTE FUNCTION boundary.refuse_cross_tenant_change()",
+                self.cascade_guard_condition()
+            ));
+        }
         out
     }
 }
@@ -169,6 +211,9 @@ pub fn unprotect_statements(table: &str, existing: &Existing, other_policies_rem
     );
     if existing.truncate_trigger {
         out.push(format!("DROP TRIGGER {TRUNCATE_TRIGGER} ON {table}"));
+    }
+    if existing.cascade_trigger == Some(Guard::Own) {
+        out.push(format!("DROP TRIGGER {CASCADE_TRIGGER} ON {table}"));
     }
     out.push(format!("ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY"));
     if !other_policies_remain {
@@ -256,6 +301,7 @@ mod tests {
         let existing = Existing {
             policies: POLICIES.iter().map(|p| p.to_string()).collect(),
             truncate_trigger: true,
+            cascade_trigger: Some(Guard::Own),
             accessor_defaults: vec!["tenant_id".into(), "workspace_id".into()],
         };
         let ddl = plan("text").statements(&existing);
@@ -282,7 +328,19 @@ mod tests {
              AND boundary.role() = ANY ('{owner,admin,member}'::text[]))"
                 .to_string()
         ));
-        assert_eq!(ddl.last().unwrap(), "CREATE OR REPLACE TRIGGER boundary_refuse_truncate BEFORE TRUNCATE ON \"public\".\"tickets\" FOR EACH STATEMENT EXECUTE FUNCTION boundary.refuse_truncate()");
+        assert!(ddl.contains(&"CREATE OR REPLACE TRIGGER boundary_refuse_truncate BEFORE TRUNCATE ON \"public\".\"tickets\" FOR EACH STATEMENT EXECUTE FUNCTION boundary.refuse_truncate()".to_string()));
+        assert_eq!(
+            ddl.last().unwrap(),
+            "CREATE OR REPLACE TRIGGER boundary_refuse_cascade BEFORE UPDATE OR DELETE ON \"public\".\"tickets\" \
+             FOR EACH ROW WHEN (pg_catalog.pg_trigger_depth() > 0 AND NOT CASE WHEN boundary.is_active() \
+             THEN coalesce(OLD.\"tenant_id\" = boundary.tenant_id(), false) ELSE boundary.outer_role_bypasses_rls() END) \
+             EXECUTE FUNCTION boundary.refuse_cross_tenant_change()"
+        );
+        let partition = Existing { cascade_trigger: Some(Guard::Inherited), ..existing };
+        assert!(
+            !plan("text").statements(&partition).iter().any(|s| s.contains(CASCADE_TRIGGER)),
+            "a partition keeps the clone of its parent's guard"
+        );
     }
 
     #[test]
@@ -326,10 +384,19 @@ mod tests {
         let existing = Existing {
             policies: POLICIES.iter().map(|p| p.to_string()).collect(),
             truncate_trigger: true,
+            cascade_trigger: Some(Guard::Own),
             accessor_defaults: vec!["tenant_id".into()],
         };
         let ddl = unprotect_statements("\"public\".\"t\"", &existing, false);
-        assert_eq!(ddl.len(), POLICIES.len() + 4);
+        assert_eq!(ddl.len(), POLICIES.len() + 5);
+        assert!(ddl.contains(&"DROP TRIGGER boundary_refuse_cascade ON \"public\".\"t\"".to_string()));
+        let partition = Existing { cascade_trigger: Some(Guard::Inherited), ..existing.clone() };
+        assert!(
+            !unprotect_statements("\"public\".\"t\"", &partition, false)
+                .iter()
+                .any(|s| s.contains(CASCADE_TRIGGER)),
+            "a partition's clone goes with its parent's guard"
+        );
         assert!(
             ddl.contains(&"ALTER TABLE \"public\".\"t\" ALTER COLUMN \"tenant_id\" DROP DEFAULT".to_string())
         );

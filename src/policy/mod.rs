@@ -7,6 +7,7 @@
 
 mod auto;
 pub mod ddl;
+mod guard;
 pub mod scope;
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -19,14 +20,19 @@ use crate::boundary::claims::Role;
 use crate::error::{BoundaryError, Result};
 use crate::gucs;
 use crate::pg::catalog::{self, column, oids, release, table, validate_identifier, Column, Table};
-use ddl::{ColumnChoice, Existing, ProtectOptions, ProtectPlan};
+use ddl::{ColumnChoice, Existing, Guard, ProtectOptions, ProtectPlan};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::PgRelation;
 use scope::Scope;
 use std::cell::Cell;
 
-extension_sql_file!("policy.sql", name = "policy_sql", requires = [auto::auto_protect_object]);
+extension_sql_file!(
+    "policy.sql",
+    name = "policy_sql",
+    requires =
+        [auto::auto_protect_object, guard::guard_ddl, guard::outer_role_bypasses_rls, boundary::is_active]
+);
 
 thread_local! {
     /// Set while protect()/unprotect() run their own DDL, so the event trigger ignores it.
@@ -136,6 +142,21 @@ fn existing(oid: pg_sys::Oid) -> Result<Existing> {
                 &[oid.into(), ddl::TRUNCATE_TRIGGER.into()],
             )?
             .is_empty(),
+            cascade_trigger: client
+                .select(
+                    "SELECT tgparentid <> 0 FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = $2",
+                    None,
+                    &[oid.into(), ddl::CASCADE_TRIGGER.into()],
+                )?
+                .next()
+                .map(|row| {
+                    Ok::<_, BoundaryError>(if row.get::<bool>(1)?.unwrap_or(false) {
+                        Guard::Inherited
+                    } else {
+                        Guard::Own
+                    })
+                })
+                .transpose()?,
             accessor_defaults: names(
                 "SELECT a.attname::text FROM pg_catalog.pg_attrdef d
                    JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
@@ -153,8 +174,30 @@ fn existing(oid: pg_sys::Oid) -> Result<Existing> {
 /// reads the parent's policies would not cover). Appends every statement run to `ran`.
 fn protect_tree(oid: pg_sys::Oid, options: &ProtectOptions, ran: &mut Vec<String>) -> Result<()> {
     let table = table(oid)?;
-    let statements = plan(&table, options)?.statements(&existing(oid)?);
-    muting_event_trigger(|| run_all(&statements))?;
+    // Reading an unprotected parent returns this table's rows under the parent's (absent)
+    // policies.
+    for parent in oids("SELECT inhparent FROM pg_catalog.pg_inherits WHERE inhrelid = $1", oid)? {
+        if stored_options(parent)?.is_none() {
+            let parent = catalog::table(parent)?;
+            return Err(BoundaryError::NotPrepared(format!(
+                "table {} inherits from unprotected table {}, whose reads would return its rows of every \
+                 tenant; protect {} (which protects its children too), or detach it first",
+                table.display, parent.display, parent.display
+            )));
+        }
+    }
+    let mut statements = plan(&table, options)?.statements(&existing(oid)?);
+    muting_event_trigger(|| -> Result<()> {
+        run_all(&statements)?;
+        // What the policies are now, so the lint sees any later change to them.
+        let fingerprint =
+            Spi::get_one_with_args::<String>("SELECT boundary.policies_fingerprint($1)", &[oid.into()])?
+                .unwrap_or_default();
+        let comment = ddl::fingerprint_comment(&table.qualified, &fingerprint);
+        Spi::run(&comment)?;
+        statements.push(comment);
+        Ok(())
+    })?;
     ran.extend(statements);
     for child in children(oid)? {
         protect_tree(child, options, ran)?;

@@ -15,6 +15,39 @@ BEGIN
 END
 $$;
 
+-- Referential actions skip row level security. The cascade guard on a protected table
+-- (boundary_refuse_cascade, made by protect()) fires this for a change made below the top level
+-- to a row outside the boundary; its WHEN condition is in src/policy/ddl.rs.
+CREATE FUNCTION boundary.refuse_cross_tenant_change() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION USING
+        ERRCODE = 'insufficient_privilege',
+        MESSAGE = format('%s on protected table %I.%I reached a row outside the agent boundary (a cascaded or trigger-made change, which row level security does not check)',
+                         TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME),
+        HINT = 'Change each tenant''s rows inside its own boundary first, or make the foreign key carry the tenant column.';
+END
+$$;
+
+-- DDL row level security does not see: inside a boundary nothing may touch a protected table,
+-- and the generated policies and guards change only through protect(), reprotect() and
+-- unprotect() (src/policy/guard.rs).
+CREATE FUNCTION boundary.guard_ddl_event() RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM boundary.guard_ddl(TG_EVENT, TG_TAG);
+END
+$$;
+
+CREATE EVENT TRIGGER boundary_guard_ddl ON ddl_command_end
+    EXECUTE FUNCTION boundary.guard_ddl_event();
+CREATE EVENT TRIGGER boundary_guard_drop ON sql_drop
+    EXECUTE FUNCTION boundary.guard_ddl_event();
+
 CREATE FUNCTION boundary.auto_protect_event() RETURNS event_trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -38,6 +71,20 @@ CREATE EVENT TRIGGER boundary_auto_protect ON ddl_command_end
                  'CREATE VIEW', 'ALTER VIEW')
     EXECUTE FUNCTION boundary.auto_protect_event();
 
+-- The generated policies as PostgreSQL deparses them (commands, roles, expressions), hashed:
+-- protect() stores it in the comment of boundary_allow, the lint compares.
+CREATE FUNCTION boundary.policies_fingerprint(tbl regclass) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT md5(string_agg(format('%s %s %s %s %s %s', polname, polcmd, polpermissive, polroles,
+                                 pg_get_expr(polqual, polrelid), pg_get_expr(polwithcheck, polrelid)),
+                          ';' ORDER BY polname))
+      FROM pg_policy
+     WHERE polrelid = tbl
+       AND polname = ANY ('{boundary_allow,boundary_select,boundary_insert,boundary_update,boundary_delete}')
+$$;
+
 -- The lint: one row per way a tenant's rows could reach another tenant, with the fix.
 -- Returns nothing when clean, so CI can run: SELECT count(*) = 0 FROM boundary.unprotected_tables();
 CREATE FUNCTION boundary.unprotected_tables(include_advisories boolean DEFAULT false)
@@ -45,12 +92,15 @@ RETURNS TABLE (object text, problem text, fix text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $lint$
-WITH settings AS (
+WITH RECURSIVE settings AS (
     SELECT coalesce(nullif(current_setting('agent_boundary.tenant_column', true), ''), 'tenant_id')
-           AS tenant_column
+           AS tenant_column,
+           ARRAY(SELECT trim(s) FROM unnest(string_to_array(current_setting('agent_boundary.auto_protect_schemas', true), ',')) s
+                  WHERE trim(s) <> '') AS auto_protect_schemas
 ),
 user_tables AS (
-    SELECT c.oid, c.oid::regclass::text AS name, c.relowner, c.relrowsecurity, c.relforcerowsecurity
+    SELECT c.oid, c.oid::regclass::text AS name, n.nspname AS schema, c.relispartition, c.relowner,
+           c.relrowsecurity, c.relforcerowsecurity
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.relkind IN ('r', 'p')
        AND n.nspname NOT IN ('pg_catalog', 'information_schema')
@@ -71,6 +121,21 @@ protected AS (
 app_protected AS (
     SELECT p.* FROM protected p JOIN pg_class c ON c.oid = p.oid
      WHERE c.relnamespace <> 'boundary'::regnamespace
+),
+-- Views and materialized views that read a protected table, directly or through views.
+readers (oid, relkind, protected_name) AS (
+    SELECT v.oid, v.relkind, p.name
+      FROM protected p
+      JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.refobjid = p.oid
+      JOIN pg_rewrite r ON r.oid = d.objid
+      JOIN pg_class v ON v.oid = r.ev_class AND v.relkind IN ('v', 'm') AND v.oid <> p.oid
+    UNION
+    SELECT v.oid, v.relkind, rd.protected_name
+      FROM readers rd
+      JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.refobjid = rd.oid
+      JOIN pg_rewrite r ON r.oid = d.objid
+      JOIN pg_class v ON v.oid = r.ev_class AND v.relkind IN ('v', 'm') AND v.oid <> rd.oid
+     WHERE rd.relkind = 'v'
 ),
 bypass_roles AS (
     SELECT r.oid, r.rolname,
@@ -111,10 +176,21 @@ findings (object, problem, fix) AS (
      WHERE EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = t.oid AND p.polname LIKE 'boundary\_%')
        AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = t.oid AND p.polname = m.polname)
     UNION ALL
-    SELECT p.name, 'the TRUNCATE guard (trigger boundary_refuse_truncate) is missing',
+    SELECT p.name, format('the %s guard (trigger %s) is missing', g.what, g.tgname),
            format('SELECT boundary.reprotect(%L);', p.name)
       FROM protected p
-     WHERE NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = p.oid AND t.tgname = 'boundary_refuse_truncate')
+     CROSS JOIN (VALUES ('TRUNCATE', 'boundary_refuse_truncate'), ('cascade', 'boundary_refuse_cascade')) g(what, tgname)
+     WHERE NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = p.oid AND t.tgname = g.tgname)
+    UNION ALL
+    -- Generated policies changed after protect() made them (ALTER POLICY with the DDL guard off,
+    -- or a version that did not record them).
+    SELECT p.name, 'its generated policies differ from what protect() made (changed by hand, or protected by an older version)',
+           format('SELECT boundary.reprotect(%L);', p.name)
+      FROM protected p
+     WHERE NOT EXISTS (SELECT 1 FROM pg_policy q
+                         JOIN pg_description d ON d.objoid = q.oid AND d.classoid = 'pg_policy'::regclass
+                        WHERE q.polrelid = p.oid AND q.polname = 'boundary_allow'
+                          AND d.description = 'agent_boundary policies fingerprint: ' || boundary.policies_fingerprint(p.oid))
     UNION ALL
     -- The column protect() scoped by was renamed or dropped: the policies still hold (they name
     -- it by number), but re-protection, and so every later ALTER TABLE, fails.
@@ -139,20 +215,18 @@ findings (object, problem, fix) AS (
       FROM pg_inherits i JOIN protected p ON p.oid = i.inhrelid
      WHERE NOT EXISTS (SELECT 1 FROM pg_policy q WHERE q.polrelid = i.inhparent AND q.polname = 'boundary_select')
     UNION ALL
-    -- 4. Views check their owner's policies unless security_invoker; materialized views have none.
+    -- 4. Views check their owner's policies unless security_invoker; materialized views have none;
+    -- at any depth of views.
     SELECT DISTINCT v.oid::regclass::text,
-           CASE v.relkind WHEN 'v' THEN format('view reads protected table %s with its owner''s rights (security_invoker is off)', p.name)
-                          ELSE format('materialized view holds rows of every tenant of protected table %s; row level security does not apply to it', p.name) END,
+           CASE v.relkind WHEN 'v' THEN format('view reads protected table %s with its owner''s rights (security_invoker is off)', v.protected_name)
+                          ELSE format('materialized view holds rows of every tenant of protected table %s; row level security does not apply to it', v.protected_name) END,
            CASE v.relkind WHEN 'v' THEN format('ALTER VIEW %s SET (security_invoker = true);', v.oid::regclass)
                           ELSE format('DROP MATERIALIZED VIEW %s; keep per-tenant results in a protected table', v.oid::regclass) END
-      FROM pg_class v
-      JOIN pg_rewrite r ON r.ev_class = v.oid
-      JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
-      JOIN protected p ON p.oid = d.refobjid
+      FROM readers v
      WHERE v.relkind = 'm'
-        OR (v.relkind = 'v' AND NOT EXISTS (SELECT 1 FROM pg_options_to_table(v.reloptions) o
-                                             WHERE o.option_name = 'security_invoker'
-                                               AND o.option_value IN ('true', 'on', 'yes', '1')))
+        OR NOT EXISTS (SELECT 1 FROM pg_class c CROSS JOIN pg_options_to_table(c.reloptions) o
+                        WHERE c.oid = v.oid AND o.option_name = 'security_invoker'
+                          AND o.option_value IN ('true', 'on', 'yes', '1'))
     UNION ALL
     -- 5. Roles that can bypass row level security and hold privileges on protected tables.
     SELECT b.rolname::text, format('can bypass row level security (%s) and has privileges on protected table %s', b.how, p.name),
@@ -175,11 +249,26 @@ findings (object, problem, fix) AS (
       FROM pg_constraint c JOIN protected p ON p.oid = c.confrelid
      WHERE c.contype = 'f' AND NOT (p.tenant_attnum = ANY (c.confkey))
     UNION ALL
+    -- ... and foreign keys from a protected table to a shared parent whose referential actions
+    -- reach every tenant's rows. (A plain reference to a shared catalog is fine.)
+    SELECT c.conrelid::regclass::text,
+           format('foreign key %I to unprotected table %s has %s: a change to a shared parent row reaches every tenant''s rows (agent_boundary refuses it when it reaches another tenant''s row, so the parent''s change fails)',
+                  c.conname, c.confrelid::regclass,
+                  concat_ws(', ',
+                      CASE c.confdeltype WHEN 'c' THEN 'ON DELETE CASCADE' WHEN 'n' THEN 'ON DELETE SET NULL' WHEN 'd' THEN 'ON DELETE SET DEFAULT' END,
+                      CASE c.confupdtype WHEN 'c' THEN 'ON UPDATE CASCADE' WHEN 'n' THEN 'ON UPDATE SET NULL' WHEN 'd' THEN 'ON UPDATE SET DEFAULT' END)),
+           format('protect %s and reference it with a key that includes the tenant column, or use ON DELETE NO ACTION and delete each tenant''s rows inside its boundary',
+                  c.confrelid::regclass)
+      FROM pg_constraint c JOIN protected p ON p.oid = c.conrelid
+     WHERE c.contype = 'f' AND (c.confdeltype IN ('c', 'n', 'd') OR c.confupdtype IN ('c', 'n', 'd'))
+       AND NOT EXISTS (SELECT 1 FROM pg_policy q WHERE q.polrelid = c.confrelid AND q.polname = 'boundary_select')
+    UNION ALL
     -- 8. Unique keys without the tenant column: a duplicate-key error tells one tenant another has the value.
     -- (Only key columns count: a column in INCLUDE takes no part in uniqueness.)
     SELECT p.name, format('unique index %s does not have the tenant column %I among its key columns; a duplicate-key error reveals other tenants'' values',
                           i.indexrelid::regclass, p.tenant_column),
-           format('make the key (%I, ...) instead', p.tenant_column)
+           format('make the key (%I, ...) instead; an application that upserts with ON CONFLICT on the old key must then name the new one, or its upserts fail with 42P10',
+                  p.tenant_column)
       FROM pg_index i JOIN protected p ON p.oid = i.indrelid
      WHERE i.indisunique AND NOT (p.tenant_attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1]))
        -- The audit log's key is an identity only the extension writes: no duplicate to provoke.
@@ -244,6 +333,16 @@ findings (object, problem, fix) AS (
      WHERE bt.oid NOT IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype, 'uuid'::regtype,
                           'int2'::regtype, 'int4'::regtype, 'int8'::regtype)
         OR NOT coalesce(c.collisdeterministic, true)
+    UNION ALL
+    -- 14. A table auto-protection skipped: it is in auto_protect_schemas but has no tenant column.
+    SELECT t.name, format('is in agent_boundary.auto_protect_schemas but has no %I column, so it is not protected', s.tenant_column),
+           format('add a %I column and SELECT boundary.protect(%L); or move the table out of schema %I',
+                  s.tenant_column, t.name, t.schema)
+      FROM user_tables t CROSS JOIN settings s
+     WHERE t.schema = ANY (s.auto_protect_schemas) AND NOT t.relispartition
+       AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = t.oid AND p.polname = 'boundary_select')
+       AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = t.oid AND a.attname = s.tenant_column
+                          AND a.attnum > 0 AND NOT a.attisdropped)
     UNION ALL
     -- Advisories: what PostgreSQL scopes by role or cannot close, listed only on request.
     -- TEMPORARY: boundary.enter() refuses a session holding temporary objects made before it, so

@@ -67,6 +67,11 @@ impl Scope {
     /// datasources), where `value` gives each field as a text (or, for datasources, text[])
     /// SQL expression.
     pub fn predicate(&self, value: impl Fn(Field) -> String) -> String {
+        self.predicate_on("", value)
+    }
+
+    /// [`Self::predicate`] on the columns of a named row, e.g. `OLD.` in a trigger's WHEN.
+    pub fn predicate_on(&self, row: &str, value: impl Fn(Field) -> String) -> String {
         self.columns()
             .into_iter()
             .map(|(column, field)| {
@@ -74,9 +79,9 @@ impl Scope {
                 let array = field == Field::Datasources;
                 let typed = cast(&value, column, array);
                 let comparison = if array {
-                    format!("{} = ANY ({typed})", quote_ident(&column.name))
+                    format!("{row}{} = ANY ({typed})", quote_ident(&column.name))
                 } else {
-                    format!("{} = {typed}", quote_ident(&column.name))
+                    format!("{row}{} = {typed}", quote_ident(&column.name))
                 };
                 if column.sql_type == "text" {
                     comparison

@@ -74,7 +74,8 @@ DELETE FROM boundary.audit_log;
 \set VERBOSITY default
 
 -- Risk tiers: a sensitive write (a refund) needs an approval recorded in the database first.
--- Approvals live in a protected table; only an owner or admin may approve, never the requester.
+-- Approvals live in a protected table: anyone may ask (an unapproved row of their own), only an
+-- owner or admin approves, never their own request; each approval is used once.
 CREATE TABLE approvals (
     tenant_id    text   NOT NULL,
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -84,22 +85,43 @@ CREATE TABLE approvals (
     approved_by  text,
     approved_at  timestamptz
 );
+CREATE TABLE approval_uses (
+    tenant_id   text   NOT NULL,
+    approval_id bigint NOT NULL REFERENCES approvals,
+    used_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, approval_id)
+);
 SELECT count(*) AS protect_statements FROM boundary.protect('approvals', user_column => '',
        write_roles => '{owner,admin,member}');
+SELECT count(*) AS protect_statements FROM boundary.protect('approval_uses', write_roles => '{owner,admin,member}');
+CREATE POLICY approvals_request ON approvals AS RESTRICTIVE FOR INSERT
+    WITH CHECK (requested_by = boundary.user_id() AND approved_by IS NULL AND approved_at IS NULL);
 CREATE POLICY approvals_approver ON approvals AS RESTRICTIVE FOR UPDATE
-    USING (boundary.role() IN ('owner', 'admin'))
+    USING (boundary.role() IN ('owner', 'admin') AND approved_at IS NULL)
     WITH CHECK (approved_by = boundary.user_id() AND approved_by <> requested_by);
-GRANT SELECT, INSERT, UPDATE ON approvals TO regress_agent;
+-- Columns: an approver sets only who approved and when, so a request cannot be rewritten.
+GRANT SELECT, INSERT (action, resource) ON approvals TO regress_agent;
+GRANT UPDATE (approved_by, approved_at) ON approvals TO regress_agent;
+GRANT SELECT, INSERT ON approval_uses TO regress_agent;
+-- search_path ends in pg_temp and every name is qualified: a temporary "approvals" the agent
+-- creates is never consulted.
 CREATE FUNCTION require_approval() RETURNS trigger LANGUAGE plpgsql
-SET search_path = pg_catalog, public AS $$
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    approval bigint;
 BEGIN
     -- Runs as the writer, so the approvals it can see are its own tenant's.
-    IF NOT EXISTS (SELECT 1 FROM approvals
-                    WHERE action = TG_ARGV[0] AND resource = TG_TABLE_NAME || ':' || NEW.id
-                      AND approved_at IS NOT NULL) THEN
+    SELECT a.id INTO approval FROM public.approvals a
+     WHERE a.action = TG_ARGV[0] AND a.resource = TG_TABLE_NAME || ':' || NEW.id
+       AND a.approved_at IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM public.approval_uses u WHERE u.approval_id = a.id)
+     ORDER BY a.id LIMIT 1;
+    IF approval IS NULL THEN
         RAISE EXCEPTION 'approval required: % on %:%', TG_ARGV[0], TG_TABLE_NAME, NEW.id
               USING ERRCODE = '42501';
     END IF;
+    -- Used once: a concurrent second use waits here, then fails on the key.
+    INSERT INTO public.approval_uses (approval_id) VALUES (approval);
     RETURN NEW;
 END $$;
 CREATE TRIGGER refund_needs_approval BEFORE UPDATE OF refund_amount ON crm_tickets
@@ -108,15 +130,33 @@ SELECT boundary.register_principal('northstar-dental', 'support', 'agentbot', 'm
        ARRAY['crm'], ARRAY['tickets']);
 SELECT boundary.sign('{"tenant_id": "northstar-dental", "workspace_id": "support", "user_id": "agentbot", "role": "member"}') AS bot \gset
 SET ROLE regress_agent;
+\set VERBOSITY sqlstate
 BEGIN;
 SELECT boundary.enter(:'bot') IS NOT NULL AS entered;
 UPDATE crm_tickets SET refund_amount = 120 WHERE id = 10;
+\echo :LAST_ERROR_SQLSTATE :LAST_ERROR_MESSAGE
+ROLLBACK;
+-- The agent cannot bring its own approval: not as an approved row ...
+BEGIN;
+SELECT boundary.enter(:'bot') IS NOT NULL AS entered;
+INSERT INTO approvals (action, resource, approved_by, approved_at)
+    VALUES ('refund', 'crm_tickets:10', 'alice', now());
+\echo :LAST_ERROR_SQLSTATE :LAST_ERROR_MESSAGE
+ROLLBACK;
+-- ... nor as a temporary table that shadows the real one.
+BEGIN;
+SELECT boundary.enter(:'bot') IS NOT NULL AS entered;
+CREATE TEMPORARY TABLE approvals (id bigint, action text, resource text, approved_at timestamptz) ON COMMIT DROP;
+INSERT INTO pg_temp.approvals VALUES (1, 'refund', 'crm_tickets:10', now());
+UPDATE crm_tickets SET refund_amount = 120 WHERE id = 10;
+\echo :LAST_ERROR_SQLSTATE :LAST_ERROR_MESSAGE
 ROLLBACK;
 BEGIN;
 SELECT boundary.enter(:'bot') IS NOT NULL AS entered;
 INSERT INTO approvals (action, resource) VALUES ('refund', 'crm_tickets:10') RETURNING id, requested_by;
 UPDATE approvals SET approved_by = 'agentbot', approved_at = now() RETURNING id;   -- a member cannot approve
 COMMIT;
+\set VERBOSITY default
 BEGIN;
 SELECT boundary.enter(:'dental') IS NOT NULL AS entered;   -- alice, an admin, approves
 UPDATE approvals SET approved_by = boundary.user_id(), approved_at = now() WHERE resource = 'crm_tickets:10';
@@ -126,8 +166,29 @@ SELECT boundary.enter(:'bot') IS NOT NULL AS entered;
 UPDATE crm_tickets SET refund_amount = 120 WHERE id = 10;
 SELECT id, refund_amount FROM crm_tickets;
 COMMIT;
+-- The approval is spent: a second refund needs a new one.
+\set VERBOSITY sqlstate
+BEGIN;
+SELECT boundary.enter(:'bot') IS NOT NULL AS entered;
+UPDATE crm_tickets SET refund_amount = 240 WHERE id = 10;
+\echo :LAST_ERROR_SQLSTATE :LAST_ERROR_MESSAGE
+ROLLBACK;
+-- An admin cannot approve their own request, nor rewrite who asked.
+BEGIN;
+SELECT boundary.enter(:'dental') IS NOT NULL AS entered;
+INSERT INTO approvals (action, resource) VALUES ('refund', 'crm_tickets:10');
+UPDATE approvals SET approved_by = boundary.user_id(), approved_at = now() WHERE approved_at IS NULL;
+\echo :LAST_ERROR_SQLSTATE :LAST_ERROR_MESSAGE
+ROLLBACK;
+BEGIN;
+SELECT boundary.enter(:'dental') IS NOT NULL AS entered;
+INSERT INTO approvals (action, resource) VALUES ('refund', 'crm_tickets:10');
+UPDATE approvals SET requested_by = 'someone-else' WHERE approved_at IS NULL;
+\echo :LAST_ERROR_SQLSTATE :LAST_ERROR_MESSAGE
+ROLLBACK;
+\set VERBOSITY default
 RESET ROLE;
-DROP TABLE crm_tickets, approvals;
+DROP TABLE crm_tickets, approval_uses, approvals;
 DROP FUNCTION require_approval();
 
 -- A superuser can turn off enter/exit rows (refusals and the other events are still recorded).
