@@ -63,7 +63,11 @@ END $protect$;
 CREATE POLICY audit_log_reader ON boundary.audit_log AS RESTRICTIVE FOR SELECT
     USING (boundary.role() = ANY ('{owner,admin}'::text[])
            OR (workspace_id = boundary.workspace_id() AND user_id = boundary.user_id()));
-GRANT SELECT ON boundary.audit_log TO PUBLIC;
+-- Every column but the id: one identity serves every tenant, so the gaps between a tenant's
+-- ids would count other tenants' events. Order by `at`.
+GRANT SELECT (at, event, tenant_id, workspace_id, user_id, trace_id, run_id, prompt_version,
+              retrieval_namespace, tool_ids, datasource_ids, memory_keys, blocked_count, resource)
+    ON boundary.audit_log TO PUBLIC;
 "#,
     name = "audit_log_table",
     requires = [

@@ -180,6 +180,81 @@ async fn cache_misses_when_datasources_or_prompt_version_change() {
     agent.batch_execute("ROLLBACK").await.unwrap();
 }
 
+/// The stores' functions are the only way in: plain SQL from the agent role cannot forge who
+/// wrote a memory or which run it came from, stretch a TTL to infinity, store a value the
+/// functions refuse, or delete another run's state; a superuser's maintenance still can.
+async fn the_store_functions_are_the_only_way_in() {
+    let agent = cluster().connect("agent").await;
+    let token = with_run("northstar-dental", "member", "run-direct");
+    agent.batch_execute("BEGIN").await.unwrap();
+    enter(&agent, &token).await.unwrap();
+    agent
+        .batch_execute(
+            "SELECT boundary.memory_set('plan', '{\"step\": 1}');
+             SELECT boundary.run_state_set('draft', '1');
+             SELECT boundary.cache_put(boundary.cache_key('direct-writes', 'q', 'v1'), '1')",
+        )
+        .await
+        .unwrap();
+    agent.batch_execute("COMMIT").await.unwrap();
+    let refused = |command: &str, table: &str| {
+        format!(
+            "{command} on boundary.{table} is refused: the agent_boundary functions are the only way to change it"
+        )
+    };
+    for (sql, command, table) in [
+        (
+            "UPDATE boundary.memories SET created_by = 'bob', promoted_from_run = 'run-approved'",
+            "UPDATE",
+            "memories",
+        ),
+        (
+            "UPDATE boundary.memories SET value = (SELECT jsonb_agg(g) FROM generate_series(1, 300000) g)",
+            "UPDATE",
+            "memories",
+        ),
+        ("DELETE FROM boundary.memories", "DELETE", "memories"),
+        ("UPDATE boundary.run_state SET expires_at = 'infinity'", "UPDATE", "run_state"),
+        (
+            "INSERT INTO boundary.run_state (name, value, expires_at) VALUES ('forever', '1', 'infinity')",
+            "INSERT",
+            "run_state",
+        ),
+        ("UPDATE boundary.cache SET expires_at = 'infinity'", "UPDATE", "cache"),
+        ("DELETE FROM boundary.cache", "DELETE", "cache"),
+    ] {
+        agent.batch_execute("BEGIN").await.unwrap();
+        enter(&agent, &token).await.unwrap();
+        assert_refused(agent.batch_execute(sql).await, "42501", &refused(command, table));
+        agent.batch_execute("ROLLBACK").await.unwrap();
+    }
+    agent.batch_execute("BEGIN").await.unwrap();
+    enter(&agent, &token).await.unwrap();
+    assert_eq!(
+        column(&agent, "SELECT created_by || ' ' || coalesce(promoted_from_run, '-') FROM boundary.memories WHERE name = 'plan'")
+            .await
+            .unwrap(),
+        ["alice -"]
+    );
+    assert_eq!(column(&agent, "SELECT boundary.memory_delete('plan')::text").await.unwrap(), ["true"]);
+    agent.batch_execute("COMMIT").await.unwrap();
+    let admin = cluster().connect("postgres").await;
+    // A superuser's maintenance is not a tenant's request.
+    admin
+        .batch_execute(
+            "DELETE FROM boundary.run_state WHERE run_id = 'run-direct';
+             DELETE FROM boundary.cache WHERE key LIKE '%:direct-writes:%'",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        column(&admin, "SELECT count(*) FROM boundary.cache WHERE key LIKE '%:direct-writes:%'")
+            .await
+            .unwrap(),
+        ["0"]
+    );
+}
+
 fn main() {
     let args = Arguments::from_args();
     start_shared_cluster("agent_memory", FIXTURE);
@@ -188,6 +263,7 @@ fn main() {
         run_state_expires_in_real_time_and_is_purged,
         a_scratchpad_is_not_memory_until_promoted,
         cache_misses_when_datasources_or_prompt_version_change,
+        the_store_functions_are_the_only_way_in,
     ];
     let conclusion = libtest_mimic::run(&args, trials);
     stop_shared_cluster();

@@ -34,6 +34,8 @@ CREATE TABLE public.ticket_notes (
 SELECT boundary.protect('public.tickets');
 SELECT boundary.protect('public.ticket_notes');
 GRANT SELECT, INSERT, UPDATE, DELETE ON public.tickets, public.ticket_notes TO agent;
+-- As a deployment would: the agent role gets what the owner's migrations create.
+ALTER DEFAULT PRIVILEGES GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO agent;
 RESET ROLE;
 INSERT INTO public.tickets VALUES
     ('northstar-dental', 1, 'Crown fitting follow-up'),
@@ -642,6 +644,13 @@ async fn what_one_role_shares_across_tenants_is_reported() {
     admin.batch_execute("REVOKE TEMPORARY ON DATABASE postgres FROM PUBLIC").await.unwrap();
     assert!(!lint(&admin, true).await.contains(&temporary.to_string()), "the fix clears it");
     admin.batch_execute("GRANT TEMPORARY ON DATABASE postgres TO PUBLIC").await.unwrap();
+    // A role that may UPDATE or DELETE a shared table may LOCK it and stall every tenant;
+    // PostgreSQL has no finer privilege, so the advisory asks for a transaction_timeout.
+    let locks = "agent | advisory: can LOCK protected table public.ticket_notes IN ACCESS EXCLUSIVE MODE (it holds UPDATE or DELETE, as every role does on boundary.memories, run_state and cache) and stall every tenant until its transaction ends; PostgreSQL has no finer lock privilege";
+    assert!(lint(&admin, true).await.contains(&locks.to_string()), "{:#?}", lint(&admin, true).await);
+    admin.batch_execute("ALTER ROLE agent SET transaction_timeout = '30s'").await.unwrap();
+    assert!(!lint(&admin, true).await.contains(&locks.to_string()), "the fix clears it");
+    admin.batch_execute("ALTER ROLE agent RESET transaction_timeout").await.unwrap();
 }
 
 // 30 ------------------------------------------------------------------------------------------
@@ -748,6 +757,12 @@ async fn the_lint_sees_existence_oracles_renamed_columns_and_missing_guards() {
         assert!(findings.contains(&expected.to_string()), "{findings:#?}");
     }
     assert!(!findings.iter().any(|f| f.starts_with("public.scoped_slots")), "{findings:#?}");
+    assert_eq!(
+        column(&admin, "SELECT fix FROM boundary.unprotected_tables() WHERE problem LIKE 'unique index public.contacts_email_key %'")
+            .await
+            .unwrap(),
+        ["make the key (tenant_id, ...) instead; an application that upserts with ON CONFLICT on the old key must then name the new one, or its upserts fail with 42P10"]
+    );
     // Dropped guards and a policy changed by hand (with the DDL guard off, as before this
     // version), and a tenant column renamed while auto-protection was off.
     admin
@@ -1038,6 +1053,41 @@ async fn owner_ddl_inside_a_boundary_is_refused() {
         &refused("VALIDATE CONSTRAINT"),
     );
     owner.batch_execute("DROP TABLE public.memories_v1").await.unwrap();
+    // The lint sees agents that must be connecting as an owner: a protected table no other
+    // role can use, and a login role that is a member of an owner.
+    let admin = admin().await;
+    admin
+        .batch_execute(
+            "CREATE ROLE solo_owner LOGIN NOBYPASSRLS; GRANT CREATE ON SCHEMA public TO solo_owner;
+             SET ROLE solo_owner;
+             CREATE TABLE public.solo_notes (tenant_id text NOT NULL, id int NOT NULL, PRIMARY KEY (tenant_id, id));
+             SELECT count(*) FROM boundary.protect('public.solo_notes');
+             RESET ROLE;
+             CREATE ROLE helper LOGIN IN ROLE tickets_owner;",
+        )
+        .await
+        .unwrap();
+    let findings = lint(&admin, false).await;
+    assert!(findings.contains(&"public.solo_notes | no role but its owner solo_owner can read or write it, so agents must be connecting as the owner, who can take its protection apart".to_string()), "{findings:#?}");
+    let member = "helper | can log in and is a member of tickets_owner, which owns protected table public.";
+    let suffix = ": its sessions take on the owner's rights and can take the table's protection apart";
+    assert!(findings.iter().any(|f| f.starts_with(member) && f.ends_with(suffix)), "{findings:#?}");
+    assert!(
+        !findings.iter().any(|f| f.starts_with("public.tickets") || f.starts_with("agent ")),
+        "{findings:#?}"
+    );
+    admin.batch_execute("GRANT SELECT ON public.solo_notes TO agent; DROP ROLE helper;").await.unwrap();
+    let findings = lint(&admin, false).await;
+    assert!(
+        !findings.iter().any(|f| f.contains("solo_") || f.starts_with("helper")),
+        "the fixes clear them: {findings:#?}"
+    );
+    admin
+        .batch_execute(
+            "DROP TABLE public.solo_notes; REVOKE CREATE ON SCHEMA public FROM solo_owner; DROP ROLE solo_owner;",
+        )
+        .await
+        .unwrap();
 }
 
 /// The lint follows views to any depth (a materialized view over a security_invoker view over a

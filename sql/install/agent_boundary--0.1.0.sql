@@ -134,7 +134,7 @@ AS 'MODULE_PATHNAME', 'assert_tool_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/auto.rs:115
+-- src/policy/auto.rs:114
 -- agent_boundary::policy::auto::auto_protect_object
 CREATE  FUNCTION "auto_protect_object"(
 	"objid" oid, /* pg_sys :: Oid */
@@ -147,7 +147,7 @@ AS 'MODULE_PATHNAME', 'auto_protect_object_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/audit.rs:247
+-- src/audit.rs:251
 -- agent_boundary::audit::blocked_events_total
 CREATE  FUNCTION "blocked_events_total"() RETURNS bigint /* SqlResult < i64 > */
 STRICT STABLE SECURITY DEFINER PARALLEL SAFE
@@ -157,7 +157,7 @@ AS 'MODULE_PATHNAME', 'blocked_events_total_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/cache.rs:113
+-- src/stores/cache.rs:116
 -- agent_boundary::stores::cache::cache_get
 CREATE  FUNCTION "cache_get"(
 	"key" TEXT /* & str */
@@ -169,7 +169,7 @@ AS 'MODULE_PATHNAME', 'cache_get_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/cache.rs:82
+-- src/stores/cache.rs:85
 -- agent_boundary::stores::cache::cache_key
 CREATE  FUNCTION "cache_key"(
 	"namespace" TEXT, /* & str */
@@ -183,7 +183,7 @@ AS 'MODULE_PATHNAME', 'cache_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/cache.rs:53
+-- src/stores/cache.rs:56
 -- agent_boundary::stores::cache::cache_prefix
 CREATE  FUNCTION "cache_prefix"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
@@ -192,7 +192,7 @@ AS 'MODULE_PATHNAME', 'cache_prefix_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/cache.rs:92
+-- src/stores/cache.rs:95
 -- agent_boundary::stores::cache::cache_put
 CREATE  FUNCTION "cache_put"(
 	"key" TEXT, /* & str */
@@ -206,7 +206,7 @@ AS 'MODULE_PATHNAME', 'cache_put_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/mod.rs:27
+-- src/stores/mod.rs:29
 -- agent_boundary::stores::compose_key
 CREATE  FUNCTION "compose_key"(
 	"parts" VARIADIC TEXT[] /* pgrx :: VariadicArray < String > */
@@ -271,7 +271,7 @@ AS 'MODULE_PATHNAME', 'generate_signing_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/guard.rs:138
+-- src/policy/guard.rs:132
 -- agent_boundary::policy::guard::guard_ddl
 CREATE  FUNCTION "guard_ddl"(
 	"event" TEXT, /* & str */
@@ -293,7 +293,7 @@ AS 'MODULE_PATHNAME', 'is_active_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/mod.rs:34
+-- src/stores/mod.rs:36
 -- agent_boundary::stores::key_part
 CREATE  FUNCTION "key_part"(
 	"part" TEXT /* & str */
@@ -320,7 +320,7 @@ AS 'MODULE_PATHNAME', 'list_signing_keys_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:159
+-- src/stores/memory.rs:167
 -- agent_boundary::stores::memory::memory_delete
 CREATE  FUNCTION "memory_delete"(
 	"name" TEXT, /* & str */
@@ -333,7 +333,7 @@ AS 'MODULE_PATHNAME', 'memory_delete_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:151
+-- src/stores/memory.rs:159
 -- agent_boundary::stores::memory::memory_get
 CREATE  FUNCTION "memory_get"(
 	"name" TEXT, /* & str */
@@ -346,7 +346,7 @@ AS 'MODULE_PATHNAME', 'memory_get_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:117
+-- src/stores/memory.rs:123
 -- agent_boundary::stores::memory::memory_key
 CREATE  FUNCTION "memory_key"(
 	"name" TEXT, /* & str */
@@ -359,7 +359,7 @@ AS 'MODULE_PATHNAME', 'memory_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:174
+-- src/stores/memory.rs:184
 -- agent_boundary::stores::memory::memory_list
 CREATE  FUNCTION "memory_list"(
 	"prefix" TEXT DEFAULT '' /* & str */
@@ -385,7 +385,7 @@ AS 'MODULE_PATHNAME', 'memory_namespace_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:124
+-- src/stores/memory.rs:130
 -- agent_boundary::stores::memory::memory_set
 CREATE  FUNCTION "memory_set"(
 	"name" TEXT, /* & str */
@@ -399,7 +399,7 @@ AS 'MODULE_PATHNAME', 'memory_set_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/guard.rs:18
+-- src/policy/guard.rs:16
 -- agent_boundary::policy::guard::outer_role_bypasses_rls
 CREATE  FUNCTION "outer_role_bypasses_rls"() RETURNS bool /* bool */
 STRICT STABLE PARALLEL SAFE
@@ -650,6 +650,7 @@ findings (object, problem, fix) AS (
            format('REVOKE ALL ON %s FROM %I; or remove the BYPASSRLS attribute or membership', p.name, b.rolname)
       FROM bypass_roles b CROSS JOIN protected p
      WHERE has_table_privilege(b.oid, p.oid, 'SELECT, INSERT, UPDATE, DELETE')
+        OR has_any_column_privilege(b.oid, p.oid, 'SELECT')
     UNION ALL
     -- 6. SECURITY DEFINER functions whose search_path a caller can hijack.
     SELECT f.oid::regprocedure::text, 'SECURITY DEFINER function without a pinned search_path: objects the caller creates can hijack it',
@@ -761,6 +762,29 @@ findings (object, problem, fix) AS (
        AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = t.oid AND a.attname = s.tenant_column
                           AND a.attnum > 0 AND NOT a.attisdropped)
     UNION ALL
+    -- 15. Agents connected as a table's owner can take its protection apart (PostgreSQL lets an
+    -- owner do anything to its table outside a boundary). Seen where the catalog shows it: no
+    -- other role can use the table, or a login role is a member of the owner.
+    SELECT p.name,
+           format('no role but its owner %I can read or write it, so agents must be connecting as the owner, who can take its protection apart',
+                  r.rolname),
+           format('CREATE ROLE agent LOGIN; GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO agent; connect agents as that role, never as %I',
+                  p.name, r.rolname)
+      FROM app_protected p JOIN pg_roles r ON r.oid = p.relowner
+     WHERE NOT r.rolsuper
+       AND NOT EXISTS (SELECT 1 FROM pg_roles o
+                        WHERE NOT o.rolsuper AND o.rolname !~ '^pg_' AND NOT pg_has_role(o.oid, p.relowner, 'MEMBER')
+                          AND has_table_privilege(o.oid, p.oid, 'SELECT, INSERT, UPDATE, DELETE'))
+    UNION ALL
+    SELECT m.rolname::text,
+           format('can log in and is a member of %I, which owns protected table %s: its sessions take on the owner''s rights and can take the table''s protection apart',
+                  r.rolname, min(p.name)),
+           format('REVOKE %I FROM %I; grant it SELECT, INSERT, UPDATE, DELETE on the tables instead', r.rolname, m.rolname)
+      FROM app_protected p JOIN pg_roles r ON r.oid = p.relowner
+      JOIN pg_roles m ON m.oid <> r.oid AND m.rolcanlogin AND NOT m.rolsuper AND pg_has_role(m.oid, r.oid, 'MEMBER')
+     WHERE NOT r.rolsuper
+     GROUP BY m.rolname, r.rolname
+    UNION ALL
     -- Advisories: what PostgreSQL scopes by role or cannot close, listed only on request.
     -- TEMPORARY: boundary.enter() refuses a session holding temporary objects made before it, so
     -- they cannot answer another boundary; a connection left holding some fails its next request.
@@ -782,6 +806,18 @@ findings (object, problem, fix) AS (
      WHERE include_advisories AND NOT r.rolsuper AND r.rolname !~ '^pg_'
        AND EXISTS (SELECT 1 FROM app_protected p WHERE has_table_privilege(r.oid, p.oid, 'SELECT, INSERT, UPDATE, DELETE'))
     UNION ALL
+    SELECT r.rolname::text,
+           format('advisory: can LOCK protected table %s IN ACCESS EXCLUSIVE MODE (it holds UPDATE or DELETE, as every role does on boundary.memories, run_state and cache) and stall every tenant until its transaction ends; PostgreSQL has no finer lock privilege',
+                  min(p.name)),
+           format('ALTER ROLE %I SET transaction_timeout = ''30s''; ALTER ROLE %I SET idle_in_transaction_session_timeout = ''10s''; give other sessions a lock_timeout',
+                  r.rolname, r.rolname)
+      FROM pg_roles r CROSS JOIN app_protected p
+     WHERE include_advisories AND NOT r.rolsuper AND r.rolname !~ '^pg_'
+       AND has_table_privilege(r.oid, p.oid, 'UPDATE, DELETE')
+       AND NOT EXISTS (SELECT 1 FROM pg_db_role_setting s CROSS JOIN unnest(s.setconfig) c
+                        WHERE s.setrole = r.oid AND c LIKE 'transaction\_timeout=%')
+     GROUP BY r.rolname
+    UNION ALL
     SELECT p.name, 'advisory: pg_class.reltuples, EXPLAIN estimates and EXPLAIN ANALYZE of a sequential scan ("Rows Removed by Filter") reveal how many rows all tenants hold',
            'show agents no EXPLAIN output; lead indexes with the tenant column so plans never visit other tenants'' rows'
       FROM protected p
@@ -801,7 +837,7 @@ AS 'MODULE_PATHNAME', 'plan_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:252
+-- src/stores/memory.rs:262
 -- agent_boundary::stores::memory::promote
 CREATE  FUNCTION "promote"(
 	"name" TEXT, /* & str */
@@ -823,7 +859,7 @@ AS 'MODULE_PATHNAME', 'prompt_version_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:265
+-- src/policy/mod.rs:256
 -- agent_boundary::policy::protect
 CREATE  FUNCTION "protect"(
 	"tbl" regclass, /* PgRelation */
@@ -840,7 +876,7 @@ AS 'MODULE_PATHNAME', 'protect_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:300
+-- src/stores/memory.rs:312
 -- agent_boundary::stores::memory::purge_expired
 CREATE  FUNCTION "purge_expired"() RETURNS bigint /* SqlResult < i64 > */
 STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
@@ -878,7 +914,7 @@ AS 'MODULE_PATHNAME', 'register_principal_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:295
+-- src/policy/mod.rs:286
 -- agent_boundary::policy::reprotect
 CREATE  FUNCTION "reprotect"(
 	"tbl" regclass /* PgRelation */
@@ -946,7 +982,7 @@ AS 'MODULE_PATHNAME', 'run_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:242
+-- src/stores/memory.rs:252
 -- agent_boundary::stores::memory::run_state_get
 CREATE  FUNCTION "run_state_get"(
 	"name" TEXT /* & str */
@@ -958,7 +994,7 @@ AS 'MODULE_PATHNAME', 'run_state_get_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:220
+-- src/stores/memory.rs:230
 -- agent_boundary::stores::memory::run_state_set
 CREATE  FUNCTION "run_state_set"(
 	"name" TEXT, /* & str */
@@ -1025,7 +1061,7 @@ AS 'MODULE_PATHNAME', 'trace_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:329
+-- src/policy/mod.rs:320
 -- agent_boundary::policy::unprotect
 CREATE  FUNCTION "unprotect"(
 	"tbl" regclass /* PgRelation */
@@ -1046,7 +1082,7 @@ AS 'MODULE_PATHNAME', 'user_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/guard.rs:157
+-- src/policy/guard.rs:151
 -- agent_boundary::policy::guard::validate_constraint
 CREATE  FUNCTION "validate_constraint"(
 	"tbl" regclass, /* pgrx :: PgRelation */
@@ -1102,109 +1138,6 @@ CREATE  FUNCTION "workspace_id"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'workspace_id_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/stores/cache.rs:17
--- requires:
---   policy::protect
---   boundary::tenant_id
---   boundary::workspace_id
---   boundary::role
---   cache_prefix
---   stores::compose_key
---   policy_sql
-
-
-CREATE TABLE boundary.cache (
-    tenant_id    text NOT NULL,
-    workspace_id text NOT NULL,
-    key          text NOT NULL,
-    value        jsonb NOT NULL,
-    expires_at   timestamptz NOT NULL,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (tenant_id, key),
-    CHECK (starts_with(key, boundary.compose_key(VARIADIC ARRAY['agent-cache', tenant_id, workspace_id]) || ':'))
-);
-COMMENT ON TABLE boundary.cache IS
-  'Cached agent results, keyed by boundary.cache_key(); a role or datasource set sees only its own entries.';
-DO $protect$ BEGIN
-    PERFORM boundary.protect('boundary.cache', write_roles => '{owner,admin,member,viewer}');
-END $protect$;
-CREATE POLICY cache_current_boundary ON boundary.cache AS RESTRICTIVE FOR ALL
-    USING (starts_with(key, boundary.cache_prefix()) AND expires_at > statement_timestamp())
-    WITH CHECK (starts_with(key, boundary.cache_prefix()));
-GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.cache TO PUBLIC;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/stores/memory.rs:22
--- requires:
---   policy::protect
---   boundary::tenant_id
---   boundary::workspace_id
---   boundary::user_id
---   boundary::role
---   boundary::memory_namespace
---   boundary::run_id
---   stores::compose_key
---   stores::key_part
---   policy_sql
-
-
-CREATE TABLE boundary.memories (
-    tenant_id    text NOT NULL,
-    workspace_id text NOT NULL,
-    scope        text NOT NULL CHECK (scope IN ('user', 'workspace')),
-    namespace    text NOT NULL,
-    name         text NOT NULL,
-    key          text NOT NULL,
-    value        jsonb NOT NULL,
-    created_by   text NOT NULL,
-    updated_by   text NOT NULL,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    updated_at   timestamptz NOT NULL DEFAULT now(),
-    promoted_from_run text,
-    PRIMARY KEY (tenant_id, key),
-    -- The key is the namespace plus the name, and the namespace lies inside tenant and workspace,
-    -- so no row can claim a key another user or workspace owns.
-    CHECK (key = namespace || ':' || boundary.key_part(name)),
-    CHECK (starts_with(namespace, boundary.compose_key(VARIADIC ARRAY['agent-memory', tenant_id, workspace_id]) || ':')),
-    CHECK (scope = 'user' OR namespace = boundary.compose_key(VARIADIC ARRAY['agent-memory', tenant_id, workspace_id, 'workspace']))
-);
-COMMENT ON TABLE boundary.memories IS
-  'Durable agent memory (approved for reuse). Per user by default, or shared across the workspace.';
-SELECT pg_catalog.pg_extension_config_dump('boundary.memories', '');
-
-CREATE TABLE boundary.run_state (
-    tenant_id    text NOT NULL,
-    workspace_id text NOT NULL,
-    user_id      text NOT NULL,
-    run_id       text NOT NULL,
-    name         text NOT NULL,
-    value        jsonb NOT NULL,
-    expires_at   timestamptz NOT NULL,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    updated_at   timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (tenant_id, workspace_id, user_id, run_id, name)
-);
-COMMENT ON TABLE boundary.run_state IS
-  'One run''s scratchpad: visible only to that run, invisible once expired, never durable memory unless promoted.';
-
-DO $protect$ BEGIN
-    PERFORM boundary.protect('boundary.memories', user_column => '',
-                             write_roles => '{owner,admin,member,viewer}');
-    PERFORM boundary.protect('boundary.run_state', write_roles => '{owner,admin,member,viewer}');
-END $protect$;
--- On top of tenant and workspace: user memory belongs to its owner; run state to its run, until it expires.
-CREATE POLICY memories_owner ON boundary.memories AS RESTRICTIVE FOR ALL
-    USING (scope = 'workspace' OR namespace = boundary.memory_namespace())
-    WITH CHECK (scope = 'workspace' OR namespace = boundary.memory_namespace());
-CREATE POLICY run_state_current_run ON boundary.run_state AS RESTRICTIVE FOR ALL
-    USING (run_id = boundary.run_id() AND expires_at > statement_timestamp())
-    WITH CHECK (run_id = boundary.run_id());
-ALTER TABLE boundary.run_state ALTER COLUMN run_id SET DEFAULT boundary.run_id();
-GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.memories, boundary.run_state TO PUBLIC;
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -1264,7 +1197,11 @@ END $protect$;
 CREATE POLICY audit_log_reader ON boundary.audit_log AS RESTRICTIVE FOR SELECT
     USING (boundary.role() = ANY ('{owner,admin}'::text[])
            OR (workspace_id = boundary.workspace_id() AND user_id = boundary.user_id()));
-GRANT SELECT ON boundary.audit_log TO PUBLIC;
+-- Every column but the id: one identity serves every tenant, so the gaps between a tenant's
+-- ids would count other tenants' events. Order by `at`.
+GRANT SELECT (at, event, tenant_id, workspace_id, user_id, trace_id, run_id, prompt_version,
+              retrieval_namespace, tool_ids, datasource_ids, memory_keys, blocked_count, resource)
+    ON boundary.audit_log TO PUBLIC;
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -1291,6 +1228,127 @@ CREATE TRIGGER forget_verified AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON b
 -- Fire under session_replication_role = replica too: a stale verdict must not outlive a change.
 ALTER TABLE boundary.signing_keys ENABLE ALWAYS TRIGGER forget_verified;
 ALTER TABLE boundary.principals ENABLE ALWAYS TRIGGER forget_verified;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/stores/guard.rs:21
+-- agent_boundary::stores::guard::guard_store_write
+CREATE FUNCTION "guard_store_write"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'guard_store_write_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/stores/cache.rs:17
+-- requires:
+--   policy::protect
+--   boundary::tenant_id
+--   boundary::workspace_id
+--   boundary::role
+--   cache_prefix
+--   stores::compose_key
+--   stores::guard::guard_store_write
+--   policy_sql
+
+
+CREATE TABLE boundary.cache (
+    tenant_id    text NOT NULL,
+    workspace_id text NOT NULL,
+    key          text NOT NULL,
+    value        jsonb NOT NULL,
+    expires_at   timestamptz NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, key),
+    CHECK (starts_with(key, boundary.compose_key(VARIADIC ARRAY['agent-cache', tenant_id, workspace_id]) || ':'))
+);
+COMMENT ON TABLE boundary.cache IS
+  'Cached agent results, keyed by boundary.cache_key(); a role or datasource set sees only its own entries.';
+DO $protect$ BEGIN
+    PERFORM boundary.protect('boundary.cache', write_roles => '{owner,admin,member,viewer}');
+END $protect$;
+CREATE POLICY cache_current_boundary ON boundary.cache AS RESTRICTIVE FOR ALL
+    USING (starts_with(key, boundary.cache_prefix()) AND expires_at > statement_timestamp())
+    WITH CHECK (starts_with(key, boundary.cache_prefix()));
+CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundary.cache
+    FOR EACH ROW EXECUTE FUNCTION boundary.guard_store_write();
+GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.cache TO PUBLIC;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/stores/memory.rs:22
+-- requires:
+--   policy::protect
+--   boundary::tenant_id
+--   boundary::workspace_id
+--   boundary::user_id
+--   boundary::role
+--   boundary::memory_namespace
+--   boundary::run_id
+--   stores::compose_key
+--   stores::key_part
+--   stores::guard::guard_store_write
+--   policy_sql
+
+
+CREATE TABLE boundary.memories (
+    tenant_id    text NOT NULL,
+    workspace_id text NOT NULL,
+    scope        text NOT NULL CHECK (scope IN ('user', 'workspace')),
+    namespace    text NOT NULL,
+    name         text NOT NULL,
+    key          text NOT NULL,
+    value        jsonb NOT NULL,
+    created_by   text NOT NULL,
+    updated_by   text NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    promoted_from_run text,
+    PRIMARY KEY (tenant_id, key),
+    -- The key is the namespace plus the name, and the namespace lies inside tenant and workspace,
+    -- so no row can claim a key another user or workspace owns.
+    CHECK (key = namespace || ':' || boundary.key_part(name)),
+    CHECK (starts_with(namespace, boundary.compose_key(VARIADIC ARRAY['agent-memory', tenant_id, workspace_id]) || ':')),
+    CHECK (scope = 'user' OR namespace = boundary.compose_key(VARIADIC ARRAY['agent-memory', tenant_id, workspace_id, 'workspace']))
+);
+COMMENT ON TABLE boundary.memories IS
+  'Durable agent memory (approved for reuse). Per user by default, or shared across the workspace.';
+SELECT pg_catalog.pg_extension_config_dump('boundary.memories', '');
+
+CREATE TABLE boundary.run_state (
+    tenant_id    text NOT NULL,
+    workspace_id text NOT NULL,
+    user_id      text NOT NULL,
+    run_id       text NOT NULL,
+    name         text NOT NULL,
+    value        jsonb NOT NULL,
+    expires_at   timestamptz NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, workspace_id, user_id, run_id, name)
+);
+COMMENT ON TABLE boundary.run_state IS
+  'One run''s scratchpad: visible only to that run, invisible once expired, never durable memory unless promoted.';
+
+DO $protect$ BEGIN
+    PERFORM boundary.protect('boundary.memories', user_column => '',
+                             write_roles => '{owner,admin,member,viewer}');
+    PERFORM boundary.protect('boundary.run_state', write_roles => '{owner,admin,member,viewer}');
+END $protect$;
+-- On top of tenant and workspace: user memory belongs to its owner; run state to its run, until it expires.
+CREATE POLICY memories_owner ON boundary.memories AS RESTRICTIVE FOR ALL
+    USING (scope = 'workspace' OR namespace = boundary.memory_namespace())
+    WITH CHECK (scope = 'workspace' OR namespace = boundary.memory_namespace());
+CREATE POLICY run_state_current_run ON boundary.run_state AS RESTRICTIVE FOR ALL
+    USING (run_id = boundary.run_id() AND expires_at > statement_timestamp())
+    WITH CHECK (run_id = boundary.run_id());
+ALTER TABLE boundary.run_state ALTER COLUMN run_id SET DEFAULT boundary.run_id();
+-- Readable by plain SQL (row level security decides what); changed only by the functions.
+CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundary.memories
+    FOR EACH ROW EXECUTE FUNCTION boundary.guard_store_write();
+CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundary.run_state
+    FOR EACH ROW EXECUTE FUNCTION boundary.guard_store_write();
+GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.memories, boundary.run_state TO PUBLIC;
 /* </end connected objects> */
 
 /* <begin connected objects> */

@@ -491,7 +491,7 @@ fn catalog_keeps_the_security_rules() {
         one::<String>(
             "SELECT string_agg(relname || ':' || relforcerowsecurity, ',' ORDER BY relname) FROM pg_class
               WHERE relnamespace = 'boundary'::regnamespace
-                AND relkind IN ('r', 'v', 'm', 'p') AND has_table_privilege('public', oid, 'SELECT')"
+                AND relkind IN ('r', 'v', 'm', 'p') AND has_any_column_privilege('public', oid, 'SELECT')"
         )
         .unwrap(),
         "audit_log:true,cache:true,memories:true,run_state:true"

@@ -3,6 +3,18 @@
 //! knows what a boundary is.
 
 pub mod catalog;
+pub mod flag;
 pub mod guc;
 pub mod invalidation;
 pub mod spi_plans;
+
+/// Whether the session's role (after SET ROLE; not the role a SECURITY DEFINER function or a
+/// referential action switched to) is exempt from row level security: a superuser or a
+/// BYPASSRLS role, whose maintenance the guards on protected and store tables let through.
+pub fn session_role_bypasses_rls() -> bool {
+    // SAFETY: reads backend-local role state and the role syscache; no memory is handed out.
+    unsafe {
+        let role = pgrx::pg_sys::GetOuterUserId();
+        pgrx::pg_sys::superuser_arg(role) || pgrx::pg_sys::has_bypassrls_privilege(role)
+    }
+}

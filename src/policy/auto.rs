@@ -10,7 +10,6 @@ use crate::error::{Result, SqlResult};
 use crate::gucs;
 use crate::pg::catalog::{column, oids, table};
 use pgrx::prelude::*;
-use std::cell::Cell;
 
 fn ancestors_options(oid: pg_sys::Oid) -> Result<Option<ProtectOptions>> {
     for parent in oids("SELECT inhparent FROM pg_catalog.pg_inherits WHERE inhrelid = $1", oid)? {
@@ -115,7 +114,7 @@ fn secure_view(oid: pg_sys::Oid) -> Result<()> {
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn auto_protect_object(objid: pg_sys::Oid, object_type: &str) -> SqlResult<()> {
-    if RUNNING_OWN_DDL.with(Cell::get) {
+    if crate::pg::flag::is_raised(&RUNNING_OWN_DDL) {
         return Ok(());
     }
     match object_type {

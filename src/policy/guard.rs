@@ -12,16 +12,10 @@ use crate::error::{BoundaryError, Result, SqlResult};
 use crate::pg::catalog::table;
 use pgrx::prelude::*;
 
-/// Whether the session's role (after SET ROLE; not the role a SECURITY DEFINER function or a
-/// referential action switched to) is exempt from row level security: a superuser's or a
-/// BYPASSRLS role's maintenance outside any boundary, which the cascade guard lets through.
+/// For the cascade guard's condition: see [`crate::pg::session_role_bypasses_rls`].
 #[pg_extern(stable, parallel_safe)]
 fn outer_role_bypasses_rls() -> bool {
-    // SAFETY: reads backend-local role state and the role syscache; no memory is handed out.
-    unsafe {
-        let role = pg_sys::GetOuterUserId();
-        pg_sys::superuser_arg(role) || pg_sys::has_bypassrls_privilege(role)
-    }
+    crate::pg::session_role_bypasses_rls()
 }
 
 const INSIDE_HINT: &str = "Run schema changes outside agent boundaries, as a role agents never connect as.";
@@ -138,7 +132,7 @@ fn guard_drops(tag: &str, inside: bool) -> Result<()> {
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn guard_ddl(event: &str, tag: &str) -> SqlResult<()> {
-    if RUNNING_OWN_DDL.with(|c| c.get()) {
+    if crate::pg::flag::is_raised(&RUNNING_OWN_DDL) {
         return Ok(());
     }
     let inside = sealed_guc::current_if_any()?.is_some();

@@ -41,14 +41,7 @@ thread_local! {
 
 /// Runs `f` with the event trigger muted; restores the flag even when `f` raises.
 fn muting_event_trigger<T>(f: impl FnOnce() -> T) -> T {
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            RUNNING_OWN_DDL.with(|c| c.set(self.0));
-        }
-    }
-    let _restore = Restore(RUNNING_OWN_DDL.with(|c| c.replace(true)));
-    f()
+    crate::pg::flag::raised(&RUNNING_OWN_DDL, f)
 }
 
 fn resolve(table: &Table, choice: &ColumnChoice, auto_name: &str, what: &str) -> Result<Option<Column>> {

@@ -233,6 +233,7 @@ findings (object, problem, fix) AS (
            format('REVOKE ALL ON %s FROM %I; or remove the BYPASSRLS attribute or membership', p.name, b.rolname)
       FROM bypass_roles b CROSS JOIN protected p
      WHERE has_table_privilege(b.oid, p.oid, 'SELECT, INSERT, UPDATE, DELETE')
+        OR has_any_column_privilege(b.oid, p.oid, 'SELECT')
     UNION ALL
     -- 6. SECURITY DEFINER functions whose search_path a caller can hijack.
     SELECT f.oid::regprocedure::text, 'SECURITY DEFINER function without a pinned search_path: objects the caller creates can hijack it',
@@ -344,6 +345,29 @@ findings (object, problem, fix) AS (
        AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = t.oid AND a.attname = s.tenant_column
                           AND a.attnum > 0 AND NOT a.attisdropped)
     UNION ALL
+    -- 15. Agents connected as a table's owner can take its protection apart (PostgreSQL lets an
+    -- owner do anything to its table outside a boundary). Seen where the catalog shows it: no
+    -- other role can use the table, or a login role is a member of the owner.
+    SELECT p.name,
+           format('no role but its owner %I can read or write it, so agents must be connecting as the owner, who can take its protection apart',
+                  r.rolname),
+           format('CREATE ROLE agent LOGIN; GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO agent; connect agents as that role, never as %I',
+                  p.name, r.rolname)
+      FROM app_protected p JOIN pg_roles r ON r.oid = p.relowner
+     WHERE NOT r.rolsuper
+       AND NOT EXISTS (SELECT 1 FROM pg_roles o
+                        WHERE NOT o.rolsuper AND o.rolname !~ '^pg_' AND NOT pg_has_role(o.oid, p.relowner, 'MEMBER')
+                          AND has_table_privilege(o.oid, p.oid, 'SELECT, INSERT, UPDATE, DELETE'))
+    UNION ALL
+    SELECT m.rolname::text,
+           format('can log in and is a member of %I, which owns protected table %s: its sessions take on the owner''s rights and can take the table''s protection apart',
+                  r.rolname, min(p.name)),
+           format('REVOKE %I FROM %I; grant it SELECT, INSERT, UPDATE, DELETE on the tables instead', r.rolname, m.rolname)
+      FROM app_protected p JOIN pg_roles r ON r.oid = p.relowner
+      JOIN pg_roles m ON m.oid <> r.oid AND m.rolcanlogin AND NOT m.rolsuper AND pg_has_role(m.oid, r.oid, 'MEMBER')
+     WHERE NOT r.rolsuper
+     GROUP BY m.rolname, r.rolname
+    UNION ALL
     -- Advisories: what PostgreSQL scopes by role or cannot close, listed only on request.
     -- TEMPORARY: boundary.enter() refuses a session holding temporary objects made before it, so
     -- they cannot answer another boundary; a connection left holding some fails its next request.
@@ -364,6 +388,18 @@ findings (object, problem, fix) AS (
       FROM pg_roles r
      WHERE include_advisories AND NOT r.rolsuper AND r.rolname !~ '^pg_'
        AND EXISTS (SELECT 1 FROM app_protected p WHERE has_table_privilege(r.oid, p.oid, 'SELECT, INSERT, UPDATE, DELETE'))
+    UNION ALL
+    SELECT r.rolname::text,
+           format('advisory: can LOCK protected table %s IN ACCESS EXCLUSIVE MODE (it holds UPDATE or DELETE, as every role does on boundary.memories, run_state and cache) and stall every tenant until its transaction ends; PostgreSQL has no finer lock privilege',
+                  min(p.name)),
+           format('ALTER ROLE %I SET transaction_timeout = ''30s''; ALTER ROLE %I SET idle_in_transaction_session_timeout = ''10s''; give other sessions a lock_timeout',
+                  r.rolname, r.rolname)
+      FROM pg_roles r CROSS JOIN app_protected p
+     WHERE include_advisories AND NOT r.rolsuper AND r.rolname !~ '^pg_'
+       AND has_table_privilege(r.oid, p.oid, 'UPDATE, DELETE')
+       AND NOT EXISTS (SELECT 1 FROM pg_db_role_setting s CROSS JOIN unnest(s.setconfig) c
+                        WHERE s.setrole = r.oid AND c LIKE 'transaction\_timeout=%')
+     GROUP BY r.rolname
     UNION ALL
     SELECT p.name, 'advisory: pg_class.reltuples, EXPLAIN estimates and EXPLAIN ANALYZE of a sequential scan ("Rows Removed by Filter") reveal how many rows all tenants hold',
            'show agents no EXPLAIN output; lead indexes with the tenant column so plans never visit other tenants'' rows'

@@ -34,6 +34,8 @@ END $protect$;
 CREATE POLICY cache_current_boundary ON boundary.cache AS RESTRICTIVE FOR ALL
     USING (starts_with(key, boundary.cache_prefix()) AND expires_at > statement_timestamp())
     WITH CHECK (starts_with(key, boundary.cache_prefix()));
+CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundary.cache
+    FOR EACH ROW EXECUTE FUNCTION boundary.guard_store_write();
 GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.cache TO PUBLIC;
 "#,
     name = "cache_table",
@@ -44,6 +46,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.cache TO PUBLIC;
         boundary::role,
         cache_prefix,
         stores::compose_key,
+        stores::guard::guard_store_write,
         "policy_sql"
     ],
 );

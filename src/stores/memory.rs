@@ -6,7 +6,7 @@
 //! The functions run as the caller, so every read and write passes the policies; names and
 //! values are bound as parameters, and keys are built by `keyspace` alone.
 
-use super::{lookup_value, upsert_returning_expiry, validate_name, validate_value};
+use super::{lookup_value, store_write, upsert_returning_expiry, validate_name, validate_value};
 use crate::boundary::claims::{truncate_for_message, Boundary, MemoryScope};
 use crate::boundary::{sealed_guc, ttl_seconds};
 use crate::error::{BoundaryError, Result, SqlResult};
@@ -73,6 +73,11 @@ CREATE POLICY run_state_current_run ON boundary.run_state AS RESTRICTIVE FOR ALL
     USING (run_id = boundary.run_id() AND expires_at > statement_timestamp())
     WITH CHECK (run_id = boundary.run_id());
 ALTER TABLE boundary.run_state ALTER COLUMN run_id SET DEFAULT boundary.run_id();
+-- Readable by plain SQL (row level security decides what); changed only by the functions.
+CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundary.memories
+    FOR EACH ROW EXECUTE FUNCTION boundary.guard_store_write();
+CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundary.run_state
+    FOR EACH ROW EXECUTE FUNCTION boundary.guard_store_write();
 GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.memories, boundary.run_state TO PUBLIC;
 "#,
     name = "memory_tables",
@@ -86,6 +91,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.memories, boundary.run_state TO
         boundary::run_id,
         stores::compose_key,
         stores::key_part,
+        stores::guard::guard_store_write,
         "policy_sql"
     ],
 );
@@ -129,20 +135,22 @@ fn memory_set(name: &str, value: JsonB, scope: default!(&str, "'user'")) -> SqlR
     let scope = self::scope(scope)?;
     let boundary = current()?;
     let key = boundary.memory_key(name, scope);
-    Spi::run_with_args(
-        "INSERT INTO boundary.memories AS m (scope, namespace, name, key, value, created_by, updated_by)
+    store_write(|| {
+        Spi::run_with_args(
+            "INSERT INTO boundary.memories AS m (scope, namespace, name, key, value, created_by, updated_by)
          VALUES ($1, $2, $3, $4, $5, $6, $6)
          ON CONFLICT (tenant_id, key) DO UPDATE
             SET value = excluded.value, updated_by = excluded.updated_by, updated_at = now()",
-        &[
-            scope.as_str().into(),
-            boundary.memory_namespace_for(scope).into(),
-            name.into(),
-            key.clone().into(),
-            value.into(),
-            boundary.user_id.clone().into(),
-        ],
-    )
+            &[
+                scope.as_str().into(),
+                boundary.memory_namespace_for(scope).into(),
+                name.into(),
+                key.clone().into(),
+                value.into(),
+                boundary.user_id.clone().into(),
+            ],
+        )
+    })
     .map_err(BoundaryError::from)?;
     Ok(key)
 }
@@ -160,10 +168,12 @@ fn memory_get(name: &str, scope: default!(&str, "'user'")) -> SqlResult<Option<J
 #[search_path(pg_catalog, pg_temp)]
 fn memory_delete(name: &str, scope: default!(&str, "'user'")) -> SqlResult<bool> {
     let key = key_of(name, scope)?;
-    Ok(Spi::get_one_with_args::<i64>(
-        "WITH d AS (DELETE FROM boundary.memories WHERE key = $1 RETURNING 1) SELECT count(*) FROM d",
-        &[key.into()],
-    )
+    Ok(store_write(|| {
+        Spi::get_one_with_args::<i64>(
+            "WITH d AS (DELETE FROM boundary.memories WHERE key = $1 RETURNING 1) SELECT count(*) FROM d",
+            &[key.into()],
+        )
+    })
     .map_err(BoundaryError::from)?
     .unwrap_or(0)
         > 0)
@@ -257,8 +267,9 @@ fn promote(name: &str, scope: default!(&str, "'user'")) -> SqlResult<String> {
     let boundary = current()?;
     let run = run_id(&boundary)?;
     let key = boundary.memory_key(name, scope);
-    let promoted = Spi::get_one_with_args::<i64>(
-        "WITH promoted AS (
+    let promoted = store_write(|| {
+        Spi::get_one_with_args::<i64>(
+            "WITH promoted AS (
             INSERT INTO boundary.memories AS m
                    (scope, namespace, name, key, value, created_by, updated_by, promoted_from_run)
             SELECT $1, $2, r.name, $3, r.value, $4, $4, r.run_id
@@ -268,14 +279,15 @@ fn promote(name: &str, scope: default!(&str, "'user'")) -> SqlResult<String> {
                    promoted_from_run = excluded.promoted_from_run
             RETURNING 1)
          SELECT count(*) FROM promoted",
-        &[
-            scope.as_str().into(),
-            boundary.memory_namespace_for(scope).into(),
-            key.clone().into(),
-            boundary.user_id.clone().into(),
-            name.into(),
-        ],
-    )
+            &[
+                scope.as_str().into(),
+                boundary.memory_namespace_for(scope).into(),
+                key.clone().into(),
+                boundary.user_id.clone().into(),
+                name.into(),
+            ],
+        )
+    })
     .map_err(BoundaryError::from)?
     .unwrap_or(0);
     if promoted == 0 {
@@ -300,11 +312,13 @@ fn promote(name: &str, scope: default!(&str, "'user'")) -> SqlResult<String> {
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn purge_expired() -> SqlResult<i64> {
-    Spi::get_one::<i64>(
+    store_write(|| {
+        Spi::get_one::<i64>(
         "WITH r AS (DELETE FROM boundary.run_state WHERE expires_at <= statement_timestamp() RETURNING 1),
               c AS (DELETE FROM boundary.cache WHERE expires_at <= statement_timestamp() RETURNING 1)
          SELECT (SELECT count(*) FROM r) + (SELECT count(*) FROM c)",
     )
+    })
     .map_err(BoundaryError::from)?
     .ok_or_else(|| BoundaryError::Internal("no count".into()).into())
 }

@@ -3,6 +3,7 @@
 //! encoding both use (`keyspace`).
 
 pub mod cache;
+mod guard;
 pub mod keyspace;
 pub mod memory;
 
@@ -14,6 +15,7 @@ mod tests {
 
 use crate::boundary::claims::{truncate_for_message, validate_text};
 use crate::error::{BoundaryError, Result};
+pub(crate) use guard::store_write;
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -73,6 +75,6 @@ pub(crate) fn upsert_returning_expiry(
     sql: &str,
     args: &[pgrx::datum::DatumWithOid],
 ) -> Result<TimestampWithTimeZone> {
-    Spi::get_one_with_args::<TimestampWithTimeZone>(sql, args)?
+    store_write(|| Spi::get_one_with_args::<TimestampWithTimeZone>(sql, args))?
         .ok_or_else(|| BoundaryError::Internal("the upsert returned no expiry".into()))
 }

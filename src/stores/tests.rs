@@ -154,7 +154,7 @@ fn direct_writes_cannot_claim_another_users_keys() {
             "INSERT INTO boundary.memories (scope, namespace, name, key, value, created_by, updated_by)
              VALUES ('user', '{bobs}', 'plan', '{bobs}:plan', '1', 'alice', 'alice')"
         )),
-        "42501: new row violates row-level security policy \"memories_owner\" for table \"memories\""
+        "42501: INSERT on boundary.memories is refused: the agent_boundary functions are the only way to change it"
     );
     let mine = "agent-memory:northstar-dental:support:user:alice";
     assert_eq!(
@@ -162,7 +162,7 @@ fn direct_writes_cannot_claim_another_users_keys() {
             "INSERT INTO boundary.memories (scope, namespace, name, key, value, created_by, updated_by)
              VALUES ('user', '{mine}', 'plan', '{bobs}:plan', '1', 'alice', 'alice')"
         )),
-        "23514: new row for relation \"memories\" violates check constraint \"memories_check\""
+        "42501: INSERT on boundary.memories is refused: the agent_boundary functions are the only way to change it"
     );
 }
 
