@@ -20,7 +20,7 @@ extension_sql!(
 CREATE TABLE boundary.audit_log (
     id                  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     at                  timestamptz NOT NULL DEFAULT clock_timestamp(),
-    event               text NOT NULL CHECK (event IN ('enter', 'exit', 'promote', 'protect', 'unprotect', 'snapshot', 'resume')),
+    event               text NOT NULL CHECK (event IN ('enter', 'exit', 'promote', 'protect', 'unprotect', 'snapshot', 'resume', 'purge')),
     tenant_id           text,
     workspace_id        text,
     user_id             text,
@@ -83,6 +83,29 @@ GRANT SELECT (at, event, tenant_id, workspace_id, user_id, trace_id, run_id, pro
 thread_local! {
     /// Refusals since the last enter() in this backend; savepoint rollbacks do not undo it.
     static BLOCKED_SINCE_ENTER: Cell<i32> = const { Cell::new(0) };
+    /// Rows this transaction (by local transaction id) added under a boundary; savepoint
+    /// rollbacks do not undo it either, so a loop of caught errors cannot reset it.
+    static ROWS_THIS_TRANSACTION: Cell<(pg_sys::LocalTransactionId, i64)> =
+        const { Cell::new((pg_sys::InvalidLocalTransactionId, 0)) };
+}
+
+/// Counts one more row of this transaction, or refuses it past
+/// `agent_boundary.max_audit_rows_per_transaction`.
+fn count_row() -> Result<()> {
+    let lxid = crate::boundary::local_transaction_id();
+    let limit = crate::gucs::max_audit_rows_per_transaction();
+    ROWS_THIS_TRANSACTION.with(|cell| {
+        let (id, rows) = cell.get();
+        let rows = if id == lxid { rows } else { 0 };
+        if rows >= limit {
+            return Err(crate::error::BoundaryError::ValueTooLarge(format!(
+                "this transaction has added {rows} rows to boundary.audit_log; \
+                 agent_boundary.max_audit_rows_per_transaction allows {limit}"
+            )));
+        }
+        cell.set((lxid, rows + 1));
+        Ok(())
+    })
 }
 
 /// What happened, beyond the boundary's own fields.
@@ -92,7 +115,8 @@ pub struct Event<'a> {
     pub memory_keys: Vec<String>,
 }
 
-fn read_only() -> bool {
+/// Whether this transaction cannot write (READ ONLY, or a hot standby).
+pub fn read_only() -> bool {
     // SAFETY: reads backend-local transaction state.
     unsafe { pg_sys::XactReadOnly || pg_sys::RecoveryInProgress() }
 }
@@ -194,6 +218,9 @@ pub fn record(event: &str, boundary: Option<&Boundary>, details: Event) -> Resul
         );
         return Ok(());
     }
+    if boundary.is_some() {
+        count_row()?;
+    }
     let text = |f: fn(&Boundary) -> Option<String>| boundary.and_then(f);
     let blocked = if event == "exit" { BLOCKED_SINCE_ENTER.with(Cell::get) } else { 0 };
     as_audit_owner(|| {
@@ -245,6 +272,39 @@ pub fn refused(event: &str, who: Option<Who>, resource: Option<&str>, reason: &s
         as_audit_owner(|| Ok(Spi::run("SELECT pg_catalog.nextval('boundary.blocked_events')")?))
             .unwrap_or_else(|e| e.raise());
     }
+}
+
+/// Deletes audit rows older than `older_than` (all tenants) and records the purge; returns how
+/// many went. The trail is append-only for everyone, superusers included; this is the one way
+/// rows leave it, for a retention window (schedule it, e.g. with pg_cron). Superusers and roles
+/// granted it.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn purge_audit_log(older_than: pgrx::datum::Interval) -> SqlResult<i64> {
+    let secs = crate::boundary::ttl_seconds(&older_than, i64::MAX, "the limit is").map_err(|e| {
+        crate::error::BoundaryError::InvalidArgument(e.to_string().replacen("ttl", "older_than", 1))
+    })?;
+    // The append-only trigger stands aside for this statement only (it does not fire for
+    // session_replication_role = replica); the setting is put back when the level ends.
+    let purged = crate::pg::guc::with_nest_level(|| {
+        crate::pg::guc::set(
+            c"session_replication_role",
+            c"replica",
+            pg_sys::GucContext::PGC_SUSET,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+        );
+        Spi::get_one_with_args::<i64>(
+            "WITH d AS (DELETE FROM boundary.audit_log
+                         WHERE at < pg_catalog.now() - pg_catalog.make_interval(secs => $1) RETURNING 1)
+             SELECT pg_catalog.count(*) FROM d",
+            &[(secs as f64).into()],
+        )
+    })
+    .map_err(crate::error::BoundaryError::from)?
+    .unwrap_or(0);
+    let what = format!("{purged} rows older than {secs} seconds");
+    record("purge", None, Event { resource: Some(&what), ..Default::default() })?;
+    Ok(purged)
 }
 
 /// How many refusals were ever recorded, across all tenants (rolled-back ones included).

@@ -41,6 +41,10 @@ pub enum BoundaryError {
     OutsideBoundary(String),
     /// A job's snapshot no longer matches the registry (or expired); `reason` says what changed.
     JobRefused { reason: String },
+    /// The operation must write, and the transaction cannot.
+    ReadOnly(String),
+    /// Another session holds what the operation needs (a job's run).
+    Busy(String),
     /// Something that should not happen; reported instead of panicking.
     Internal(String),
 }
@@ -64,6 +68,8 @@ impl BoundaryError {
             Self::NullArgument(_) => ERRCODE_NULL_VALUE_NOT_ALLOWED,
             Self::WrongType(_) => ERRCODE_DATATYPE_MISMATCH,
             Self::NotPrepared(_) => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            Self::ReadOnly(_) => ERRCODE_READ_ONLY_SQL_TRANSACTION,
+            Self::Busy(_) => ERRCODE_LOCK_NOT_AVAILABLE,
             Self::Internal(_) => ERRCODE_INTERNAL_ERROR,
         }
     }
@@ -126,6 +132,8 @@ impl fmt::Display for BoundaryError {
             | Self::NullArgument(why)
             | Self::WrongType(why)
             | Self::NotPrepared(why)
+            | Self::ReadOnly(why)
+            | Self::Busy(why)
             | Self::Internal(why) => f.write_str(why),
         }
     }

@@ -16,6 +16,7 @@ static MAX_TOKEN_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(3600);
 static AUDIT_ENTER: GucSetting<bool> = GucSetting::<bool>::new(true);
 static MAX_JOB_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(24 * 3600);
 static CLOCK_SKEW: GucSetting<i32> = GucSetting::<i32>::new(30);
+static MAX_AUDIT_ROWS_PER_TRANSACTION: GucSetting<i32> = GucSetting::<i32>::new(100);
 static AUTO_PROTECT_SCHEMAS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 static VECTOR_EXACT_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(3000);
 static VECTOR_EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(400);
@@ -71,6 +72,17 @@ pub fn init() {
         300,
         GucContext::Suset,
         GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"agent_boundary.max_audit_rows_per_transaction",
+        c"Most rows one transaction may add to boundary.audit_log under agent boundaries.",
+        c"An agent cannot flood the append-only trail: past this, what would write a row is refused. \
+          Administrative rows (protect, unprotect) do not count.",
+        &MAX_AUDIT_ROWS_PER_TRANSACTION,
+        1,
+        1_000_000,
+        GucContext::Suset,
+        GucFlags::default(),
     );
     GucRegistry::define_string_guc(
         c"agent_boundary.auto_protect_schemas",
@@ -137,6 +149,10 @@ pub fn audit_enter() -> bool {
 
 pub fn max_job_lifetime_secs() -> i64 {
     i64::from(MAX_JOB_LIFETIME.get())
+}
+
+pub fn max_audit_rows_per_transaction() -> i64 {
+    i64::from(MAX_AUDIT_ROWS_PER_TRANSACTION.get())
 }
 
 pub fn clock_skew_secs() -> i64 {

@@ -203,7 +203,15 @@ async fn carol_registered(admin: &Client, role: &str, plan: &str, region: &str, 
 
 async fn a_job_resumes_with_todays_permissions_or_is_refused() {
     let admin = cluster().connect("postgres").await;
-    let carol = || app_token("northstar-dental", "support", "carol", "admin", json!({"run_id": "run-7"}));
+    let carol = || {
+        app_token(
+            "northstar-dental",
+            "support",
+            "carol",
+            "admin",
+            json!({"run_id": "run-7", "allow_jobs": true}),
+        )
+    };
     // A worker holding nothing reads nothing protected.
     let worker = cluster().connect("agent").await;
     assert_refused(
@@ -280,6 +288,111 @@ async fn a_job_resumes_with_todays_permissions_or_is_refused() {
         assert_refused(resume(&short).await, "42501", "resume refused: permissions changed during execution");
     assert_eq!(refused.detail(), Some("the job token has expired"));
     admin.batch_execute("ALTER ROLE agent RESET agent_boundary.clock_skew").await.unwrap();
+}
+
+/// The payload of a signed token, as JSON (no verification: the test reads what it was given).
+fn payload(token: &str) -> Value {
+    use base64::Engine;
+    let part = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+/// A job token cannot extend the grant it came from: only a token that allows jobs may
+/// snapshot, never in a read-only transaction (the audit row could not be written), no chain of
+/// snapshot, resume and snapshot runs past the grant's start plus max_job_lifetime, one run is
+/// resumed by one worker at a time, and one transaction cannot flood the audit trail.
+async fn a_job_never_outlives_the_grant_it_came_from() {
+    let admin = cluster().connect("postgres").await;
+    carol_registered(&admin, "admin", "pro", "us", "{search,crm}", "{tickets,kb}").await;
+    let request = |extra: Value| app_token("northstar-dental", "support", "carol", "admin", extra);
+    // Model-written SQL in an ordinary request cannot turn it into a job.
+    let agent = as_agent(&request(json!({}))).await;
+    assert_refused(
+        agent.batch_execute("SELECT boundary.snapshot('1 minute')").await,
+        "42501",
+        "boundary.snapshot() refused: the token this boundary was entered with does not allow jobs",
+    );
+    // A job token is always in the audit trail, so a read-only transaction makes none.
+    let reader = cluster().connect("agent").await;
+    reader.batch_execute("BEGIN READ ONLY").await.unwrap();
+    enter(&reader, &request(json!({"allow_jobs": true}))).await.unwrap();
+    assert_refused(
+        reader.batch_execute("SELECT boundary.snapshot('1 minute')").await,
+        "25006",
+        "boundary.snapshot() needs a read-write transaction: every job token is recorded in boundary.audit_log",
+    );
+    // A chain: the grant starts at the request token's iat; with max_job_lifetime = 4s every
+    // job token from it ends by then, and resuming after that is refused.
+    admin.batch_execute("ALTER ROLE agent SET agent_boundary.max_job_lifetime = '4s'").await.unwrap();
+    let granted = now();
+    let first =
+        job_token(&request(json!({"allow_jobs": true, "run_id": "run-chain", "iat": granted})), "3 seconds")
+            .await;
+    assert_eq!(payload(&first)["granted_at"], json!(granted));
+    tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
+    let worker = cluster().connect("agent").await;
+    worker.batch_execute("BEGIN").await.unwrap();
+    worker.query_typed_one("SELECT boundary.resume($1)::text", &[(&first, Type::TEXT)]).await.unwrap();
+    // One run, one worker at a time.
+    let second_worker = cluster().connect("agent").await;
+    second_worker.batch_execute("BEGIN").await.unwrap();
+    assert_refused(
+        second_worker.query_typed_one("SELECT boundary.resume($1)::text", &[(&first, Type::TEXT)]).await,
+        "55P03",
+        "boundary.resume() refused: run run-chain is already running in another session",
+    );
+    second_worker.batch_execute("ROLLBACK").await.unwrap();
+    let next = column(&worker, "SELECT boundary.snapshot('3 seconds')").await.unwrap().remove(0);
+    worker.batch_execute("COMMIT").await.unwrap();
+    let claims = payload(&next);
+    assert_eq!(claims["granted_at"], json!(granted), "the grant travels with the chain");
+    assert!(claims["exp"].as_i64().unwrap() <= granted + 4, "{claims}");
+    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
+    let refused =
+        assert_refused(resume(&next).await, "42501", "resume refused: permissions changed during execution");
+    assert!(refused.detail().unwrap().starts_with("the grant this job came from ended at "), "{refused:?}");
+    admin.batch_execute("ALTER ROLE agent RESET agent_boundary.max_job_lifetime").await.unwrap();
+    // The trail's size is managed by retention: the append-only log loses rows only through
+    // boundary.purge_audit_log(), which ordinary roles cannot call.
+    assert_eq!(
+        column(&admin, "SELECT boundary.purge_audit_log('1 day')").await.unwrap(),
+        ["0"],
+        "nothing that old"
+    );
+    let before: i64 =
+        column(&admin, "SELECT count(*) FROM boundary.audit_log").await.unwrap()[0].parse().unwrap();
+    admin.batch_execute("SET session_replication_role = replica; UPDATE boundary.audit_log SET at = at - interval '40 days' WHERE event = 'snapshot'; RESET session_replication_role").await.unwrap();
+    let aged: i64 =
+        column(&admin, "SELECT count(*) FROM boundary.audit_log WHERE at < now() - interval '30 days'")
+            .await
+            .unwrap()[0]
+            .parse()
+            .unwrap();
+    assert!(aged > 0);
+    assert_eq!(
+        column(&admin, "SELECT boundary.purge_audit_log('30 days')").await.unwrap(),
+        [aged.to_string()]
+    );
+    let after: i64 =
+        column(&admin, "SELECT count(*) FROM boundary.audit_log").await.unwrap()[0].parse().unwrap();
+    assert_eq!(after, before - aged + 1, "the purge itself is recorded");
+    assert_refused(
+        cluster().connect("agent").await.batch_execute("SELECT boundary.purge_audit_log('1 day')").await,
+        "42501",
+        "permission denied for function purge_audit_log",
+    );
+    assert_refused(
+        admin.batch_execute("DELETE FROM boundary.audit_log").await,
+        "42501",
+        "boundary.audit_log is append-only: DELETE is refused",
+    );
+    // One transaction adds at most max_audit_rows_per_transaction rows to the trail.
+    let flooder = as_agent(&request(json!({"allow_jobs": true}))).await;
+    assert_refused(
+        flooder.batch_execute("SELECT count(boundary.snapshot('1 minute')) FROM generate_series(1, 2000)").await,
+        "54000",
+        "this transaction has added 100 rows to boundary.audit_log; agent_boundary.max_audit_rows_per_transaction allows 100",
+    );
 }
 
 async fn blocked_total(admin: &Client) -> i64 {
@@ -463,6 +576,7 @@ fn main() {
         update_the_ticket_with_the_renewal_date_you_remember,
         ignore_workspace_boundaries_and_search_all_notes,
         a_job_resumes_with_todays_permissions_or_is_refused,
+        a_job_never_outlives_the_grant_it_came_from,
         blocked_attempts_survive_rollback_and_audit_rows_hold_metadata_only,
         no_private_note_text_reaches_the_audit_table_or_the_server_log,
         audit_rows_are_read_by_their_own_user_or_the_tenants_admins,

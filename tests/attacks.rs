@@ -448,7 +448,8 @@ async fn cursors_never_carry_rows_across_boundaries() {
     let agent = cluster().connect("agent").await;
     // The same principal with narrower rights (a viewer token): different rows for writes, so
     // the cursor guard, not the one-principal rule, is what refuses.
-    let dental_viewer = app_token("northstar-dental", "support", "alice", "viewer", json!({}));
+    let dental_viewer =
+        app_token("northstar-dental", "support", "alice", "viewer", json!({"allow_jobs": true}));
     // enter
     let first = dental_transaction_with_open_cursor().await;
     assert_refused(

@@ -613,6 +613,129 @@ async fn remembered_verdicts_follow_every_registry_and_key_change() {
 
 // ---------------------------------------------------------------------------------------------
 
+/// Polls `sql` (one boolean) on `client` until it is true, for at most 30 seconds.
+async fn wait_until(client: &Client, sql: &str) {
+    for _ in 0..300 {
+        if column(client, sql).await.unwrap() == ["t"] {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let log = cluster().log();
+    let tail: Vec<&str> = log.lines().rev().take(30).collect();
+    panic!("timed out waiting for: {sql}\nserver log (last lines first):\n{}", tail.join("\n"));
+}
+
+/// A registry replicated from a control-plane database (logical replication, whose apply worker
+/// fires row triggers but not statement triggers): a revoke, a re-grant and a key retirement
+/// made there reach every long-lived backend here, for remembered and freshly signed tokens.
+async fn a_revoke_replicated_from_a_control_plane_reaches_every_backend() {
+    const KID: &str = "control-2026";
+    const SECRET: &str = "control-plane-secret-0123456789abcdef";
+    const REVOKED: &str = "agent boundary refused: the principal has been revoked";
+    let admin = cluster().connect("postgres").await;
+    admin.batch_execute("CREATE DATABASE control").await.unwrap();
+    let mut config = cluster().config("postgres");
+    config.dbname("control");
+    let control = connect_with(config).await.unwrap();
+    let key = format!("SELECT boundary.add_signing_key('{KID}', 'HS256', convert_to('{SECRET}', 'UTF8'))");
+    let grant =
+        "SELECT boundary.register_principal('northstar-dental', 'support', 'erin', 'admin', 'pro', 'us', \
+                 ARRAY['search'], ARRAY['tickets'])";
+    // The same rows on both sides; from here on the control plane is the source of truth.
+    control
+        .batch_execute(&format!(
+            "CREATE EXTENSION agent_boundary CASCADE; {key}; {grant};
+             CREATE PUBLICATION registry FOR TABLE boundary.principals, boundary.signing_keys;"
+        ))
+        .await
+        .unwrap();
+    control.batch_execute("SELECT pg_create_logical_replication_slot('registry', 'pgoutput')").await.unwrap();
+    admin.batch_execute(&format!("{key}; {grant}")).await.unwrap();
+    admin
+        .batch_execute(&format!(
+            "CREATE SUBSCRIPTION registry
+                 CONNECTION 'host=127.0.0.1 port={} user=postgres dbname=control'
+                 PUBLICATION registry WITH (create_slot = false, slot_name = 'registry', copy_data = false)",
+            cluster().port
+        ))
+        .await
+        .unwrap();
+    let token = || {
+        sign_raw(
+            &json!({"tenant_id": "northstar-dental", "workspace_id": "support", "user_id": "erin",
+                    "role": "admin", "iat": now(), "exp": now() + 300, "aud": "agent_boundary"}),
+            KID,
+            SECRET.as_bytes(),
+        )
+    };
+    let app = cluster().connect("app").await;
+    let remembered = token();
+    for _ in 0..2 {
+        assert_eq!(entered_role_and_tools(&app, &remembered).await.unwrap().0, "admin");
+    }
+    control.batch_execute("SELECT boundary.revoke('northstar-dental', 'support', 'erin')").await.unwrap();
+    wait_until(&admin, "SELECT revoked_at IS NOT NULL FROM boundary.principals WHERE user_id = 'erin'").await;
+    assert_refused(entered_role_and_tools(&app, &remembered).await, "42501", REVOKED);
+    assert_refused(entered_role_and_tools(&app, &token()).await, "42501", REVOKED);
+    control.batch_execute(grant).await.unwrap();
+    wait_until(&admin, "SELECT revoked_at IS NULL FROM boundary.principals WHERE user_id = 'erin'").await;
+    assert_eq!(entered_role_and_tools(&app, &remembered).await.unwrap().0, "admin");
+    control.batch_execute(&format!("SELECT boundary.retire_signing_key('{KID}')")).await.unwrap();
+    wait_until(
+        &admin,
+        &format!("SELECT retired_at IS NOT NULL FROM boundary.signing_keys WHERE kid = '{KID}'"),
+    )
+    .await;
+    let retired = format!("agent boundary token refused: signed with an unknown or retired key id \"{KID}\"");
+    assert_refused(entered_role_and_tools(&app, &remembered).await, "28000", &retired);
+    assert_refused(entered_role_and_tools(&app, &token()).await, "28000", &retired);
+    admin.batch_execute("DROP SUBSCRIPTION registry").await.unwrap();
+    admin.batch_execute("DROP DATABASE control WITH (FORCE)").await.unwrap();
+}
+
+/// Bad input gets an ERROR, never a crash, on a server with a memory limit (`ulimit -v`): a
+/// failed Rust allocation would abort the backend and PostgreSQL would restart every session of
+/// every tenant. Every public function bounds its input before allocating.
+async fn huge_input_on_a_memory_limited_server_is_an_error_not_a_crash() {
+    let limited = Cluster::start_limited("memory-limit", &[], Some(1024 * 1024));
+    let admin = limited.connect("postgres").await;
+    admin.batch_execute(BASE_FIXTURE).await.unwrap();
+    admin.batch_execute("CREATE ROLE anyone LOGIN").await.unwrap();
+    let bystander = limited.connect("anyone").await;
+    let pid = column(&bystander, "SELECT pg_backend_pid()").await.unwrap();
+    let anyone = limited.connect("anyone").await;
+    for (sql, message) in [
+        (
+            "SELECT length(boundary.key_part(repeat(':', 300000000)))",
+            "boundary.key_part() input is 300000000 bytes; the limit is 65536",
+        ),
+        (
+            "SELECT length(boundary.compose_key(repeat(':', 100000000), 'b'))",
+            "boundary.compose_key() input is 100000001 bytes; the limit is 65536",
+        ),
+    ] {
+        assert_refused(anyone.batch_execute(sql).await, "54000", message);
+    }
+    // Values: the stored size is checked before the value is read into the extension.
+    anyone.batch_execute("BEGIN").await.unwrap();
+    enter(&anyone, &dental_alice()).await.unwrap();
+    let refused = anyone
+        .batch_execute("SELECT boundary.memory_set('big', to_jsonb(repeat('x', 200000000)))")
+        .await
+        .expect_err("refused");
+    let db = refused.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "54000");
+    assert!(db.message().ends_with("bytes of jsonb; the limit is 1048576 bytes of JSON"), "{}", db.message());
+    anyone.batch_execute("ROLLBACK").await.unwrap();
+    // The session that asked is still there, and so is everyone else's.
+    assert_eq!(column(&anyone, "SELECT 1").await.unwrap(), ["1"]);
+    assert_eq!(column(&bystander, "SELECT pg_backend_pid()").await.unwrap(), pid);
+    let log = limited.log();
+    assert!(!log.contains("terminated by signal") && !log.contains("memory allocation of"), "{log}");
+    limited.stop();
+}
+
 fn main() {
     let args = Arguments::from_args();
     let trials = trials![
@@ -629,8 +752,11 @@ fn main() {
         session_scope_is_explicit_and_expires,
         preloaded_library_refuses_forgery_at_connect_and_seals_per_backend,
         remembered_verdicts_follow_every_registry_and_key_change,
+        a_revoke_replicated_from_a_control_plane_reaches_every_backend,
+        huge_input_on_a_memory_limited_server_is_an_error_not_a_crash,
     ];
-    start_shared_cluster("boundary", FIXTURE);
+    // wal_level = logical: a trial replicates the registry between two databases.
+    start_shared_cluster_with("boundary", &["wal_level = logical"], FIXTURE);
     let conclusion = libtest_mimic::run(&args, trials);
     stop_shared_cluster();
     conclusion.exit_if_failed();

@@ -36,25 +36,6 @@ $bootstrap$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/keys.rs:21
-
-CREATE TABLE boundary.signing_keys (
-    kid         text PRIMARY KEY CHECK (kid ~ '^[A-Za-z0-9._-]{1,64}$'),
-    alg         text NOT NULL CHECK (alg IN ('HS256', 'HS384', 'HS512', 'EdDSA', 'ES256', 'RS256')),
-    verify_key  bytea NOT NULL,
-    signing_key bytea,
-    created_at  timestamptz NOT NULL DEFAULT now(),
-    retired_at  timestamptz,
-    CHECK (signing_key IS NULL OR alg NOT LIKE 'HS%')
-);
-COMMENT ON TABLE boundary.signing_keys IS
-  'Keys that verify boundary tokens. verify_key: the HMAC secret, or a public key (PEM). '
-  'signing_key: a private key (PEM), only when the database itself must sign. '
-  'No ordinary role can read this table.';
-SELECT pg_catalog.pg_extension_config_dump('boundary.signing_keys', '');
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- src/boundary/registry.rs:11
 
 CREATE TABLE boundary.principals (
@@ -78,6 +59,25 @@ COMMENT ON TABLE boundary.principals IS
   'What each (tenant, workspace, user) may currently do. boundary.enter() refuses principals '
   'that are missing or revoked and narrows a token''s role, tools and datasources to this row.';
 SELECT pg_catalog.pg_extension_config_dump('boundary.principals', '');
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/boundary/keys.rs:21
+
+CREATE TABLE boundary.signing_keys (
+    kid         text PRIMARY KEY CHECK (kid ~ '^[A-Za-z0-9._-]{1,64}$'),
+    alg         text NOT NULL CHECK (alg IN ('HS256', 'HS384', 'HS512', 'EdDSA', 'ES256', 'RS256')),
+    verify_key  bytea NOT NULL,
+    signing_key bytea,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    retired_at  timestamptz,
+    CHECK (signing_key IS NULL OR alg NOT LIKE 'HS%')
+);
+COMMENT ON TABLE boundary.signing_keys IS
+  'Keys that verify boundary tokens. verify_key: the HMAC secret, or a public key (PEM). '
+  'signing_key: a private key (PEM), only when the database itself must sign. '
+  'No ordinary role can read this table.';
+SELECT pg_catalog.pg_extension_config_dump('boundary.signing_keys', '');
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -147,7 +147,7 @@ AS 'MODULE_PATHNAME', 'auto_protect_object_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/audit.rs:251
+-- src/audit.rs:311
 -- agent_boundary::audit::blocked_events_total
 CREATE  FUNCTION "blocked_events_total"() RETURNS bigint /* SqlResult < i64 > */
 STRICT STABLE SECURITY DEFINER PARALLEL SAFE
@@ -157,7 +157,7 @@ AS 'MODULE_PATHNAME', 'blocked_events_total_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/cache.rs:116
+-- src/stores/cache.rs:121
 -- agent_boundary::stores::cache::cache_get
 CREATE  FUNCTION "cache_get"(
 	"key" TEXT /* & str */
@@ -194,30 +194,27 @@ AS 'MODULE_PATHNAME', 'cache_prefix_wrapper';
 /* <begin connected objects> */
 -- src/stores/cache.rs:95
 -- agent_boundary::stores::cache::cache_put
-CREATE  FUNCTION "cache_put"(
-	"key" TEXT, /* & str */
-	"value" jsonb, /* JsonB */
-	"ttl" interval DEFAULT '1 hour' /* Interval */
-) RETURNS timestamp with time zone /* SqlResult < TimestampWithTimeZone > */
-STRICT VOLATILE PARALLEL UNSAFE
-SET search_path TO pg_catalog, pg_temp
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'cache_put_wrapper';
+
+CREATE FUNCTION boundary.cache_put(key text, value jsonb, ttl interval DEFAULT '1 hour')
+RETURNS timestamptz
+VOLATILE PARALLEL UNSAFE STRICT
+SET search_path = pg_catalog, pg_temp
+LANGUAGE c AS 'MODULE_PATHNAME', 'cache_put_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
 -- src/stores/mod.rs:29
 -- agent_boundary::stores::compose_key
 CREATE  FUNCTION "compose_key"(
-	"parts" VARIADIC TEXT[] /* pgrx :: VariadicArray < String > */
-) RETURNS TEXT /* String */
+	"parts" VARIADIC TEXT[] /* pgrx :: VariadicArray < & str > */
+) RETURNS TEXT /* SqlResult < String > */
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'compose_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:388
+-- src/boundary/mod.rs:390
 -- agent_boundary::boundary::current
 CREATE  FUNCTION "current"() RETURNS jsonb /* SqlResult < JsonB > */
 STRICT STABLE PARALLEL SAFE
@@ -226,7 +223,7 @@ AS 'MODULE_PATHNAME', 'current_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:361
+-- src/boundary/mod.rs:363
 -- agent_boundary::boundary::datasource_ids
 CREATE  FUNCTION "datasource_ids"() RETURNS TEXT[] /* SqlResult < Vec < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -235,7 +232,7 @@ AS 'MODULE_PATHNAME', 'datasource_ids_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:283
+-- src/boundary/mod.rs:285
 -- agent_boundary::boundary::enter
 CREATE  FUNCTION "enter"(
 	"token" TEXT, /* & str */
@@ -248,7 +245,7 @@ AS 'MODULE_PATHNAME', 'enter_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:303
+-- src/boundary/mod.rs:305
 -- agent_boundary::boundary::exit
 CREATE  FUNCTION "exit"() RETURNS VOID /* SqlResult < () > */
 STRICT VOLATILE PARALLEL UNSAFE
@@ -284,7 +281,7 @@ AS 'MODULE_PATHNAME', 'guard_ddl_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:317
+-- src/boundary/mod.rs:319
 -- agent_boundary::boundary::is_active
 CREATE  FUNCTION "is_active"() RETURNS bool /* bool */
 STRICT STABLE PARALLEL SAFE
@@ -293,11 +290,11 @@ AS 'MODULE_PATHNAME', 'is_active_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/mod.rs:36
+-- src/stores/mod.rs:38
 -- agent_boundary::stores::key_part
 CREATE  FUNCTION "key_part"(
 	"part" TEXT /* & str */
-) RETURNS TEXT /* String */
+) RETURNS TEXT /* SqlResult < String > */
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'key_part_wrapper';
@@ -320,7 +317,7 @@ AS 'MODULE_PATHNAME', 'list_signing_keys_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:167
+-- src/stores/memory.rs:176
 -- agent_boundary::stores::memory::memory_delete
 CREATE  FUNCTION "memory_delete"(
 	"name" TEXT, /* & str */
@@ -333,7 +330,7 @@ AS 'MODULE_PATHNAME', 'memory_delete_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:159
+-- src/stores/memory.rs:168
 -- agent_boundary::stores::memory::memory_get
 CREATE  FUNCTION "memory_get"(
 	"name" TEXT, /* & str */
@@ -359,7 +356,7 @@ AS 'MODULE_PATHNAME', 'memory_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:184
+-- src/stores/memory.rs:193
 -- agent_boundary::stores::memory::memory_list
 CREATE  FUNCTION "memory_list"(
 	"prefix" TEXT DEFAULT '' /* & str */
@@ -376,7 +373,7 @@ AS 'MODULE_PATHNAME', 'memory_list_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:366
+-- src/boundary/mod.rs:368
 -- agent_boundary::boundary::memory_namespace
 CREATE  FUNCTION "memory_namespace"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
@@ -385,17 +382,13 @@ AS 'MODULE_PATHNAME', 'memory_namespace_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:130
+-- src/stores/memory.rs:131
 -- agent_boundary::stores::memory::memory_set
-CREATE  FUNCTION "memory_set"(
-	"name" TEXT, /* & str */
-	"value" jsonb, /* JsonB */
-	"scope" TEXT DEFAULT 'user' /* & str */
-) RETURNS TEXT /* SqlResult < String > */
-STRICT VOLATILE PARALLEL UNSAFE
-SET search_path TO pg_catalog, pg_temp
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'memory_set_wrapper';
+
+CREATE FUNCTION boundary.memory_set(name text, value jsonb, scope text DEFAULT 'user') RETURNS text
+VOLATILE PARALLEL UNSAFE STRICT
+SET search_path = pg_catalog, pg_temp
+LANGUAGE c AS 'MODULE_PATHNAME', 'memory_set_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -828,7 +821,7 @@ $lint$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:346
+-- src/boundary/mod.rs:348
 -- agent_boundary::boundary::plan
 CREATE  FUNCTION "plan"() RETURNS TEXT /* SqlResult < & '_ str > */
 STRICT STABLE PARALLEL SAFE
@@ -837,7 +830,7 @@ AS 'MODULE_PATHNAME', 'plan_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:262
+-- src/stores/memory.rs:276
 -- agent_boundary::stores::memory::promote
 CREATE  FUNCTION "promote"(
 	"name" TEXT, /* & str */
@@ -850,7 +843,7 @@ AS 'MODULE_PATHNAME', 'promote_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:381
+-- src/boundary/mod.rs:383
 -- agent_boundary::boundary::prompt_version
 CREATE  FUNCTION "prompt_version"() RETURNS TEXT /* SqlResult < Option < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -859,7 +852,7 @@ AS 'MODULE_PATHNAME', 'prompt_version_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:256
+-- src/policy/mod.rs:264
 -- agent_boundary::policy::protect
 CREATE  FUNCTION "protect"(
 	"tbl" regclass, /* PgRelation */
@@ -867,7 +860,7 @@ CREATE  FUNCTION "protect"(
 	"workspace_column" TEXT DEFAULT NULL, /* Option < & str > */
 	"datasource_column" TEXT DEFAULT NULL, /* Option < & str > */
 	"user_column" TEXT DEFAULT NULL, /* Option < & str > */
-	"write_roles" TEXT[] DEFAULT '{owner,admin,member}' /* Vec < Option < String > > */
+	"write_roles" TEXT[] DEFAULT '{owner,admin,member}' /* pgrx :: Array < & str > */
 ) RETURNS SETOF TEXT /* String */
 VOLATILE PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
@@ -876,7 +869,19 @@ AS 'MODULE_PATHNAME', 'protect_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:312
+-- src/audit.rs:281
+-- agent_boundary::audit::purge_audit_log
+CREATE  FUNCTION "purge_audit_log"(
+	"older_than" interval /* pgrx :: datum :: Interval */
+) RETURNS bigint /* SqlResult < i64 > */
+STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'purge_audit_log_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/stores/memory.rs:326
 -- agent_boundary::stores::memory::purge_expired
 CREATE  FUNCTION "purge_expired"() RETURNS bigint /* SqlResult < i64 > */
 STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
@@ -886,7 +891,7 @@ AS 'MODULE_PATHNAME', 'purge_expired_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:351
+-- src/boundary/mod.rs:353
 -- agent_boundary::boundary::region
 CREATE  FUNCTION "region"() RETURNS TEXT /* SqlResult < & '_ str > */
 STRICT STABLE PARALLEL SAFE
@@ -914,7 +919,7 @@ AS 'MODULE_PATHNAME', 'register_principal_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:286
+-- src/policy/mod.rs:294
 -- agent_boundary::policy::reprotect
 CREATE  FUNCTION "reprotect"(
 	"tbl" regclass /* PgRelation */
@@ -926,7 +931,7 @@ AS 'MODULE_PATHNAME', 'reprotect_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/jobs.rs:84
+-- src/boundary/jobs.rs:147
 -- agent_boundary::boundary::jobs::resume
 CREATE  FUNCTION "resume"(
 	"job_token" TEXT /* & str */
@@ -964,7 +969,7 @@ AS 'MODULE_PATHNAME', 'revoke_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:341
+-- src/boundary/mod.rs:343
 -- agent_boundary::boundary::role
 CREATE  FUNCTION "role"() RETURNS TEXT /* SqlResult < & '_ str > */
 STRICT STABLE PARALLEL SAFE
@@ -973,7 +978,7 @@ AS 'MODULE_PATHNAME', 'role_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:376
+-- src/boundary/mod.rs:378
 -- agent_boundary::boundary::run_id
 CREATE  FUNCTION "run_id"() RETURNS TEXT /* SqlResult < Option < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -982,7 +987,7 @@ AS 'MODULE_PATHNAME', 'run_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:252
+-- src/stores/memory.rs:266
 -- agent_boundary::stores::memory::run_state_get
 CREATE  FUNCTION "run_state_get"(
 	"name" TEXT /* & str */
@@ -994,17 +999,14 @@ AS 'MODULE_PATHNAME', 'run_state_get_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:230
+-- src/stores/memory.rs:239
 -- agent_boundary::stores::memory::run_state_set
-CREATE  FUNCTION "run_state_set"(
-	"name" TEXT, /* & str */
-	"value" jsonb, /* JsonB */
-	"ttl" interval DEFAULT '1 hour' /* Interval */
-) RETURNS timestamp with time zone /* SqlResult < TimestampWithTimeZone > */
-STRICT VOLATILE PARALLEL UNSAFE
-SET search_path TO pg_catalog, pg_temp
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_state_set_wrapper';
+
+CREATE FUNCTION boundary.run_state_set(name text, value jsonb, ttl interval DEFAULT '1 hour')
+RETURNS timestamptz
+VOLATILE PARALLEL UNSAFE STRICT
+SET search_path = pg_catalog, pg_temp
+LANGUAGE c AS 'MODULE_PATHNAME', 'run_state_set_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -1022,7 +1024,7 @@ AS 'MODULE_PATHNAME', 'sign_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/jobs.rs:48
+-- src/boundary/jobs.rs:55
 -- agent_boundary::boundary::jobs::snapshot
 CREATE  FUNCTION "snapshot"(
 	"ttl" interval DEFAULT '1 hour' /* pgrx :: datum :: Interval */
@@ -1034,7 +1036,7 @@ AS 'MODULE_PATHNAME', 'snapshot_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:326
+-- src/boundary/mod.rs:328
 -- agent_boundary::boundary::tenant_id
 CREATE  FUNCTION "tenant_id"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
@@ -1043,7 +1045,7 @@ AS 'MODULE_PATHNAME', 'tenant_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:356
+-- src/boundary/mod.rs:358
 -- agent_boundary::boundary::tool_ids
 CREATE  FUNCTION "tool_ids"() RETURNS TEXT[] /* SqlResult < Vec < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -1052,7 +1054,7 @@ AS 'MODULE_PATHNAME', 'tool_ids_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:371
+-- src/boundary/mod.rs:373
 -- agent_boundary::boundary::trace_id
 CREATE  FUNCTION "trace_id"() RETURNS TEXT /* SqlResult < Option < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -1061,7 +1063,7 @@ AS 'MODULE_PATHNAME', 'trace_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:320
+-- src/policy/mod.rs:328
 -- agent_boundary::policy::unprotect
 CREATE  FUNCTION "unprotect"(
 	"tbl" regclass /* PgRelation */
@@ -1073,7 +1075,7 @@ AS 'MODULE_PATHNAME', 'unprotect_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:336
+-- src/boundary/mod.rs:338
 -- agent_boundary::boundary::user_id
 CREATE  FUNCTION "user_id"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
@@ -1132,7 +1134,7 @@ COMMENT ON FUNCTION boundary.vector_search(regclass, vector, integer, text, text
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:331
+-- src/boundary/mod.rs:333
 -- agent_boundary::boundary::workspace_id
 CREATE  FUNCTION "workspace_id"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
@@ -1154,7 +1156,7 @@ AS 'MODULE_PATHNAME', 'workspace_id_wrapper';
 CREATE TABLE boundary.audit_log (
     id                  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     at                  timestamptz NOT NULL DEFAULT clock_timestamp(),
-    event               text NOT NULL CHECK (event IN ('enter', 'exit', 'promote', 'protect', 'unprotect', 'snapshot', 'resume')),
+    event               text NOT NULL CHECK (event IN ('enter', 'exit', 'promote', 'protect', 'unprotect', 'snapshot', 'resume', 'purge')),
     tenant_id           text,
     workspace_id        text,
     user_id             text,
@@ -1205,7 +1207,7 @@ GRANT SELECT (at, event, tenant_id, workspace_id, user_id, trace_id, run_id, pro
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/verdicts.rs:49
+-- src/boundary/verdicts.rs:61
 -- agent_boundary::boundary::verdicts::forget_verified
 CREATE FUNCTION "forget_verified"()
 	RETURNS TRIGGER
@@ -1214,20 +1216,29 @@ CREATE FUNCTION "forget_verified"()
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/verdicts.rs:33
+-- src/boundary/verdicts.rs:34
 -- requires:
 --   signing_keys_table
 --   principals_table
 --   forget_verified
 
 
-CREATE TRIGGER forget_verified AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON boundary.signing_keys
+-- Row triggers, because the logical replication apply worker fires row triggers but no
+-- statement triggers (a registry replicated from a control plane); TRUNCATE has no rows.
+CREATE TRIGGER forget_verified AFTER INSERT OR UPDATE OR DELETE ON boundary.signing_keys
+    FOR EACH ROW EXECUTE FUNCTION boundary.forget_verified();
+CREATE TRIGGER forget_verified AFTER INSERT OR UPDATE OR DELETE ON boundary.principals
+    FOR EACH ROW EXECUTE FUNCTION boundary.forget_verified();
+CREATE TRIGGER forget_verified_truncate AFTER TRUNCATE ON boundary.signing_keys
     FOR EACH STATEMENT EXECUTE FUNCTION boundary.forget_verified();
-CREATE TRIGGER forget_verified AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON boundary.principals
+CREATE TRIGGER forget_verified_truncate AFTER TRUNCATE ON boundary.principals
     FOR EACH STATEMENT EXECUTE FUNCTION boundary.forget_verified();
--- Fire under session_replication_role = replica too: a stale verdict must not outlive a change.
+-- Fire under session_replication_role = replica (which the apply worker runs with) too: a
+-- stale verdict must not outlive a change.
 ALTER TABLE boundary.signing_keys ENABLE ALWAYS TRIGGER forget_verified;
 ALTER TABLE boundary.principals ENABLE ALWAYS TRIGGER forget_verified;
+ALTER TABLE boundary.signing_keys ENABLE ALWAYS TRIGGER forget_verified_truncate;
+ALTER TABLE boundary.principals ENABLE ALWAYS TRIGGER forget_verified_truncate;
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -1374,6 +1385,7 @@ REVOKE EXECUTE ON FUNCTION boundary.sign(jsonb, interval, text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION boundary.register_principal(text, text, text, text, text, text, text[], text[]) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION boundary.revoke(text, text, text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION boundary.purge_expired() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION boundary.purge_audit_log(interval) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION boundary.blocked_events_total() FROM PUBLIC;
 REVOKE ALL ON SEQUENCE boundary.blocked_events FROM PUBLIC;
 -- A trigger function; it fires without EXECUTE, and nobody needs to call it.

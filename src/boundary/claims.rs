@@ -112,6 +112,11 @@ pub struct Requested {
     pub trace_id: Option<String>,
     pub run_id: Option<String>,
     pub prompt_version: Option<String>,
+    /// Whether this request may turn itself into a job with `boundary.snapshot()`.
+    pub allow_jobs: bool,
+    /// When the grant a job token came from began (job tokens only): no chain of snapshots and
+    /// resumes runs past it plus `max_job_lifetime`.
+    pub granted_at: Option<i64>,
     pub issued_at: Option<i64>,
     pub expires_at: i64,
 }
@@ -148,6 +153,14 @@ fn list_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<Vec<Stri
     }
 }
 
+fn bool_claim(claims: &Map<String, Value>, name: &str) -> Result<bool, String> {
+    match claims.get(name) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(format!("claim {name} must be true or false")),
+    }
+}
+
 fn time_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, String> {
     match claims.get(name) {
         None | Some(Value::Null) => Ok(None),
@@ -178,6 +191,8 @@ impl Requested {
             trace_id: string_claim(claims, "trace_id")?,
             run_id: string_claim(claims, "run_id")?,
             prompt_version: string_claim(claims, "prompt_version")?,
+            allow_jobs: bool_claim(claims, "allow_jobs")?,
+            granted_at: time_claim(claims, "granted_at")?,
             issued_at: time_claim(claims, "iat")?,
             expires_at: time_claim(claims, "exp")?.ok_or("claim exp is missing")?,
         })
@@ -218,6 +233,12 @@ pub struct Boundary {
     /// Issued-at and expiry, seconds since 1970 (`exp` keeps its JWT name for the seal).
     pub iat: i64,
     pub exp: i64,
+    /// When the grant began: the entered token's `iat`, or the `granted_at` a job token carried
+    /// from the boundary it was snapshotted in.
+    pub granted_at: i64,
+    /// Whether `boundary.snapshot()` may turn this boundary into a job.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_jobs: bool,
     /// Id of the signing key that verified the token.
     pub kid: String,
     pub scope: Scope,
@@ -283,6 +304,8 @@ impl Requested {
             prompt_version: self.prompt_version,
             iat: self.issued_at.unwrap_or(now),
             exp: self.expires_at,
+            granted_at: self.granted_at.or(self.issued_at).unwrap_or(now),
+            allow_jobs: self.allow_jobs,
             kid: kid.to_string(),
             scope,
             derived: Default::default(),
@@ -365,6 +388,8 @@ impl Boundary {
             "prompt_version": self.prompt_version,
             "issued_at": rfc3339(self.iat),
             "expires_at": rfc3339(self.exp),
+            "granted_at": rfc3339(self.granted_at),
+            "allow_jobs": self.allow_jobs,
             "key_id": self.kid,
             "scope": self.scope.as_str(),
         })

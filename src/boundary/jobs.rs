@@ -5,7 +5,7 @@
 
 use super::{admit, keys, sealed_guc, token, ttl_seconds, Admission, BoundaryJsonb};
 use crate::audit;
-use crate::boundary::claims::{Principal, Requested, Scope};
+use crate::boundary::claims::{rfc3339, truncate_for_message, Principal, Requested, Scope};
 use crate::error::{BoundaryError, Result, SqlResult};
 use crate::gucs;
 use pgrx::prelude::*;
@@ -41,16 +41,57 @@ fn random_run_id() -> Result<String> {
     Ok(format!("run-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
 }
 
+/// The last moment a job from a grant that began at `granted_at` may run.
+fn job_deadline(granted_at: i64) -> i64 {
+    granted_at.saturating_add(gucs::max_job_lifetime_secs())
+}
+
 /// A signed job token carrying the current boundary (tenant, workspace, user, role, plan,
-/// region, tools, datasources, namespace, trace, prompt version) and its run id (a new one if
-/// the boundary has none), valid for `ttl` (at most `agent_boundary.max_job_lifetime`). For the
-/// queue payload; only `boundary.resume()` accepts it.
+/// region, tools, datasources, namespace, trace, prompt version), its run id (a new one if the
+/// boundary has none) and when its grant began, valid for `ttl` but never past that grant plus
+/// `agent_boundary.max_job_lifetime`. Only a boundary whose token carries `"allow_jobs": true`
+/// may snapshot, and only in a transaction that can write the audit row. For the queue payload;
+/// only `boundary.resume()` accepts it.
 #[pg_extern(security_definer, volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn snapshot(ttl: default!(pgrx::datum::Interval, "'1 hour'")) -> SqlResult<String> {
     let boundary = sealed_guc::current()?;
+    if !boundary.allow_jobs {
+        let why = "the token this boundary was entered with does not allow jobs";
+        audit::refused("snapshot_refused", Some((&*boundary).into()), None, why);
+        return Err(BoundaryError::NotAllowed {
+            what: format!("boundary.snapshot() refused: {why}"),
+            hint: "Trusted code that mints the token adds \"allow_jobs\": true when the request may start \
+                   background jobs."
+                .into(),
+        }
+        .into());
+    }
+    // Every job token is in the audit trail; a transaction that cannot write it makes none.
+    if audit::read_only() {
+        return Err(BoundaryError::ReadOnly(
+            "boundary.snapshot() needs a read-write transaction: every job token is recorded in boundary.audit_log"
+                .into(),
+        )
+        .into());
+    }
     let ttl = ttl_seconds(&ttl, gucs::max_job_lifetime_secs(), "agent_boundary.max_job_lifetime allows")?;
     let now = sealed_guc::now_unix();
+    let deadline = job_deadline(boundary.granted_at);
+    if deadline <= now {
+        let why = format!(
+            "the grant this boundary came from began at {}, and jobs from it may run until {} \
+             (agent_boundary.max_job_lifetime)",
+            rfc3339(boundary.granted_at),
+            rfc3339(deadline)
+        );
+        audit::refused("snapshot_refused", Some((&*boundary).into()), None, &why);
+        return Err(BoundaryError::NotAllowed {
+            what: format!("boundary.snapshot() refused: {why}"),
+            hint: "Start the job from a new request.".into(),
+        }
+        .into());
+    }
     let run_id = match &boundary.run_id {
         Some(run) => run.clone(),
         None => random_run_id()?,
@@ -62,13 +103,35 @@ fn snapshot(ttl: default!(pgrx::datum::Interval, "'1 hour'")) -> SqlResult<Strin
         "tool_ids": boundary.tool_ids, "datasource_ids": boundary.datasource_ids,
         "memory_namespace": boundary.memory_namespace, "trace_id": boundary.trace_id,
         "run_id": run_id, "prompt_version": boundary.prompt_version,
-        "iat": now, "exp": now + ttl, "aud": token::JOB_AUDIENCE,
+        "allow_jobs": true, "granted_at": boundary.granted_at,
+        "iat": now, "exp": now.saturating_add(ttl).min(deadline), "aud": token::JOB_AUDIENCE,
     });
     let signed = keys::sign_claims(&claims, None)?;
     let mut recorded = (*boundary).clone();
     recorded.run_id = Some(run_id);
     audit::record("snapshot", Some(&recorded), audit::Event::default())?;
     Ok(signed)
+}
+
+/// Claims the job's run for this transaction: a second worker resuming the same run while this
+/// one's transaction is open is refused, so one job token never runs twice at once. (A retry
+/// after this transaction ends is allowed: queues retry failed jobs.)
+fn claim_run(job: &Requested, run_id: &str) -> Result<()> {
+    let digest = crate::stores::keyspace::sha256_hex(
+        crate::stores::keyspace::compose(["agent-run", job.tenant_id.as_str(), run_id]).as_bytes(),
+    );
+    let key = i64::from_str_radix(&digest[..15], 16).unwrap_or(0);
+    let claimed =
+        Spi::get_one_with_args::<bool>("SELECT pg_catalog.pg_try_advisory_xact_lock($1)", &[key.into()])?
+            .unwrap_or(false);
+    if claimed {
+        Ok(())
+    } else {
+        Err(BoundaryError::Busy(format!(
+            "boundary.resume() refused: run {} is already running in another session",
+            truncate_for_message(run_id)
+        )))
+    }
 }
 
 fn refused(job: Option<&Requested>, reason: String) -> BoundaryError {
@@ -95,10 +158,22 @@ fn resume(job_token: &str) -> SqlResult<BoundaryJsonb> {
         Err(why) => return Err(token_refused(why.to_string()).into()),
     };
     let job = Requested::from_claims(&claims).map_err(token_refused)?;
+    let granted_at = job
+        .granted_at
+        .filter(|granted| job.issued_at.is_none_or(|iat| *granted <= iat))
+        .ok_or_else(|| token_refused("the job token has no valid granted_at claim".into()))?;
+    let deadline = job_deadline(granted_at);
+    if deadline < now || job.expires_at > deadline {
+        let reason = format!("the grant this job came from ended at {}", rfc3339(deadline));
+        return Err(refused(Some(&job), reason).into());
+    }
     let principal = crate::boundary::registry::lookup(&job.tenant_id, &job.workspace_id, &job.user_id)?;
     if let Some(reason) = what_changed(&job, principal.as_deref()) {
         return Err(refused(Some(&job), reason).into());
     }
+    let run_id =
+        job.run_id.clone().ok_or_else(|| token_refused("the job token has no run_id claim".into()))?;
+    claim_run(&job, &run_id)?;
     let principal = principal.expect("what_changed refuses a missing principal");
     let boundary =
         job.narrow(&principal, &kid, Scope::Transaction, now).map_err(BoundaryError::PrincipalRefused)?;

@@ -76,7 +76,9 @@ fn verify_and_narrow(token: &str, scope: Scope, time: token::TimePolicy) -> Resu
     let verified = token::verify(token, key.verifier().map_err(refused)?, time)
         .map_err(|why| refused(why.to_string()))?;
     let times = TokenTimes::from_claims(&verified).map_err(refused)?;
-    let requested = Requested::from_claims(&verified).map_err(refused)?;
+    let mut requested = Requested::from_claims(&verified).map_err(refused)?;
+    // A request's grant begins when its token was issued; only job tokens carry an earlier one.
+    requested.granted_at = None;
     let principal =
         crate::boundary::registry::lookup(&requested.tenant_id, &requested.workspace_id, &requested.user_id)?
             .ok_or_else(|| {
@@ -146,7 +148,7 @@ fn principal_of(boundary: &claims::Boundary) -> Principal {
     [boundary.tenant_id.clone(), boundary.workspace_id.clone(), boundary.user_id.clone()]
 }
 
-fn local_transaction_id() -> pg_sys::LocalTransactionId {
+pub(crate) fn local_transaction_id() -> pg_sys::LocalTransactionId {
     // SAFETY: MyProc is this backend's PGPROC for the life of the backend; enter and resume
     // run only in client backends (they are PARALLEL UNSAFE).
     unsafe { (*pg_sys::MyProc).vxid.lxid }

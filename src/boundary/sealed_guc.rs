@@ -123,7 +123,7 @@ pub unsafe extern "C-unwind" fn check_boundary_value(
     // The value install() is putting on the transaction right now (or one this hook accepted
     // before): sealed here, so checking the seal again would only repeat the work.
     if let Some(known) = parsed_if_same(value) {
-        return if known.exp + gucs::clock_skew_secs() < now_unix() {
+        return if super::token::expired(known.exp, gucs::clock_skew_secs(), now_unix()) {
             refuse_in_check_hook("the sealed boundary has expired");
             false
         } else {
@@ -179,7 +179,7 @@ pub fn current() -> Result<Rc<Boundary>> {
             hint: "Its rows would outlive the boundary; declare the cursor without WITH HOLD.".into(),
         });
     }
-    if boundary.exp + gucs::clock_skew_secs() < transaction_start_unix() {
+    if super::token::expired(boundary.exp, gucs::clock_skew_secs(), transaction_start_unix()) {
         return Err(BoundaryError::BoundaryExpired { expired_at: boundary.exp });
     }
     Ok(boundary)

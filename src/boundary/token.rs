@@ -24,7 +24,11 @@ const SEAL_KID: &str = "agent_boundary.seal";
 
 pub fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
     if !ALGORITHMS.contains(&name) {
-        return Err(format!("alg must be one of {}, not {:?}", ALGORITHMS.join(", "), name));
+        return Err(format!(
+            "alg must be one of {}, not {:?}",
+            ALGORITHMS.join(", "),
+            super::claims::truncate_for_message(name)
+        ));
     }
     name.parse::<Algorithm>().map_err(|_| format!("unsupported alg {name:?}"))
 }
@@ -220,17 +224,23 @@ impl TokenTimes {
         })
     }
 
+    /// Every comparison is made without overflow: a saturated sum errs towards "expired" and
+    /// "in the future", and a lifetime that does not fit an i64 is refused.
     pub fn check(&self, time: TimePolicy) -> Result<(), Refusal> {
-        if self.exp + time.skew < time.now {
+        if expired(self.exp, time.skew, time.now) {
             return Err(Refusal::Expired);
         }
-        if self.nbf.is_some_and(|nbf| nbf > time.now + time.skew) {
+        let latest_start = time.now.saturating_add(time.skew.max(0));
+        if self.nbf.is_some_and(|nbf| nbf > latest_start) {
             return Err("token is not valid yet (nbf is in the future)".to_string().into());
         }
-        if self.iat.is_some_and(|iat| iat > time.now + time.skew) {
+        if self.iat.is_some_and(|iat| iat > latest_start) {
             return Err("token is issued in the future (iat)".to_string().into());
         }
-        let lifetime = self.exp - self.iat.unwrap_or(time.now);
+        let lifetime = self
+            .exp
+            .checked_sub(self.iat.unwrap_or(time.now))
+            .ok_or_else(|| Refusal::Invalid("token lifetime (exp - iat) is out of range".to_string()))?;
         if lifetime > time.max_lifetime {
             return Err(Refusal::Invalid(format!(
                 "token lifetime is {lifetime}s; agent_boundary.max_token_lifetime allows {}s",
@@ -239,6 +249,76 @@ impl TokenTimes {
         }
         Ok(())
     }
+}
+
+/// Whether a boundary that ends at `exp` has expired at `now`, allowing `skew`; never wraps.
+pub fn expired(exp: i64, skew: i64, now: i64) -> bool {
+    exp.saturating_add(skew.max(0)) < now
+}
+
+/// Refuses a payload in which any object names a member twice (`{"tenant_id": "a", ...,
+/// "tenant_id": "b"}`): JSON parsers disagree on which one wins, and serde_json keeps the last.
+fn refuse_duplicate_members(token: &str) -> Result<(), Refusal> {
+    use base64::Engine;
+    use serde::de::{DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visitor};
+
+    struct Unique;
+    impl<'de> DeserializeSeed<'de> for Unique {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Unique {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(name) = map.next_key::<String>()? {
+                if seen.contains(&name) {
+                    return Err(A::Error::custom(format!("claim {name:?} appears more than once")));
+                }
+                map.next_value_seed(Unique)?;
+                seen.insert(name);
+            }
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element_seed(Unique)?.is_some() {}
+            Ok(())
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+    }
+
+    let malformed = || Refusal::Invalid("token is malformed".into());
+    let payload = token.split('.').nth(1).ok_or_else(malformed)?;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).map_err(|_| malformed())?;
+    let mut deserializer = serde_json::Deserializer::from_slice(&json);
+    Unique.deserialize(&mut deserializer).map_err(|e| {
+        // serde_json appends " at line L column C"; the claim is what matters.
+        let why = e.to_string();
+        let why = why.split(" at line ").next().unwrap_or(&why);
+        Refusal::Invalid(format!("token is malformed: {why}"))
+    })
 }
 
 /// Verifies a boundary token: signature, audience (if present), exp, nbf, iat and lifetime;
@@ -274,6 +354,7 @@ fn verify_for(
             kind => describe(kind),
         })?;
     let claims = data.claims;
+    refuse_duplicate_members(token)?;
     // jsonwebtoken checks exp against the system clock; recheck against the policy's clock too.
     TokenTimes::from_claims(&claims)?.check(time)?;
     Ok(claims)
@@ -313,7 +394,7 @@ pub fn unseal_verified(value: &[u8], secret: &[u8], now: i64, skew: i64) -> Resu
             _ => "the value is not a sealed boundary".to_string(),
         })?
         .claims;
-    if boundary.exp + skew < now {
+    if expired(boundary.exp, skew, now) {
         return Err("the sealed boundary has expired".into());
     }
     Ok(boundary)
@@ -365,6 +446,8 @@ mod tests {
             prompt_version: None,
             iat: NOW,
             exp: NOW + 60,
+            granted_at: NOW,
+            allow_jobs: false,
             kid: "k1".into(),
             scope: Scope::Transaction,
             derived: Default::default(),
@@ -436,6 +519,158 @@ mod tests {
             verify(&token(c), &hmac_key(), TIME).unwrap_err().to_string(),
             "token audience is not \"agent_boundary\""
         );
+    }
+
+    /// A token whose payload text the test writes itself (serde_json cannot write a duplicate).
+    fn token_with_payload(payload: &str) -> String {
+        use base64::Engine;
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let message =
+            format!("{}.{}", b64(br#"{"alg":"HS256","kid":"k1","typ":"JWT"}"#), b64(payload.as_bytes()));
+        let signature = jsonwebtoken::crypto::sign(
+            message.as_bytes(),
+            &EncodingKey::from_secret(SECRET),
+            Algorithm::HS256,
+        )
+        .unwrap();
+        format!("{message}.{signature}")
+    }
+
+    #[test]
+    fn duplicated_claims_are_refused_wherever_they_are() {
+        let times = format!(r#""iat": {}, "exp": {}, "aud": "{AUDIENCE}""#, NOW - 10, NOW + 300);
+        let once = format!(
+            r#"{{"tenant_id": "t", "workspace_id": "w", "user_id": "u", "role": "member", {times}}}"#
+        );
+        assert!(verify(&token_with_payload(&once), &hmac_key(), TIME).is_ok());
+        // A signer that splices user input into its payload must not become a tenant switch.
+        for (payload, claim) in [
+            (
+                format!(
+                    r#"{{"tenant_id": "t", "workspace_id": "w", "user_id": "u", "role": "member", {times}, "tenant_id": "other"}}"#
+                ),
+                "tenant_id",
+            ),
+            (
+                format!(
+                    r#"{{"tenant_id": "t", "workspace_id": "w", "user_id": "u", "role": "member", "role": "owner", {times}}}"#
+                ),
+                "role",
+            ),
+            (
+                format!(
+                    r#"{{"tenant_id": "t", "workspace_id": "w", "user_id": "u", "role": "member", {times}, "x": {{"a": 1, "a": 2}}}}"#
+                ),
+                "a",
+            ),
+            (
+                format!(
+                    r#"{{"tenant_id": "t", "workspace_id": "w", "user_id": "u", "role": "member", {times}, "x": [{{"b": 1, "b": 1}}]}}"#
+                ),
+                "b",
+            ),
+            (
+                format!(
+                    r#"{{"tenant\u005fid": "t", "tenant_id": "other", "workspace_id": "w", "user_id": "u", "role": "member", {times}}}"#
+                ),
+                "tenant_id",
+            ),
+        ] {
+            assert_eq!(
+                verify(&token_with_payload(&payload), &hmac_key(), TIME).unwrap_err().to_string(),
+                format!("token is malformed: claim {claim:?} appears more than once"),
+                "{payload}"
+            );
+        }
+    }
+
+    #[test]
+    fn extreme_times_never_wrap_into_a_pass() {
+        for (exp, iat) in
+            [(i64::MAX, Some(i64::MIN)), (NOW + 300, Some(i64::MIN)), (i64::MAX, None), (i64::MAX, Some(NOW))]
+        {
+            let times = TokenTimes { exp, nbf: None, iat };
+            assert!(times.check(TIME).is_err(), "{times:?}");
+        }
+        let far_past = TimePolicy { now: i64::MIN, ..TIME };
+        assert!(TokenTimes { exp: i64::MIN, nbf: None, iat: None }.check(far_past).is_ok());
+        let far_future = TimePolicy { now: i64::MAX, skew: i64::MAX, max_lifetime: i64::MAX };
+        let _ = TokenTimes { exp: i64::MAX, nbf: Some(i64::MAX), iat: Some(i64::MIN) }.check(far_future);
+    }
+
+    proptest::proptest! {
+        /// Whatever the claims and the clock, a pass means what it says, computed without
+        /// overflow (in i128): not expired, not before nbf or iat, and no longer than allowed.
+        #[test]
+        fn a_pass_holds_in_exact_arithmetic(
+            exp in proptest::num::i64::ANY, iat in proptest::option::of(proptest::num::i64::ANY),
+            nbf in proptest::option::of(proptest::num::i64::ANY), now in proptest::num::i64::ANY,
+            skew in 0..=i64::MAX, max_lifetime in 0..=i64::MAX,
+        ) {
+            let policy = TimePolicy { now, skew, max_lifetime };
+            if (TokenTimes { exp, nbf, iat }).check(policy).is_ok() {
+                let wide = |v: i64| v as i128;
+                proptest::prop_assert!(wide(exp) + wide(skew) >= wide(now));
+                proptest::prop_assert!(nbf.is_none_or(|n| wide(n) <= wide(now) + wide(skew)));
+                proptest::prop_assert!(iat.is_none_or(|i| wide(i) <= wide(now) + wide(skew)));
+                proptest::prop_assert!(wide(exp) - wide(iat.unwrap_or(now)) <= wide(max_lifetime));
+            }
+        }
+    }
+
+    /// Inputs per fuzz property (bounded random input, run in CI; cargo-fuzz needs nightly).
+    const FUZZ_CASES: u32 = 10_000;
+
+    fn token_like() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let b64 = "[A-Za-z0-9_-]{0,120}";
+        prop_oneof![
+            ".{0,300}",
+            "[A-Za-z0-9_.=+/-]{0,400}",
+            (b64, b64, b64).prop_map(|(h, p, s)| format!("{h}.{p}.{s}")),
+            (".{0,80}", "[.]{0,5}").prop_map(|(a, dots)| format!("eyJ{a}{dots}")),
+        ]
+    }
+
+    fn payload_like() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..200),
+            r#"[{}\[\]":,0-9a-z_ .eE+-]{0,200}"#.prop_map(String::into_bytes),
+            (
+                prop_oneof![Just("tenant_id"), Just("role"), Just("exp"), Just("iat"), Just("aud"), Just("allow_jobs")],
+                prop_oneof![Just("\"t\""), Just("1e400"), Just("-1"), Just("[]"), Just("{}"), Just("null"), Just("true")],
+            )
+                .prop_map(|(claim, value)| {
+                    format!(r#"{{"tenant_id": "t", "workspace_id": "w", "user_id": "u", "role": "member", "exp": {}, "aud": "{AUDIENCE}", "{claim}": {value}}}"#, NOW + 60)
+                        .into_bytes()
+                }),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(FUZZ_CASES))]
+
+        /// Anything handed to enter() or resume() is refused with a reason, never a panic.
+        #[test]
+        fn arbitrary_text_is_refused_not_crashed(input in token_like()) {
+            let _ = peek_header(&input);
+            proptest::prop_assert!(verify(&input, &hmac_key(), TIME).is_err());
+            proptest::prop_assert!(verify_job(&input, &hmac_key(), TIME).is_err());
+        }
+
+        /// A correctly signed token with any payload is verified or refused, never a panic, and
+        /// what verifies reads as a request or is refused with a reason.
+        #[test]
+        fn signed_arbitrary_payloads_never_crash(payload in payload_like()) {
+            use base64::Engine;
+            let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+            let message = format!("{}.{}", b64(br#"{"alg":"HS256","kid":"k1"}"#), b64(&payload));
+            let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &EncodingKey::from_secret(SECRET), Algorithm::HS256).unwrap();
+            if let Ok(claims) = verify(&format!("{message}.{signature}"), &hmac_key(), TIME) {
+                let _ = crate::boundary::claims::Requested::from_claims(&claims);
+            }
+        }
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! seen before reads no table and checks no signature: active keys by key id, registry rows by
 //! principal, and whole entered boundaries by token.
 //!
-//! Forgetting is what makes this safe. A statement trigger on `boundary.signing_keys` and
-//! `boundary.principals` queues a relcache invalidation for the table on every change (also with
-//! `session_replication_role = replica`); PostgreSQL delivers it to every backend when the change
+//! Forgetting is what makes this safe. Row triggers on `boundary.signing_keys` and
+//! `boundary.principals` (and a TRUNCATE trigger) queue a relcache invalidation for the table on
+//! every change (also with `session_replication_role = replica`, and in the logical replication
+//! apply worker, which fires row triggers only); PostgreSQL delivers it to every backend when the change
 //! commits and replays it locally when it rolls back, and the callback here bumps a generation
 //! that empties every cache before its next use. `enter` takes delivered invalidations first, so a
 //! change committed before it started is always seen. A miss reads the tables through the latest
@@ -32,20 +33,31 @@ thread_local! {
 
 extension_sql!(
     r#"
-CREATE TRIGGER forget_verified AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON boundary.signing_keys
+-- Row triggers, because the logical replication apply worker fires row triggers but no
+-- statement triggers (a registry replicated from a control plane); TRUNCATE has no rows.
+CREATE TRIGGER forget_verified AFTER INSERT OR UPDATE OR DELETE ON boundary.signing_keys
+    FOR EACH ROW EXECUTE FUNCTION boundary.forget_verified();
+CREATE TRIGGER forget_verified AFTER INSERT OR UPDATE OR DELETE ON boundary.principals
+    FOR EACH ROW EXECUTE FUNCTION boundary.forget_verified();
+CREATE TRIGGER forget_verified_truncate AFTER TRUNCATE ON boundary.signing_keys
     FOR EACH STATEMENT EXECUTE FUNCTION boundary.forget_verified();
-CREATE TRIGGER forget_verified AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON boundary.principals
+CREATE TRIGGER forget_verified_truncate AFTER TRUNCATE ON boundary.principals
     FOR EACH STATEMENT EXECUTE FUNCTION boundary.forget_verified();
--- Fire under session_replication_role = replica too: a stale verdict must not outlive a change.
+-- Fire under session_replication_role = replica (which the apply worker runs with) too: a
+-- stale verdict must not outlive a change.
 ALTER TABLE boundary.signing_keys ENABLE ALWAYS TRIGGER forget_verified;
 ALTER TABLE boundary.principals ENABLE ALWAYS TRIGGER forget_verified;
+ALTER TABLE boundary.signing_keys ENABLE ALWAYS TRIGGER forget_verified_truncate;
+ALTER TABLE boundary.principals ENABLE ALWAYS TRIGGER forget_verified_truncate;
 "#,
     name = "forget_verified_triggers",
     requires = ["signing_keys_table", "principals_table", forget_verified],
 );
 
-/// Statement trigger on the key and registry tables: every backend forgets what it verified
-/// against them once this transaction commits (this one, at its next command or rollback).
+/// Row (and TRUNCATE) trigger on the key and registry tables: every backend forgets what it
+/// verified against them once this transaction commits (this one, at its next command or
+/// rollback). Queuing the same invalidation once per row costs little: these tables change
+/// rarely.
 #[pg_trigger]
 fn forget_verified<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,

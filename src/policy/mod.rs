@@ -227,13 +227,21 @@ pub(crate) fn protected(oid: pg_sys::Oid, needed_by: &str) -> Result<(Table, Pro
     }
 }
 
-fn parse_write_roles(roles: Vec<Option<String>>) -> Result<Vec<Role>> {
+fn parse_write_roles(roles: pgrx::Array<&str>) -> Result<Vec<Role>> {
+    // Borrowed from PostgreSQL's memory; a list longer than the roles there are is refused
+    // before anything is built from it.
+    if roles.len() > 4 {
+        return Err(BoundaryError::InvalidArgument(format!(
+            "write_roles has {} entries; there are four roles (owner, admin, member, viewer)",
+            roles.len()
+        )));
+    }
     let mut parsed = roles
-        .into_iter()
+        .iter()
         .map(|r| {
             let r =
                 r.ok_or_else(|| BoundaryError::InvalidArgument("write_roles must not contain NULL".into()))?;
-            Role::parse(&r).map_err(|e| BoundaryError::InvalidArgument(format!("write_roles: {e}")))
+            Role::parse(r).map_err(|e| BoundaryError::InvalidArgument(format!("write_roles: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
     parsed.sort_by(|a, b| b.cmp(a));
@@ -261,7 +269,7 @@ fn protect(
     workspace_column: default!(Option<&str>, "NULL"),
     datasource_column: default!(Option<&str>, "NULL"),
     user_column: default!(Option<&str>, "NULL"),
-    write_roles: default!(Vec<Option<String>>, "'{owner,admin,member}'"),
+    write_roles: default!(pgrx::Array<&str>, "'{owner,admin,member}'"),
 ) -> std::result::Result<SetOfIterator<'static, String>, ErrorReport> {
     let oid = release(tbl);
     validate_identifier("tenant_column", tenant_column).map_err(BoundaryError::InvalidArgument)?;

@@ -3,7 +3,7 @@
 //! and a hash of the input. A key built under another boundary is refused; a different
 //! datasource set or prompt version builds a different key, so it misses.
 
-use super::{keyspace, lookup_value, upsert_returning_expiry, validate_value};
+use super::{keyspace, lookup_value, upsert_returning_expiry};
 use crate::boundary::claims::{validate_id, Boundary};
 use crate::boundary::sealed_guc;
 use crate::boundary::ttl_seconds;
@@ -92,15 +92,20 @@ fn cache_key(namespace: &str, input: &str, prompt_version: &str) -> SqlResult<St
 }
 
 /// Stores `value` under `key` (from cache_key() in this boundary) for `ttl`; returns the expiry.
-#[pg_extern(volatile, parallel_unsafe)]
-#[search_path(pg_catalog, pg_temp)]
-fn cache_put(
-    key: &str,
-    value: JsonB,
-    ttl: default!(Interval, "'1 hour'"),
-) -> SqlResult<TimestampWithTimeZone> {
+#[pg_extern(
+    volatile,
+    parallel_unsafe,
+    sql = r#"
+CREATE FUNCTION boundary.cache_put(key text, value jsonb, ttl interval DEFAULT '1 hour')
+RETURNS timestamptz
+VOLATILE PARALLEL UNSAFE STRICT
+SET search_path = pg_catalog, pg_temp
+LANGUAGE c AS 'MODULE_PATHNAME', 'cache_put_wrapper';
+"#
+)]
+fn cache_put(key: &str, value: pgrx::AnyElement, ttl: Interval) -> SqlResult<TimestampWithTimeZone> {
     check_key(&*sealed_guc::current()?, key)?;
-    validate_value(&value)?;
+    let value = super::bounded_value(&value)?;
     let ttl = ttl_seconds(&ttl, MAX_CACHE_TTL_SECS, "the limit is")?;
     Ok(upsert_returning_expiry(
         "INSERT INTO boundary.cache AS c (key, value, expires_at)

@@ -144,6 +144,19 @@ mod tests {
         }
     }
 
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+        /// Any text at all (not only the adversarial alphabet): composing and decomposing never
+        /// panics, round-trips, and a part never contains the separator once escaped.
+        #[test]
+        fn arbitrary_parts_round_trip(parts in proptest::collection::vec(".{0,40}", 1..6)) {
+            let key = compose(parts.iter().map(String::as_str));
+            prop_assert_eq!(decompose(&key), parts.clone());
+            prop_assert!(parts.iter().all(|p| !part(p).contains(':')));
+        }
+    }
+
     #[test]
     fn key_shapes() {
         let ns = memory_namespace("northstar:dental", "support", MemoryOwner::User("alice"));

@@ -6,7 +6,7 @@
 //! The functions run as the caller, so every read and write passes the policies; names and
 //! values are bound as parameters, and keys are built by `keyspace` alone.
 
-use super::{lookup_value, store_write, upsert_returning_expiry, validate_name, validate_value};
+use super::{bounded_value, lookup_value, store_write, upsert_returning_expiry, validate_name};
 use crate::boundary::claims::{truncate_for_message, Boundary, MemoryScope};
 use crate::boundary::{sealed_guc, ttl_seconds};
 use crate::error::{BoundaryError, Result, SqlResult};
@@ -126,12 +126,21 @@ fn memory_key(name: &str, scope: default!(&str, "'user'")) -> SqlResult<String> 
     Ok(key_of(name, scope)?)
 }
 
-/// Creates or replaces durable memory `name`; returns its key.
-#[pg_extern(volatile, parallel_unsafe)]
-#[search_path(pg_catalog, pg_temp)]
-fn memory_set(name: &str, value: JsonB, scope: default!(&str, "'user'")) -> SqlResult<String> {
+/// Creates or replaces durable memory `name`; returns its key. (`value` is jsonb; it arrives as
+/// a raw datum so its size is checked before Rust reads it.)
+#[pg_extern(
+    volatile,
+    parallel_unsafe,
+    sql = r#"
+CREATE FUNCTION boundary.memory_set(name text, value jsonb, scope text DEFAULT 'user') RETURNS text
+VOLATILE PARALLEL UNSAFE STRICT
+SET search_path = pg_catalog, pg_temp
+LANGUAGE c AS 'MODULE_PATHNAME', 'memory_set_wrapper';
+"#
+)]
+fn memory_set(name: &str, value: pgrx::AnyElement, scope: &str) -> SqlResult<String> {
     validate_name("name", name)?;
-    validate_value(&value)?;
+    let value = bounded_value(&value)?;
     let scope = self::scope(scope)?;
     let boundary = current()?;
     let key = boundary.memory_key(name, scope);
@@ -227,15 +236,20 @@ fn memory_list(
 }
 
 /// Sets run-state `name` for the boundary's run; it expires after `ttl`. Returns the expiry.
-#[pg_extern(volatile, parallel_unsafe)]
-#[search_path(pg_catalog, pg_temp)]
-fn run_state_set(
-    name: &str,
-    value: JsonB,
-    ttl: default!(Interval, "'1 hour'"),
-) -> SqlResult<TimestampWithTimeZone> {
+#[pg_extern(
+    volatile,
+    parallel_unsafe,
+    sql = r#"
+CREATE FUNCTION boundary.run_state_set(name text, value jsonb, ttl interval DEFAULT '1 hour')
+RETURNS timestamptz
+VOLATILE PARALLEL UNSAFE STRICT
+SET search_path = pg_catalog, pg_temp
+LANGUAGE c AS 'MODULE_PATHNAME', 'run_state_set_wrapper';
+"#
+)]
+fn run_state_set(name: &str, value: pgrx::AnyElement, ttl: Interval) -> SqlResult<TimestampWithTimeZone> {
     validate_name("name", name)?;
-    validate_value(&value)?;
+    let value = bounded_value(&value)?;
     let ttl = ttl_seconds(&ttl, MAX_RUN_STATE_TTL_SECS, "the limit is")?;
     run_id(&*current()?)?;
     Ok(upsert_returning_expiry(

@@ -14,7 +14,7 @@ mod tests {
 }
 
 use crate::boundary::claims::{truncate_for_message, validate_text};
-use crate::error::{BoundaryError, Result};
+use crate::error::{BoundaryError, Result, SqlResult};
 pub(crate) use guard::store_write;
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
@@ -27,15 +27,53 @@ pub const MAX_VALUE_BYTES: usize = 1 << 20;
 /// `boundary.compose_key(VARIADIC parts)`: the injective key encoding, for app-side stores and
 /// CHECK constraints. Pure, so IMMUTABLE (unlike the accessors, it reads no boundary).
 #[pg_extern(immutable, parallel_safe, strict)]
-fn compose_key(parts: pgrx::VariadicArray<String>) -> String {
-    let parts: Vec<String> = parts.iter().map(|p| p.unwrap_or_default()).collect();
-    keyspace::compose(parts.iter().map(String::as_str))
+fn compose_key(parts: pgrx::VariadicArray<&str>) -> SqlResult<String> {
+    // The parts are borrowed from PostgreSQL's memory; measure them before building anything.
+    let input: usize = parts.iter().map(|p| p.map_or(0, str::len)).sum();
+    refuse_large_key_input("compose_key", input)?;
+    Ok(keyspace::compose(parts.iter().map(|p| p.unwrap_or_default())))
 }
 
 /// One escaped key part (`%` → `%25`, `:` → `%3A`).
 #[pg_extern(immutable, parallel_safe, strict)]
-fn key_part(part: &str) -> String {
-    keyspace::part(part)
+fn key_part(part: &str) -> SqlResult<String> {
+    refuse_large_key_input("key_part", part.len())?;
+    Ok(keyspace::part(part))
+}
+
+/// Keys are made of ids and names; escaping can triple them, so longer input is refused before
+/// anything is allocated for it.
+pub const MAX_KEY_INPUT_BYTES: usize = 64 * 1024;
+
+fn refuse_large_key_input(function: &str, bytes: usize) -> Result<()> {
+    if bytes > MAX_KEY_INPUT_BYTES {
+        return Err(BoundaryError::ValueTooLarge(format!(
+            "boundary.{function}() input is {bytes} bytes; the limit is {MAX_KEY_INPUT_BYTES}"
+        )));
+    }
+    Ok(())
+}
+
+/// Largest jsonb argument (its stored size) turned into Rust values at all: any value within
+/// `MAX_VALUE_BYTES` of JSON text fits (jsonb of small numbers is up to about six times its
+/// text); anything larger is refused before Rust allocates for it.
+const MAX_JSONB_ARGUMENT_BYTES: usize = 8 * MAX_VALUE_BYTES;
+
+/// A stored value passed as a jsonb argument: its size checked first, then read and validated.
+pub fn bounded_value(value: &pgrx::AnyElement) -> Result<JsonB> {
+    // SAFETY: the SQL signature makes this argument a jsonb varlena of the current call; its
+    // size comes from the varlena header or TOAST pointer, without detoasting it.
+    let stored = unsafe { pg_sys::toast_raw_datum_size(value.datum()) };
+    if stored > MAX_JSONB_ARGUMENT_BYTES {
+        return Err(BoundaryError::ValueTooLarge(format!(
+            "value is {stored} bytes of jsonb; the limit is {MAX_VALUE_BYTES} bytes of JSON"
+        )));
+    }
+    // SAFETY: as above; not NULL (the functions are STRICT).
+    let json = unsafe { JsonB::from_polymorphic_datum(value.datum(), false, value.oid()) }
+        .ok_or_else(|| BoundaryError::NullArgument("value must not be NULL".into()))?;
+    validate_value(&json)?;
+    Ok(json)
 }
 
 /// Memory and run-state names: 1..=200 bytes, no control characters, no `:` (the separator).

@@ -40,7 +40,12 @@ static SHARED: OnceLock<Cluster> = OnceLock::new();
 
 /// Starts the suite's shared cluster and loads `BASE_FIXTURE` plus `fixture` into it.
 pub fn start_shared_cluster(name: &str, fixture: &str) {
-    let cluster = Cluster::start(name, &[]);
+    start_shared_cluster_with(name, &[], fixture);
+}
+
+/// [`start_shared_cluster`] with `extra_conf` lines in postgresql.conf.
+pub fn start_shared_cluster_with(name: &str, extra_conf: &[&str], fixture: &str) {
+    let cluster = Cluster::start(name, extra_conf);
     block_on(async {
         let admin = cluster.connect("postgres").await;
         admin.batch_execute(BASE_FIXTURE).await.expect("base fixture");
@@ -61,13 +66,14 @@ pub fn stop_shared_cluster() {
     }
 }
 
-/// Tokens for the lookalike principals: alice at Northstar Dental (admin) and Design (member).
+/// Tokens for the lookalike principals: alice at Northstar Dental (admin) and Design (member),
+/// minted by trusted code that lets these requests start jobs.
 pub fn dental_alice() -> String {
-    app_token("northstar-dental", "support", "alice", "admin", json!({}))
+    app_token("northstar-dental", "support", "alice", "admin", json!({"allow_jobs": true}))
 }
 
 pub fn design_alice() -> String {
-    app_token("northstar-design", "support", "alice", "member", json!({}))
+    app_token("northstar-design", "support", "alice", "member", json!({"allow_jobs": true}))
 }
 
 pub fn runtime() -> &'static tokio::runtime::Runtime {
@@ -152,6 +158,12 @@ pub struct Cluster {
 impl Cluster {
     /// Starts a cluster; `extra_conf` lines are appended to postgresql.conf.
     pub fn start(name: &str, extra_conf: &[&str]) -> Cluster {
+        Cluster::start_limited(name, extra_conf, None)
+    }
+
+    /// [`Cluster::start`] with the server's address space limited to `address_space_kib`
+    /// (`ulimit -v`, inherited by every backend), the way memory-limited servers run.
+    pub fn start_limited(name: &str, extra_conf: &[&str], address_space_kib: Option<u64>) -> Cluster {
         let bin = pg_bin_dir();
         let dir = manifest_dir().join("target/it-clusters").join(format!("{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -187,8 +199,16 @@ impl Cluster {
         let mut existing = std::fs::read_to_string(&conf_path).unwrap_or_default();
         existing.push_str(&conf);
         std::fs::write(&conf_path, existing).unwrap();
+        let mut start = match address_space_kib {
+            None => as_server_user(&bin.join("pg_ctl")),
+            Some(kib) => {
+                let mut sh = as_server_user(Path::new("/bin/sh"));
+                sh.args(["-c", &format!("ulimit -v {kib} && exec \"$0\" \"$@\"")]).arg(bin.join("pg_ctl"));
+                sh
+            }
+        };
         run(
-            as_server_user(&bin.join("pg_ctl"))
+            start
                 .arg("-D")
                 .arg(&data)
                 .arg("-l")

@@ -16,7 +16,7 @@ SELECT * FROM tickets;
 
 -- Enter: the boundary as the registry narrowed it (tool delete_everything is not allowed).
 BEGIN;
-SELECT jsonb_pretty(boundary.enter(:'dental') - 'issued_at' - 'expires_at');
+SELECT jsonb_pretty(boundary.enter(:'dental') - 'issued_at' - 'expires_at' - 'granted_at');
 SELECT boundary.tenant_id(), boundary.workspace_id(), boundary.user_id(), boundary.role(),
        boundary.plan(), boundary.region();
 SELECT boundary.tool_ids(), boundary.datasource_ids(), boundary.trace_id(), boundary.run_id(),

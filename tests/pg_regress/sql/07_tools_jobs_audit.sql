@@ -11,7 +11,7 @@ INSERT INTO crm_tickets VALUES
     ('northstar-dental', 10, 'Imaging invoice disputed', 0),
     ('northstar-design', 20, 'Brand guide feedback', 0);
 SELECT boundary.sign('{"tenant_id": "northstar-dental", "workspace_id": "support", "user_id": "alice",
-                       "role": "admin", "trace_id": "regress-trace"}') AS dental \gset
+                       "role": "admin", "trace_id": "regress-trace", "allow_jobs": true}') AS dental \gset
 SET ROLE regress_agent;
 
 -- assert_in: the row's id inside the boundary; one error for "other tenant's", "missing", "malformed".
