@@ -613,6 +613,44 @@ async fn remembered_verdicts_follow_every_registry_and_key_change() {
 
 // ---------------------------------------------------------------------------------------------
 
+/// Every other way the registry changes is seen too: a principal added with COPY (which fires
+/// the row triggers) is admitted by a backend that was just refused for it, and a TRUNCATE of
+/// the registry (statement trigger) is seen by the transaction that made it.
+async fn copy_and_truncate_of_the_registry_are_seen_at_once() {
+    let token = app_token("northstar-dental", "support", "gina", "admin", json!({}));
+    let app = cluster().connect("app").await;
+    assert_refused(
+        entered_role_and_tools(&app, &token).await,
+        "42501",
+        "agent boundary refused: no registered principal for tenant_id \"northstar-dental\", \
+         workspace_id \"support\", user_id \"gina\"",
+    );
+    let admin = cluster().connect("postgres").await;
+    let sink = admin
+        .copy_in("COPY boundary.principals (tenant_id, workspace_id, user_id, role) FROM STDIN")
+        .await
+        .unwrap();
+    {
+        use futures_util::SinkExt;
+        let mut sink = Box::pin(sink);
+        sink.send(bytes::Bytes::from_static(b"northstar-dental\tsupport\tgina\tadmin\n")).await.unwrap();
+        sink.as_mut().finish().await.unwrap();
+    }
+    assert_eq!(entered_role_and_tools(&app, &token).await.unwrap().0, "admin");
+    admin.batch_execute("BEGIN").await.unwrap();
+    enter(&admin, &token).await.unwrap();
+    admin.batch_execute("SAVEPOINT s; TRUNCATE boundary.principals CASCADE").await.unwrap();
+    assert_refused(
+        enter(&admin, &token).await,
+        "42501",
+        "agent boundary refused: no registered principal for tenant_id \"northstar-dental\", \
+         workspace_id \"support\", user_id \"gina\"",
+    );
+    admin.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(entered_role_and_tools(&app, &token).await.unwrap().0, "admin");
+    admin.batch_execute("DELETE FROM boundary.principals WHERE user_id = 'gina'").await.unwrap();
+}
+
 /// Polls `sql` (one boolean) on `client` until it is true, for at most 30 seconds.
 async fn wait_until(client: &Client, sql: &str) {
     for _ in 0..300 {
@@ -753,6 +791,7 @@ fn main() {
         preloaded_library_refuses_forgery_at_connect_and_seals_per_backend,
         remembered_verdicts_follow_every_registry_and_key_change,
         a_revoke_replicated_from_a_control_plane_reaches_every_backend,
+        copy_and_truncate_of_the_registry_are_seen_at_once,
         huge_input_on_a_memory_limited_server_is_an_error_not_a_crash,
     ];
     // wal_level = logical: a trial replicates the registry between two databases.
