@@ -3,9 +3,11 @@
 #   1. per-call cost of an accessor (boundary.tenant_id()) vs current_setting() on a plain GUC,
 #      evaluated once per row over 1M rows;
 #   2. per-transaction cost of boundary.enter(token) vs set_config(..., true), with pgbench in
-#      prepared mode, one client: a token the backend has entered before (its verdict is
-#      remembered), with and without the audit row, and a fresh token every transaction (JWT
-#      verify + seal; the key and the registry row are remembered).
+#      prepared mode, 1 and 4 clients: a token the backend has entered before (its verdict is
+#      remembered) with the audit row committed asynchronously (the default), with it committed
+#      synchronously (audit_async_commit = off, the behaviour before), and without it; and a
+#      fresh token every transaction (JWT verify + seal; the key and the registry row are
+#      remembered). synchronous_commit is on, as on a production server.
 # Writes bench/RESULTS.md (section "Boundary overhead"). Usage: bash bench/boundary_overhead.sh [seconds per arm]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -72,9 +74,9 @@ SELECT set_config('app.tenant_id', 'northstar-dental', true) IS NOT NULL FROM fr
 SELECT current_setting('app.tenant_id');
 COMMIT;
 SQL
-tps() {  # tps SCRIPT: one pgbench run of $round_seconds, one client; prints its TPS
+tps() {  # tps SCRIPT CLIENTS: one pgbench run of $round_seconds; prints its TPS
   local out
-  out="$("$PGBIN/pgbench" -n -M prepared -c 1 -T "$round_seconds" -D token="$token" -D tenant=northstar-dental -f "$1" 2>&1)" || { echo "$out" >&2; exit 1; }
+  out="$("$PGBIN/pgbench" -n -M prepared -c "$2" -j "$2" -T "$round_seconds" -D token="$token" -D tenant=northstar-dental -f "$1" 2>&1)" || { echo "$out" >&2; exit 1; }
   grep -q "number of failed transactions: 0 " <<<"$out" || { echo "$out" >&2; exit 1; }
   sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out"
 }
@@ -84,31 +86,39 @@ rounds=5; round_seconds=$(( (seconds + rounds - 1) / rounds ))
 declare -A runs=()
 for round in $(seq 1 "$rounds"); do
   say "round $round of $rounds (${round_seconds}s per arm)"
-  runs[set]+=" $(tps "$dir/set_config.sql")"
-  runs[enter]+=" $(tps "$dir/enter.sql")"
-  runs[unaudited]+=" $(PGOPTIONS="-c agent_boundary.audit_enter=off" tps "$dir/enter.sql")"
-  runs[set_row]+=" $(tps "$dir/set_config_row.sql")"
-  runs[fresh]+=" $(PGOPTIONS="-c agent_boundary.audit_enter=off" tps "$dir/enter_fresh.sql")"
+  for c in 1 4; do
+    runs[set$c]+=" $(tps "$dir/set_config.sql" $c)"
+    runs[enter$c]+=" $(tps "$dir/enter.sql" $c)"
+    runs[sync$c]+=" $(PGOPTIONS="-c agent_boundary.audit_async_commit=off" tps "$dir/enter.sql" $c)"
+    runs[unaudited$c]+=" $(PGOPTIONS="-c agent_boundary.audit_enter=off" tps "$dir/enter.sql" $c)"
+    runs[set_row$c]+=" $(tps "$dir/set_config_row.sql" $c)"
+    runs[fresh$c]+=" $(tps "$dir/enter_fresh.sql" $c)"
+  done
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { printf "%.0f", v[int((NR + 1) / 2)] }'; }
-# shellcheck disable=SC2086
-{ set_tps=$(median ${runs[set]}); enter_tps=$(median ${runs[enter]}); unaudited_tps=$(median ${runs[unaudited]})
-  set_row_tps=$(median ${runs[set_row]}); fresh_tps=$(median ${runs[fresh]}); }
+declare -A med=()
+for arm in "${!runs[@]}"; do
+  # shellcheck disable=SC2086
+  med[$arm]=$(median ${runs[$arm]})
+done
 
 # Milliseconds per million calls are nanoseconds per call.
 per_call_ns() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", a - b }'; }
 {
   echo "## Boundary overhead"
   echo
-  echo "Command: \`bash bench/boundary_overhead.sh $seconds\` — $(machine). Transactions/s: one client, prepared protocol, median of $rounds rounds of ${round_seconds} s in which the arms take turns."
+  echo "Command: \`bash bench/boundary_overhead.sh $seconds\` — $(machine). Transactions/s: 1 and 4 clients (pgbench -j as many threads), prepared protocol, \`synchronous_commit = on\`, median of $rounds rounds of ${round_seconds} s in which the arms take turns."
   echo
   echo "| measure | boundary | baseline | ratio |"
   echo "|---|---|---|---|"
   echo "| 1M-row filter calling the accessor per row: \`boundary.tenant_id()\` vs \`current_setting('app.tenant_id')\` (best of 5, ms) | $acc_ms | $cur_ms | $(ratio "$acc_ms" "$cur_ms") |"
   echo "| accessor cost per call over a constant-compare filter (ns) | $(per_call_ns "$acc_ms" "$base_ms") | $(per_call_ns "$cur_ms" "$base_ms") | $(ratio "$(per_call_ns "$acc_ms" "$base_ms")" "$(per_call_ns "$cur_ms" "$base_ms")") |"
-  echo "| transactions/s: \`BEGIN; boundary.enter(token); tenant_id(); COMMIT\` vs \`BEGIN; set_config(...); current_setting(); COMMIT\`, the same token every time, audit row on (default) | $enter_tps | $set_tps | $(ratio "$set_tps" "$enter_tps")x the time per transaction |"
-  echo "| the same with \`agent_boundary.audit_enter = off\` (no audit row, so no WAL flush at commit) | $unaudited_tps | $set_tps | $(ratio "$set_tps" "$unaudited_tps")x the time per transaction |"
-  echo "| a fresh token every transaction, read from a table in the entering statement (baseline: set_config reading the same row), audit off | $fresh_tps | $set_row_tps | $(ratio "$set_row_tps" "$fresh_tps")x the time per transaction |"
+  for c in 1 4; do
+    echo "| $c client(s), transactions/s: \`BEGIN; boundary.enter(token); tenant_id(); COMMIT\` vs \`BEGIN; set_config(...); current_setting(); COMMIT\`, the same token every time, audit row on and committed asynchronously (default) | ${med[enter$c]} | ${med[set$c]} | $(ratio "${med[set$c]}" "${med[enter$c]}")x the time per transaction |"
+    echo "| $c client(s), the same with \`agent_boundary.audit_async_commit = off\` (every audit row waits for its WAL flush, as before) | ${med[sync$c]} | ${med[set$c]} | $(ratio "${med[set$c]}" "${med[sync$c]}")x the time per transaction |"
+    echo "| $c client(s), the same with \`agent_boundary.audit_enter = off\` (no audit row) | ${med[unaudited$c]} | ${med[set$c]} | $(ratio "${med[set$c]}" "${med[unaudited$c]}")x the time per transaction |"
+    echo "| $c client(s), a fresh token every transaction, read from a table in the entering statement (baseline: set_config reading the same row), audit on (default) | ${med[fresh$c]} | ${med[set_row$c]} | $(ratio "${med[set_row$c]}" "${med[fresh$c]}")x the time per transaction |"
+  done
   echo
-  echo "A policy \`tenant_id = boundary.tenant_id()\` pays the per-call cost once per index scan (the accessor is the index key) and once per row in a sequential scan. The first \`boundary.enter\` of a token in a backend verifies the JWT, reads the key and the registry row (each remembered until \`boundary.signing_keys\` or \`boundary.principals\` change), narrows and seals the result; later enters of the same token reuse that verdict after checking the token's times again. By default \`enter\` also appends a row to the audit log, which turns a read-only transaction into one that flushes WAL at commit. The ratios are for transactions that do nothing else."
+  echo "A policy \`tenant_id = boundary.tenant_id()\` pays the per-call cost once per index scan (the accessor is the index key) and once per row in a sequential scan. The first \`boundary.enter\` of a token in a backend verifies the JWT, reads the key and the registry row (each remembered until \`boundary.signing_keys\` or \`boundary.principals\` change), narrows and seals the result; later enters of the same token reuse that verdict after checking the token's times again. By default \`enter\` also appends a row to the audit log; a transaction whose only writes are its enter/exit rows commits without waiting for the WAL flush (\`agent_boundary.audit_async_commit\`, on by default: a crash can lose such rows committed in the last moments before it, up to three times \`wal_writer_delay\`), any other write keeps the session's commit behaviour. The ratios are for transactions that do nothing else."
 } | write_section boundary-overhead

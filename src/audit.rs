@@ -89,6 +89,51 @@ thread_local! {
         const { Cell::new((pg_sys::InvalidLocalTransactionId, 0)) };
 }
 
+thread_local! {
+    /// For the transaction (by local id) that wrote audit rows: whether all the WAL it has
+    /// written so far is enter/exit audit rows, and where the last of them ended.
+    static AUDIT_ONLY_WAL: Cell<(pg_sys::LocalTransactionId, bool, pg_sys::XLogRecPtr)> =
+        const { Cell::new((pg_sys::InvalidLocalTransactionId, false, 0)) };
+}
+
+/// Notes an audit row that ran from WAL position `before` to `after`. A transaction whose only
+/// WAL is `enter`/`exit` rows (a read-only request) then commits asynchronously: it does not
+/// wait for the WAL flush, which would otherwise be its whole cost. Any other WAL, before or
+/// after, keeps the commit as the session configured it: a write, but also what a read may log
+/// (page pruning, hint bits under data checksums), which errs on the side of waiting. The crash window is documented: rows of
+/// such transactions committed in the last moments before a crash (up to three times
+/// `wal_writer_delay`) can be lost; refusals never depend on it (server log and sequence).
+fn note_audit_wal(event: &str, before: pg_sys::XLogRecPtr, after: pg_sys::XLogRecPtr) {
+    let lxid = crate::boundary::local_transaction_id();
+    let eligible = crate::gucs::audit_async_commit() && matches!(event, "enter" | "exit");
+    let first_row = AUDIT_ONLY_WAL.with(|cell| {
+        let (id, only_audit, last_end) = cell.get();
+        let first_row = id != lxid;
+        let only_audit = eligible && if first_row { before == 0 } else { only_audit && before == last_end };
+        cell.set((lxid, only_audit, after));
+        first_row
+    });
+    if first_row {
+        pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::PreCommit, commit_audit_only_asynchronously);
+    }
+}
+
+fn commit_audit_only_asynchronously() {
+    let lxid = crate::boundary::local_transaction_id();
+    let (id, only_audit, last_end) = AUDIT_ONLY_WAL.with(Cell::get);
+    // SAFETY: reads this backend's end of WAL written by the committing transaction.
+    let wrote_since = unsafe { pg_sys::XactLastRecEnd } != last_end;
+    if id == lxid && only_audit && !wrote_since {
+        // For this commit only (GUC_ACTION_LOCAL ends with the transaction).
+        crate::pg::guc::set(
+            c"synchronous_commit",
+            c"off",
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucAction::GUC_ACTION_LOCAL,
+        );
+    }
+}
+
 /// Counts one more row of this transaction, or refuses it past
 /// `agent_boundary.max_audit_rows_per_transaction`.
 fn count_row() -> Result<()> {
@@ -223,6 +268,8 @@ pub fn record(event: &str, boundary: Option<&Boundary>, details: Event) -> Resul
     }
     let text = |f: fn(&Boundary) -> Option<String>| boundary.and_then(f);
     let blocked = if event == "exit" { BLOCKED_SINCE_ENTER.with(Cell::get) } else { 0 };
+    // SAFETY: reads this backend's end of WAL written by the current transaction.
+    let wal_before = unsafe { pg_sys::XactLastRecEnd };
     as_audit_owner(|| {
         let args: [pgrx::datum::DatumWithOid; 13] = [
             event.into(),
@@ -251,7 +298,10 @@ pub fn record(event: &str, boundary: Option<&Boundary>, details: Event) -> Resul
             .map(drop)
         })?;
         Ok(())
-    })
+    })?;
+    // SAFETY: as above.
+    note_audit_wal(event, wal_before, unsafe { pg_sys::XactLastRecEnd });
+    Ok(())
 }
 
 /// A new boundary starts its own count of refusals.

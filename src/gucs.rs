@@ -14,6 +14,7 @@ const PREFIX: &CStr = c"agent_boundary";
 static ALLOW_SESSION_SCOPE: GucSetting<bool> = GucSetting::<bool>::new(false);
 static MAX_TOKEN_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(3600);
 static AUDIT_ENTER: GucSetting<bool> = GucSetting::<bool>::new(true);
+static AUDIT_ASYNC_COMMIT: GucSetting<bool> = GucSetting::<bool>::new(true);
 static MAX_JOB_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(24 * 3600);
 static CLOCK_SKEW: GucSetting<i32> = GucSetting::<i32>::new(30);
 static MAX_AUDIT_ROWS_PER_TRANSACTION: GucSetting<i32> = GucSetting::<i32>::new(100);
@@ -50,6 +51,16 @@ pub fn init() {
         c"Off saves a write (and a WAL flush at commit) per otherwise read-only request; refusals, \
           promote, snapshot, resume and protect are recorded either way.",
         &AUDIT_ENTER,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"agent_boundary.audit_async_commit",
+        c"Commit a transaction whose only writes are enter/exit audit rows without waiting for the WAL flush.",
+        c"On, a read-only request costs no WAL flush; a crash can lose such rows committed in the last \
+          moments before it (up to three times wal_writer_delay). Off, every audit row is as durable as \
+          synchronous_commit makes it.",
+        &AUDIT_ASYNC_COMMIT,
         GucContext::Suset,
         GucFlags::default(),
     );
@@ -145,6 +156,10 @@ pub fn max_token_lifetime_secs() -> i64 {
 
 pub fn audit_enter() -> bool {
     AUDIT_ENTER.get()
+}
+
+pub fn audit_async_commit() -> bool {
+    AUDIT_ASYNC_COMMIT.get()
 }
 
 pub fn max_job_lifetime_secs() -> i64 {

@@ -395,6 +395,90 @@ async fn a_job_never_outlives_the_grant_it_came_from() {
     );
 }
 
+/// A read-only request's audit rows do not cost it a WAL flush: a transaction whose only writes
+/// are its enter/exit rows commits without waiting, while a request that writes anything else,
+/// before or after enter, commits as the session configured; the setting turns it off. (The
+/// table is vacuumed first: a read that prunes pages writes WAL too, and then the commit waits.) Seen
+/// through synchronous replication to a standby that never connects (this cluster names one): a
+/// commit that waits for its WAL hangs there until statement_timeout cancels the wait, with a
+/// WARNING, and one that does not wait returns at once.
+async fn read_only_requests_do_not_wait_for_their_audit_rows_to_be_flushed() {
+    let admin = cluster().connect("postgres").await;
+    admin
+        .batch_execute(
+            "CREATE TABLE public.request_log (note text); GRANT INSERT ON public.request_log TO agent;",
+        )
+        .await
+        .unwrap();
+    admin.batch_execute("VACUUM public.notes").await.unwrap();
+    let token =
+        |trace: &str| app_token("northstar-dental", "support", "alice", "admin", json!({"trace_id": trace}));
+    // Whether the request's COMMIT waited for its WAL: seen waiting for the standby, and let go.
+    let request = |sql: &'static str, trace: &'static str| {
+        let token = token(trace);
+        async move {
+            let agent = cluster().connect("agent").await;
+            let watcher = cluster().connect("postgres").await;
+            // The test cluster commits asynchronously by default; a real server does not.
+            agent.batch_execute("SET synchronous_commit = on").await.unwrap();
+            agent.batch_execute("BEGIN").await.unwrap();
+            if sql.starts_with("INSERT") {
+                agent.batch_execute(sql).await.unwrap();
+                enter(&agent, &token).await.unwrap();
+            } else {
+                enter(&agent, &token).await.unwrap();
+                agent.batch_execute(sql).await.unwrap();
+            }
+            let commit = agent.batch_execute("COMMIT");
+            tokio::pin!(commit);
+            let mut waited = false;
+            loop {
+                tokio::select! {
+                    done = &mut commit => { done.unwrap(); break; }
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(300)) => {
+                        let cancelled = column(
+                            &watcher,
+                            "SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity
+                              WHERE wait_event = 'SyncRep' AND usename = 'agent'",
+                        )
+                        .await
+                        .unwrap();
+                        waited |= cancelled != ["0"];
+                    }
+                }
+            }
+            waited
+        }
+    };
+    assert!(
+        !request("SELECT count(*) FROM notes", "trace-async-read").await,
+        "a read-only request did not wait"
+    );
+    assert_eq!(
+        column(&admin, "SELECT count(*) FROM boundary.audit_log WHERE trace_id = 'trace-async-read'")
+            .await
+            .unwrap(),
+        ["1"],
+        "and its row is there"
+    );
+    assert!(
+        request("UPDATE notes SET renewal_date = renewal_date WHERE id = 1", "trace-async-write").await,
+        "a write after enter: the commit waited for its WAL"
+    );
+    assert!(
+        request("INSERT INTO public.request_log VALUES ('before enter')", "trace-async-before").await,
+        "a write before enter: the commit waited for its WAL"
+    );
+    admin.batch_execute("ALTER ROLE agent SET agent_boundary.audit_async_commit = off").await.unwrap();
+    assert!(request("SELECT count(*) FROM notes", "trace-async-off").await, "turned off: it waited");
+    admin
+        .batch_execute(
+            "ALTER ROLE agent RESET agent_boundary.audit_async_commit; DROP TABLE public.request_log",
+        )
+        .await
+        .unwrap();
+}
+
 async fn blocked_total(admin: &Client) -> i64 {
     column(admin, "SELECT boundary.blocked_events_total()").await.unwrap()[0].parse().unwrap()
 }
@@ -568,7 +652,8 @@ async fn audit_rows_are_read_by_their_own_user_or_the_tenants_admins() {
 fn main() {
     let mut args = Arguments::from_args();
     args.test_threads = Some(1);
-    start_shared_cluster("agent_tools", FIXTURE);
+    // A synchronous standby that never connects: a commit that waits for its WAL shows it.
+    start_shared_cluster_with("agent_tools", &["synchronous_standby_names = 'never_connects'"], FIXTURE);
     let trials = trials![
         summarize_northstars_renewal_risk,
         use_the_previous_customer_note,
@@ -577,6 +662,7 @@ fn main() {
         ignore_workspace_boundaries_and_search_all_notes,
         a_job_resumes_with_todays_permissions_or_is_refused,
         a_job_never_outlives_the_grant_it_came_from,
+        read_only_requests_do_not_wait_for_their_audit_rows_to_be_flushed,
         blocked_attempts_survive_rollback_and_audit_rows_hold_metadata_only,
         no_private_note_text_reaches_the_audit_table_or_the_server_log,
         audit_rows_are_read_by_their_own_user_or_the_tenants_admins,

@@ -17,7 +17,7 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 /// The tables whose changes make remembered verdicts stale.
@@ -101,24 +101,42 @@ pub fn generation() -> u64 {
     GENERATION.get()
 }
 
-/// A bounded map of remembered values, emptied whenever the generation moves on.
+/// A bounded map of remembered values, emptied whenever the generation moves on. When full, the
+/// least recently used entry makes room (a hot tenant's verdict stays while cold ones cycle).
 pub struct Memo<V> {
-    entries: HashMap<String, V>,
+    /// Value and the tick of its last use.
+    entries: HashMap<String, (V, u64)>,
+    /// Tick of last use -> key, oldest first.
+    by_use: BTreeMap<u64, String>,
+    tick: u64,
     generation: u64,
     capacity: usize,
 }
 
 impl<V: Clone> Memo<V> {
     pub fn new(capacity: usize) -> Self {
-        Memo { entries: HashMap::new(), generation: 0, capacity }
+        Memo { entries: HashMap::new(), by_use: BTreeMap::new(), tick: 0, generation: 0, capacity }
+    }
+
+    fn touch(&mut self) -> u64 {
+        self.tick += 1;
+        self.tick
     }
 
     pub fn get(&mut self, key: &str, generation: u64) -> Option<V> {
         if self.generation != generation {
             self.entries.clear();
+            self.by_use.clear();
             self.generation = generation;
         }
-        self.entries.get(key).cloned()
+        let tick = self.touch();
+        let (value, used) = self.entries.get_mut(key)?;
+        let previous = std::mem::replace(used, tick);
+        let value = value.clone();
+        if let Some(key) = self.by_use.remove(&previous) {
+            self.by_use.insert(tick, key);
+        }
+        Some(value)
     }
 
     /// Remembers `value`, read at `read_at`, unless an invalidation arrived since.
@@ -126,10 +144,16 @@ impl<V: Clone> Memo<V> {
         if read_at != GENERATION.get() || read_at != self.generation {
             return;
         }
-        if self.entries.len() >= self.capacity {
-            self.entries.clear();
+        let tick = self.touch();
+        if let Some((_, used)) = self.entries.get(&key) {
+            self.by_use.remove(used);
+        } else if self.entries.len() >= self.capacity {
+            if let Some((_, oldest)) = self.by_use.pop_first() {
+                self.entries.remove(&oldest);
+            }
         }
-        self.entries.insert(key, value);
+        self.by_use.insert(tick, key.clone());
+        self.entries.insert(key, (value, tick));
     }
 }
 
@@ -165,6 +189,22 @@ mod tests {
     }
 
     #[test]
+    fn a_full_memo_forgets_the_least_recently_used() {
+        let mut memo = Memo::new(2);
+        let now = GENERATION.get();
+        memo.get("a", now);
+        memo.put("a".into(), 1, now);
+        memo.put("b".into(), 2, now);
+        assert_eq!(memo.get("a", now), Some(1), "a is now the most recently used");
+        memo.put("c".into(), 3, now);
+        assert_eq!((memo.get("a", now), memo.get("b", now), memo.get("c", now)), (Some(1), None, Some(3)));
+        memo.put("a".into(), 4, now);
+        assert_eq!(memo.entries.len(), 2);
+        assert_eq!(memo.by_use.len(), 2, "replacing a value keeps one use entry per key");
+        assert_eq!(memo.get("a", now), Some(4));
+    }
+
+    #[test]
     fn a_value_read_while_an_invalidation_arrived_is_not_remembered() {
         let mut memo = Memo::new(8);
         let read_at = GENERATION.get();
@@ -172,16 +212,5 @@ mod tests {
         GENERATION.set(read_at + 1); // arrives during the read
         memo.put("k".into(), 1, read_at);
         assert_eq!(memo.get("k", read_at + 1), None);
-    }
-
-    #[test]
-    fn a_full_memo_starts_over() {
-        let mut memo = Memo::new(2);
-        let now = GENERATION.get();
-        memo.get("a", now);
-        memo.put("a".into(), 1, now);
-        memo.put("b".into(), 2, now);
-        memo.put("c".into(), 3, now);
-        assert_eq!((memo.get("a", now), memo.get("b", now), memo.get("c", now)), (None, None, Some(3)));
     }
 }
