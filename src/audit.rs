@@ -87,9 +87,6 @@ thread_local! {
     /// rollbacks do not undo it either, so a loop of caught errors cannot reset it.
     static ROWS_THIS_TRANSACTION: Cell<(pg_sys::LocalTransactionId, i64)> =
         const { Cell::new((pg_sys::InvalidLocalTransactionId, 0)) };
-}
-
-thread_local! {
     /// For the transaction (by local id) that wrote audit rows: whether all the WAL it has
     /// written so far is enter/exit audit rows, and where the last of them ended.
     static AUDIT_ONLY_WAL: Cell<(pg_sys::LocalTransactionId, bool, pg_sys::XLogRecPtr)> =
@@ -100,9 +97,10 @@ thread_local! {
 /// WAL is `enter`/`exit` rows (a read-only request) then commits asynchronously: it does not
 /// wait for the WAL flush, which would otherwise be its whole cost. Any other WAL, before or
 /// after, keeps the commit as the session configured it: a write, but also what a read may log
-/// (page pruning, hint bits under data checksums), which errs on the side of waiting. The crash window is documented: rows of
-/// such transactions committed in the last moments before a crash (up to three times
-/// `wal_writer_delay`) can be lost; refusals never depend on it (server log and sequence).
+/// (page pruning, hint bits under data checksums), which errs on the side of waiting. The crash
+/// window is documented: rows of such transactions committed in the last moments before a
+/// crash (up to three times `wal_writer_delay`) can be lost; refusals never depend on it
+/// (server log and sequence).
 fn note_audit_wal(event: &str, before: pg_sys::XLogRecPtr, after: pg_sys::XLogRecPtr) {
     let lxid = crate::boundary::local_transaction_id();
     let eligible = crate::gucs::audit_async_commit() && matches!(event, "enter" | "exit");
