@@ -4,15 +4,17 @@
 //! protected tables.
 
 use super::ddl::{self, ColumnChoice, ProtectOptions};
-use super::{audit_table_event, muting_event_trigger, protect_tree, stored_options, RUNNING_OWN_DDL};
+use super::{
+    audit_table_event, muting_event_trigger, parents, protect_tree, stored_options, RUNNING_OWN_DDL,
+};
 use crate::boundary::claims::Role;
 use crate::error::{Result, SqlResult};
 use crate::gucs;
-use crate::pg::catalog::{column, oids, table};
+use crate::pg::catalog::{column, table};
 use pgrx::prelude::*;
 
 fn ancestors_options(oid: pg_sys::Oid) -> Result<Option<ProtectOptions>> {
-    for parent in oids("SELECT inhparent FROM pg_catalog.pg_inherits WHERE inhrelid = $1", oid)? {
+    for parent in parents(oid)? {
         if let Some(options) = stored_options(parent)?.or(ancestors_options(parent)?) {
             return Ok(Some(options));
         }

@@ -5,7 +5,6 @@
 //! (a framework's `reset()` dropping a table inside a request, a migration validating a
 //! constraint against every tenant's rows) and keep the generated objects what protect() made.
 
-use super::ddl;
 use super::RUNNING_OWN_DDL;
 use crate::boundary::sealed_guc;
 use crate::error::{BoundaryError, Result, SqlResult};
@@ -39,14 +38,6 @@ fn refused_generated(tag: &str, object: &str, table: &str) -> BoundaryError {
     }
 }
 
-fn is_protected(oid: pg_sys::Oid) -> Result<bool> {
-    Ok(Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_policy WHERE polrelid = $1 AND polname = $2)",
-        &[oid.into(), ddl::SELECT_POLICY.into()],
-    )?
-    .unwrap_or(false))
-}
-
 /// At ddl_command_end: inside a boundary, no command may touch a protected table (an index
 /// build, a constraint's validation or a rewrite runs over every tenant's rows); anywhere,
 /// ALTER POLICY may not change a generated policy.
@@ -73,7 +64,8 @@ fn guard_commands(tag: &str, inside: bool) -> Result<()> {
             .collect::<Result<Vec<_>>>()
     })?;
     for (relid, policy) in commands {
-        if !is_protected(relid)? {
+        // Protected means what protect() recorded (one definition for every capability).
+        if super::stored_options(relid)?.is_none() {
             continue;
         }
         let display = table(relid)?.display;

@@ -96,6 +96,11 @@ fn children(oid: pg_sys::Oid) -> Result<Vec<pg_sys::Oid>> {
     oids("SELECT inhrelid FROM pg_catalog.pg_inherits WHERE inhparent = $1 ORDER BY inhrelid", oid)
 }
 
+/// The tables `oid` is a partition or inheritance child of.
+fn parents(oid: pg_sys::Oid) -> Result<Vec<pg_sys::Oid>> {
+    oids("SELECT inhparent FROM pg_catalog.pg_inherits WHERE inhrelid = $1", oid)
+}
+
 fn run_all(statements: &[String]) -> Result<()> {
     for statement in statements {
         Spi::run(statement)?;
@@ -169,7 +174,7 @@ fn protect_tree(oid: pg_sys::Oid, options: &ProtectOptions, ran: &mut Vec<String
     let table = table(oid)?;
     // Reading an unprotected parent returns this table's rows under the parent's (absent)
     // policies.
-    for parent in oids("SELECT inhparent FROM pg_catalog.pg_inherits WHERE inhrelid = $1", oid)? {
+    for parent in parents(oid)? {
         if stored_options(parent)?.is_none() {
             let parent = catalog::table(parent)?;
             return Err(BoundaryError::NotPrepared(format!(
