@@ -13,7 +13,8 @@ use crate::boundary::claims::{Boundary, Requested};
 use crate::error::{Result, SqlResult};
 use pgrx::prelude::*;
 use serde_json::json;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 
 extension_sql!(
     r#"
@@ -32,7 +33,8 @@ CREATE TABLE boundary.audit_log (
     datasource_ids      text[] NOT NULL DEFAULT '{}',
     memory_keys         text[] NOT NULL DEFAULT '{}',
     blocked_count       integer NOT NULL DEFAULT 0,
-    resource            text
+    resource            text,
+    repeats             integer NOT NULL DEFAULT 0
 );
 COMMENT ON TABLE boundary.audit_log IS
   'Append-only, metadata-only audit trail. Refusals are in the server log and boundary.blocked_events.';
@@ -66,7 +68,7 @@ CREATE POLICY audit_log_reader ON boundary.audit_log AS RESTRICTIVE FOR SELECT
 -- Every column but the id: one identity serves every tenant, so the gaps between a tenant's
 -- ids would count other tenants' events. Order by `at`.
 GRANT SELECT (at, event, tenant_id, workspace_id, user_id, trace_id, run_id, prompt_version,
-              retrieval_namespace, tool_ids, datasource_ids, memory_keys, blocked_count, resource)
+              retrieval_namespace, tool_ids, datasource_ids, memory_keys, blocked_count, resource, repeats)
     ON boundary.audit_log TO PUBLIC;
 "#,
     name = "audit_log_table",
@@ -130,6 +132,180 @@ fn commit_audit_only_asynchronously() {
             pg_sys::GucAction::GUC_ACTION_LOCAL,
         );
     }
+}
+
+/// The enter rows this backend committed recently, by content (every column but the time), so
+/// that an identical row is written at most once per `agent_boundary.audit_enter_interval`;
+/// the enters in between are counted into the next row's `repeats`. Rows are only "committed"
+/// here once their transaction commits: a row a (sub)transaction rolled back suppresses nothing
+/// and its count of repeats is carried again.
+struct RecentEnterRows {
+    rows: HashMap<String, RecentRow>,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct RecentRow {
+    /// When this backend last committed the row (unix seconds), if it has.
+    committed_at: Option<i64>,
+    /// Enters since that row that wrote none.
+    repeats: i32,
+}
+
+impl RecentEnterRows {
+    fn new(capacity: usize) -> Self {
+        RecentEnterRows { rows: HashMap::new(), capacity }
+    }
+
+    /// Whether an enter row `key` at `now` would repeat one committed less than `interval`
+    /// seconds ago; if so it is counted instead of written.
+    fn repeat(&mut self, key: &str, now: i64, interval: i64) -> bool {
+        let Some(row) = self.rows.get_mut(key) else { return false };
+        let recent = row.committed_at.is_some_and(|at| now >= at && now - at < interval);
+        if recent {
+            row.repeats = row.repeats.saturating_add(1);
+        }
+        recent
+    }
+
+    /// The repeats the row about to be written for `key` carries (given back if it rolls back).
+    fn take_repeats(&mut self, key: &str) -> i32 {
+        self.rows.get_mut(key).map(|row| std::mem::take(&mut row.repeats)).unwrap_or(0)
+    }
+
+    fn give_back(&mut self, key: &str, repeats: i32) {
+        if let Some(row) = self.rows.get_mut(key) {
+            row.repeats = row.repeats.saturating_add(repeats);
+        }
+    }
+
+    /// The row `key` written at `at` has committed.
+    fn committed(&mut self, key: String, at: i64, interval: i64, capacity: usize) {
+        self.capacity = capacity;
+        if capacity == 0 {
+            return self.rows.clear();
+        }
+        if !self.rows.contains_key(&key) && self.rows.len() >= self.capacity {
+            // Make room from rows whose interval is over and that carry no count; if none,
+            // start over (more rows are written, none is lost, uncounted repeats are).
+            self.rows.retain(|_, row| {
+                row.repeats > 0 || row.committed_at.is_some_and(|done| at >= done && at - done < interval)
+            });
+            if self.rows.len() >= self.capacity {
+                self.rows.clear();
+            }
+        }
+        self.rows.entry(key).or_default().committed_at = Some(at);
+    }
+}
+
+/// An enter row written by the current transaction: its content, the subtransaction that wrote
+/// it, when, and the repeats it carried.
+struct PendingEnterRow {
+    key: String,
+    subtransaction: pg_sys::SubTransactionId,
+    at: i64,
+    repeats: i32,
+}
+
+thread_local! {
+    static RECENT_ENTER_ROWS_BY_CONTENT: RefCell<RecentEnterRows> =
+        RefCell::new(RecentEnterRows::new(0));
+    /// Enter rows of the transaction with this local id, settled when it ends.
+    static PENDING_ENTER_ROWS: RefCell<(pg_sys::LocalTransactionId, Vec<PendingEnterRow>)> =
+        const { RefCell::new((pg_sys::InvalidLocalTransactionId, Vec::new())) };
+}
+
+/// What makes two enter rows the same row: every column but the time (ids cannot hold NUL).
+fn enter_row_key(boundary: &Boundary) -> String {
+    let optional = |v: &Option<String>| v.clone().unwrap_or_else(|| "\u{1}".into());
+    [
+        boundary.tenant_id.clone(),
+        boundary.workspace_id.clone(),
+        boundary.user_id.clone(),
+        optional(&boundary.trace_id),
+        optional(&boundary.run_id),
+        optional(&boundary.prompt_version),
+        boundary.memory_namespace().to_string(),
+        boundary.tool_ids.join("\u{2}"),
+        boundary.datasource_ids.join("\u{2}"),
+    ]
+    .join("\u{0}")
+}
+
+/// Whether this enter's row would repeat one this backend committed within the interval (then
+/// it is counted, not written).
+fn enter_repeats_a_recent_row(key: &str) -> bool {
+    let interval = crate::gucs::audit_enter_interval_secs();
+    interval > 0
+        && RECENT_ENTER_ROWS_BY_CONTENT
+            .with(|recent| recent.borrow_mut().repeat(key, crate::boundary::sealed_guc::now_unix(), interval))
+}
+
+/// Notes an enter row about to be written; returns the repeats it carries. Settled when the
+/// transaction ends: a commit makes it the recent row, a rollback (of the transaction or of the
+/// savepoint that wrote it) gives its repeats back.
+fn pending_enter_row(key: String) -> i32 {
+    let repeats = RECENT_ENTER_ROWS_BY_CONTENT.with(|recent| recent.borrow_mut().take_repeats(&key));
+    let lxid = crate::boundary::local_transaction_id();
+    let first = PENDING_ENTER_ROWS.with(|pending| {
+        let mut pending = pending.borrow_mut();
+        let first = pending.0 != lxid;
+        if first {
+            // A transaction that ended without either callback (PREPARE TRANSACTION) settles
+            // nothing: its rows suppress nothing, its repeats are not carried again.
+            *pending = (lxid, Vec::new());
+        }
+        // SAFETY: reads backend-local transaction state.
+        let subtransaction = unsafe { pg_sys::GetCurrentSubTransactionId() };
+        pending.1.push(PendingEnterRow {
+            key,
+            subtransaction,
+            at: crate::boundary::sealed_guc::now_unix(),
+            repeats,
+        });
+        first
+    });
+    if first {
+        pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, || settle_enter_rows(true));
+        pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Abort, || settle_enter_rows(false));
+        pgrx::register_subxact_callback(pgrx::PgSubXactCallbackEvent::AbortSub, |aborted, _parent| {
+            // Subtransactions started after `aborted` and still open are inside it.
+            let undone = PENDING_ENTER_ROWS.with(|pending| {
+                let rows = &mut pending.borrow_mut().1;
+                let (undone, kept) =
+                    std::mem::take(rows).into_iter().partition(|r| r.subtransaction >= aborted);
+                *rows = kept;
+                undone
+            });
+            give_back(undone);
+        });
+    }
+    repeats
+}
+
+/// Runs after the transaction ended (no ERROR may escape): touches backend memory only.
+fn settle_enter_rows(committed: bool) {
+    let rows = PENDING_ENTER_ROWS.with(|pending| std::mem::take(&mut pending.borrow_mut().1));
+    if !committed {
+        return give_back(rows);
+    }
+    let (interval, capacity) = (crate::gucs::audit_enter_interval_secs(), crate::gucs::remembered_tokens());
+    RECENT_ENTER_ROWS_BY_CONTENT.with(|recent| {
+        let mut recent = recent.borrow_mut();
+        for row in rows {
+            recent.committed(row.key, row.at, interval, capacity);
+        }
+    });
+}
+
+fn give_back(rows: Vec<PendingEnterRow>) {
+    RECENT_ENTER_ROWS_BY_CONTENT.with(|recent| {
+        let mut recent = recent.borrow_mut();
+        for row in rows {
+            recent.give_back(&row.key, row.repeats);
+        }
+    });
 }
 
 /// Counts one more row of this transaction, or refuses it past
@@ -261,15 +437,20 @@ pub fn record(event: &str, boundary: Option<&Boundary>, details: Event) -> Resul
         );
         return Ok(());
     }
+    let enter_key = boundary.filter(|_| event == "enter").map(enter_row_key);
+    if enter_key.as_deref().is_some_and(enter_repeats_a_recent_row) {
+        return Ok(());
+    }
     if boundary.is_some() {
         count_row()?;
     }
+    let repeats = enter_key.map(pending_enter_row).unwrap_or(0);
     let text = |f: fn(&Boundary) -> Option<String>| boundary.and_then(f);
     let blocked = if event == "exit" { BLOCKED_SINCE_ENTER.with(Cell::get) } else { 0 };
     // SAFETY: reads this backend's end of WAL written by the current transaction.
     let wal_before = unsafe { pg_sys::XactLastRecEnd };
     as_audit_owner(|| {
-        let args: [pgrx::datum::DatumWithOid; 13] = [
+        let args: [pgrx::datum::DatumWithOid; 14] = [
             event.into(),
             text(|b| Some(b.tenant_id.clone())).into(),
             text(|b| Some(b.workspace_id.clone())).into(),
@@ -283,14 +464,15 @@ pub fn record(event: &str, boundary: Option<&Boundary>, details: Event) -> Resul
             details.memory_keys.into(),
             blocked.into(),
             details.resource.into(),
+            repeats.into(),
         ];
         Spi::connect_mut(|client| {
             crate::pg::spi_plans::update(
                 client,
                 "INSERT INTO boundary.audit_log
                         (event, tenant_id, workspace_id, user_id, trace_id, run_id, prompt_version,
-                         retrieval_namespace, tool_ids, datasource_ids, memory_keys, blocked_count, resource)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                         retrieval_namespace, tool_ids, datasource_ids, memory_keys, blocked_count, resource, repeats)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
                 &args,
             )
             .map(drop)
@@ -364,4 +546,38 @@ fn blocked_events_total() -> SqlResult<i64> {
     )
     .map_err(crate::error::BoundaryError::from)?
     .unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RecentEnterRows;
+
+    #[test]
+    fn an_enter_row_repeats_only_a_committed_row_within_the_interval() {
+        let mut recent = RecentEnterRows::new(8);
+        assert!(!recent.repeat("a", 100, 60), "nothing committed yet");
+        recent.committed("a".into(), 100, 60, 8);
+        assert!(recent.repeat("a", 159, 60));
+        assert!(recent.repeat("a", 130, 60));
+        assert!(!recent.repeat("a", 160, 60), "the interval is over");
+        assert!(!recent.repeat("b", 120, 60), "another boundary's row is written");
+        assert!(!recent.repeat("a", 99, 60), "a clock that went back writes a row");
+        assert_eq!(recent.take_repeats("a"), 2, "the next row carries the enters that wrote none");
+        assert_eq!(recent.take_repeats("a"), 0);
+        recent.give_back("a", 2);
+        assert_eq!(recent.take_repeats("a"), 2, "a rolled-back row gives its count back");
+    }
+
+    #[test]
+    fn a_full_memory_of_rows_drops_finished_ones_before_counted_ones() {
+        let mut recent = RecentEnterRows::new(2);
+        recent.committed("old".into(), 0, 60, 2);
+        recent.committed("counted".into(), 100, 60, 2);
+        assert!(recent.repeat("counted", 101, 60));
+        recent.committed("new".into(), 200, 60, 2);
+        assert!(!recent.rows.contains_key("old"));
+        assert_eq!(recent.take_repeats("counted"), 1, "a row still carrying a count is kept");
+        recent.committed("newer".into(), 201, 60, 2);
+        assert!(recent.rows.len() <= 2, "the memory stays bounded: {}", recent.rows.len());
+    }
 }

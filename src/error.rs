@@ -16,10 +16,14 @@ pub enum BoundaryError {
     BoundaryExpired { expired_at: i64 },
     /// The token itself was refused: malformed, unsigned, tampered, expired, unknown key, ...
     TokenRefused(String),
+    /// As `TokenRefused`, with what the signer most likely did wrong.
+    TokenRefusedWithHint { why: String, hint: String },
     /// The token verified but the registry says no (missing, revoked, or claims it exceeds).
     PrincipalRefused(String),
     /// A configuration switch forbids what was asked (e.g. session scope).
     NotAllowed { what: String, hint: String },
+    /// Asked outside a transaction block where one is required.
+    OutsideTransactionBlock(String),
     /// A caller-supplied argument is out of range or malformed.
     InvalidArgument(String),
     /// A value is larger than the extension stores.
@@ -59,7 +63,10 @@ impl BoundaryError {
             | Self::NotAllowed { .. }
             | Self::OutsideBoundary(_)
             | Self::JobRefused { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE,
-            Self::TokenRefused(_) => ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+            Self::TokenRefused(_) | Self::TokenRefusedWithHint { .. } => {
+                ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION
+            }
+            Self::OutsideTransactionBlock(_) => ERRCODE_NO_ACTIVE_SQL_TRANSACTION,
             Self::InvalidArgument(_) => ERRCODE_INVALID_PARAMETER_VALUE,
             Self::ValueTooLarge(_) => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             Self::UndefinedObject(_) => ERRCODE_UNDEFINED_OBJECT,
@@ -80,7 +87,11 @@ impl BoundaryError {
                 Some("Trusted code must call boundary.enter(token) inside the same transaction first.".into())
             }
             Self::BoundaryExpired { .. } => Some("Enter a fresh boundary with boundary.enter(token).".into()),
-            Self::NotAllowed { hint, .. } => Some(hint.clone()),
+            Self::OutsideTransactionBlock(_) => Some(
+                "Run BEGIN first (turn autocommit off in the driver), then enter and the queries it guards."
+                    .into(),
+            ),
+            Self::NotAllowed { hint, .. } | Self::TokenRefusedWithHint { hint, .. } => Some(hint.clone()),
             _ => None,
         }
     }
@@ -119,12 +130,15 @@ impl fmt::Display for BoundaryError {
             Self::BoundaryExpired { expired_at } => {
                 write!(f, "agent boundary expired (exp {expired_at})")
             }
-            Self::TokenRefused(why) => write!(f, "agent boundary token refused: {why}"),
+            Self::TokenRefused(why) | Self::TokenRefusedWithHint { why, .. } => {
+                write!(f, "agent boundary token refused: {why}")
+            }
             Self::PrincipalRefused(why) => write!(f, "agent boundary refused: {why}"),
             Self::NotAllowed { what, .. } => f.write_str(what),
             Self::OutsideBoundary(what) => write!(f, "{what} is outside current boundary"),
             Self::JobRefused { .. } => f.write_str("resume refused: permissions changed during execution"),
-            Self::InvalidArgument(why)
+            Self::OutsideTransactionBlock(why)
+            | Self::InvalidArgument(why)
             | Self::ValueTooLarge(why)
             | Self::UndefinedObject(why)
             | Self::UndefinedColumn(why)

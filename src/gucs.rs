@@ -4,7 +4,8 @@
 //! becoming a user-settable placeholder.
 //!
 //! Contexts follow trust: nothing that decides what anyone may see is `USERSET` (only the vector
-//! search tuning knobs are, as they change speed, never which rows qualify).
+//! search tuning knobs are, as they change speed, never which rows qualify, and the switch that
+//! makes `enter` outside a transaction block an error instead of a warning).
 
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 use std::ffi::{CStr, CString};
@@ -15,6 +16,9 @@ static ALLOW_SESSION_SCOPE: GucSetting<bool> = GucSetting::<bool>::new(false);
 static MAX_TOKEN_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(3600);
 static AUDIT_ENTER: GucSetting<bool> = GucSetting::<bool>::new(true);
 static AUDIT_ASYNC_COMMIT: GucSetting<bool> = GucSetting::<bool>::new(true);
+static AUDIT_ENTER_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(60);
+static ENTER_REQUIRES_TRANSACTION_BLOCK: GucSetting<bool> = GucSetting::<bool>::new(false);
+static REMEMBERED_TOKENS: GucSetting<i32> = GucSetting::<i32>::new(4096);
 static MAX_JOB_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(24 * 3600);
 static CLOCK_SKEW: GucSetting<i32> = GucSetting::<i32>::new(30);
 static MAX_AUDIT_ROWS_PER_TRANSACTION: GucSetting<i32> = GucSetting::<i32>::new(100);
@@ -63,6 +67,39 @@ pub fn init() {
         &AUDIT_ASYNC_COMMIT,
         GucContext::Suset,
         GucFlags::default(),
+    );
+    // Userset: it only makes enter() stricter, and clients (adapters, connection options) set it.
+    GucRegistry::define_bool_guc(
+        c"agent_boundary.enter_requires_transaction_block",
+        c"Refuse boundary.enter() and boundary.resume() outside a transaction block (SQLSTATE 25P01).",
+        c"Off, they warn: the boundary ends with the statement, as on an autocommit connection.",
+        &ENTER_REQUIRES_TRANSACTION_BLOCK,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"agent_boundary.remembered_tokens",
+        c"How many entered tokens, registry rows and recent audit rows each backend remembers.",
+        c"A backend serving more distinct tokens than this verifies the least recently used ones \
+          again. Memory: about 2 kB per token of 600 bytes (at most 12 kB, for 4 kB tokens; longer \
+          ones are not remembered), under 1 kB per registry row and audit row. 0 remembers none.",
+        &REMEMBERED_TOKENS,
+        0,
+        1_000_000,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"agent_boundary.audit_enter_interval",
+        c"A backend writes at most one enter row per distinct boundary in this interval.",
+        c"An enter whose row would repeat one this backend committed less than this long ago (every \
+          column but the time equal) writes none; the next row for that boundary counts it in \
+          `repeats`. 0 writes a row for every enter.",
+        &AUDIT_ENTER_INTERVAL,
+        0,
+        24 * 3600,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
     );
     GucRegistry::define_int_guc(
         c"agent_boundary.max_job_lifetime",
@@ -160,6 +197,18 @@ pub fn audit_enter() -> bool {
 
 pub fn audit_async_commit() -> bool {
     AUDIT_ASYNC_COMMIT.get()
+}
+
+pub fn enter_requires_transaction_block() -> bool {
+    ENTER_REQUIRES_TRANSACTION_BLOCK.get()
+}
+
+pub fn remembered_tokens() -> usize {
+    usize::try_from(REMEMBERED_TOKENS.get()).unwrap_or(0)
+}
+
+pub fn audit_enter_interval_secs() -> i64 {
+    i64::from(AUDIT_ENTER_INTERVAL.get())
 }
 
 pub fn max_job_lifetime_secs() -> i64 {

@@ -63,6 +63,22 @@ fn assert_in(tbl: PgRelation, id: &str, id_column: default!(&str, "'id'")) -> Sq
     Ok(find_in(oid, id, id_column)?)
 }
 
+// The id types tools pass as parameters: an integer or uuid from a driver would otherwise find
+// no function (42883). Each is the text form, checked by the one function above; an untyped
+// literal still resolves to text.
+extension_sql!(
+    r#"
+CREATE FUNCTION boundary.assert_in(tbl regclass, id bigint, id_column text DEFAULT 'id') RETURNS text
+LANGUAGE sql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT boundary.assert_in(tbl, id::text, id_column) $$;
+CREATE FUNCTION boundary.assert_in(tbl regclass, id uuid, id_column text DEFAULT 'id') RETURNS text
+LANGUAGE sql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT boundary.assert_in(tbl, id::text, id_column) $$;
+"#,
+    name = "assert_in_typed_ids",
+    requires = [assert_in],
+);
+
 fn assert_listed(kind: &str, id: &str, allowed: fn(&Boundary) -> &Vec<String>) -> Result<String> {
     let boundary = sealed_guc::current()?;
     if allowed(&boundary).iter().any(|a| a == id) {

@@ -479,6 +479,76 @@ async fn read_only_requests_do_not_wait_for_their_audit_rows_to_be_flushed() {
         .unwrap();
 }
 
+/// One enter row per boundary per backend per `audit_enter_interval`: the enters in between
+/// write nothing and are counted into the next row, a row only suppresses once it committed
+/// (a rolled-back transaction or savepoint suppresses nothing and gives its count back), and
+/// any difference in what the row shows (here the trace id) writes a row of its own.
+async fn enter_rows_repeat_at_most_once_per_interval_and_count_what_they_skipped() {
+    let session = cluster().connect("postgres").await;
+    let token =
+        |trace: &str| app_token("northstar-dental", "support", "alice", "admin", json!({"trace_id": trace}));
+    let rows = |trace: &'static str| {
+        let session = &session;
+        async move {
+            column(
+                session,
+                &format!(
+                    "SELECT string_agg(repeats::text, ',' ORDER BY at) FROM boundary.audit_log
+                      WHERE event = 'enter' AND trace_id = '{trace}'"
+                ),
+            )
+            .await
+            .unwrap()
+            .remove(0)
+        }
+    };
+    let request = |token: String, end: &'static str| {
+        let session = &session;
+        async move {
+            session.batch_execute("BEGIN").await.unwrap();
+            enter(session, &token).await.unwrap();
+            session.batch_execute(end).await.unwrap();
+        }
+    };
+    session.batch_execute("SET agent_boundary.audit_enter_interval = '1h'").await.unwrap();
+    for _ in 0..3 {
+        request(token("trace-repeat"), "COMMIT").await;
+    }
+    assert_eq!(rows("trace-repeat").await, "0", "three requests of one boundary: one row");
+    request(token("trace-repeat-other"), "COMMIT").await;
+    assert_eq!(rows("trace-repeat-other").await, "0", "another trace id is another row");
+
+    request(token("trace-repeat-rolled-back"), "ROLLBACK").await;
+    request(token("trace-repeat-rolled-back"), "COMMIT").await;
+    assert_eq!(rows("trace-repeat-rolled-back").await, "0", "a rolled-back row suppresses nothing");
+
+    session.batch_execute("BEGIN; SAVEPOINT s").await.unwrap();
+    enter(&session, &token("trace-repeat-savepoint")).await.unwrap();
+    session.batch_execute("ROLLBACK TO SAVEPOINT s; COMMIT").await.unwrap();
+    request(token("trace-repeat-savepoint"), "COMMIT").await;
+    assert_eq!(
+        rows("trace-repeat-savepoint").await,
+        "0",
+        "a row rolled back with its savepoint suppresses nothing either"
+    );
+
+    // The interval over, the next row carries the two enters that wrote none.
+    session.batch_execute("SET agent_boundary.audit_enter_interval = 0").await.unwrap();
+    request(token("trace-repeat"), "COMMIT").await;
+    assert_eq!(rows("trace-repeat").await, "0,2");
+    request(token("trace-repeat"), "COMMIT").await;
+    assert_eq!(rows("trace-repeat").await, "0,2,0", "0 writes a row for every enter");
+
+    let agent = cluster().connect("agent").await;
+    // (Once the library is loaded: before, a SET makes a placeholder that loading discards.)
+    agent.batch_execute("SELECT boundary.is_active()").await.unwrap();
+    assert_refused(
+        agent.batch_execute("SET agent_boundary.audit_enter_interval = '1h'").await,
+        "42501",
+        "permission denied to set parameter \"agent_boundary.audit_enter_interval\"",
+    );
+}
+
 async fn blocked_total(admin: &Client) -> i64 {
     column(admin, "SELECT boundary.blocked_events_total()").await.unwrap()[0].parse().unwrap()
 }
@@ -663,6 +733,7 @@ fn main() {
         a_job_resumes_with_todays_permissions_or_is_refused,
         a_job_never_outlives_the_grant_it_came_from,
         read_only_requests_do_not_wait_for_their_audit_rows_to_be_flushed,
+        enter_rows_repeat_at_most_once_per_interval_and_count_what_they_skipped,
         blocked_attempts_survive_rollback_and_audit_rows_hold_metadata_only,
         no_private_note_text_reaches_the_audit_table_or_the_server_log,
         audit_rows_are_read_by_their_own_user_or_the_tenants_admins,

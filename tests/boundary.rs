@@ -396,10 +396,31 @@ async fn refused_tokens_say_why_and_leave_no_boundary() {
     ];
     for (token, sqlstate, message) in &cases {
         app.batch_execute("BEGIN").await.unwrap();
-        assert_refused(enter(&app, token).await, sqlstate, message);
+        let err = assert_refused(enter(&app, token).await, sqlstate, message);
+        assert_eq!(err.hint(), None, "{message}");
         app.batch_execute("ROLLBACK").await.unwrap();
         assert_refused(tenant(&app).await, "42501", NO_BOUNDARY);
     }
+    // Signed with the secret's base64 text, as generate_signing_key returns it: the same
+    // refusal, with a hint that says so.
+    let encoded = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(APP_SECRET)
+    };
+    app.batch_execute("BEGIN").await.unwrap();
+    let err = assert_refused(
+        enter(&app, &sign_raw(&claims(json!({})), APP_KID, encoded.as_bytes())).await,
+        "28000",
+        &refused("signature does not verify (tampered, or signed with another key)"),
+    );
+    assert_eq!(
+        err.hint(),
+        Some(
+            "The token was signed with the base64 text of key \"app-2026\"'s secret: base64-decode what \
+             generate_signing_key returned and sign with those bytes."
+        )
+    );
+    app.batch_execute("ROLLBACK").await.unwrap();
     // alg "none" never verifies.
     let none = {
         use base64::Engine;

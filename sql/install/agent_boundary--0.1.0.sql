@@ -81,7 +81,7 @@ SELECT pg_catalog.pg_extension_config_dump('boundary.signing_keys', '');
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/keys.rs:149
+-- src/boundary/keys.rs:152
 -- agent_boundary::boundary::keys::add_signing_key
 CREATE  FUNCTION "add_signing_key"(
 	"kid" TEXT, /* & str */
@@ -96,7 +96,7 @@ AS 'MODULE_PATHNAME', 'add_signing_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/tools.rs:84
+-- src/tools.rs:100
 -- agent_boundary::tools::assert_datasource
 CREATE  FUNCTION "assert_datasource"(
 	"datasource_id" TEXT /* & str */
@@ -122,7 +122,21 @@ AS 'MODULE_PATHNAME', 'assert_in_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/tools.rs:76
+-- src/tools.rs:69
+-- requires:
+--   assert_in
+
+
+CREATE FUNCTION boundary.assert_in(tbl regclass, id bigint, id_column text DEFAULT 'id') RETURNS text
+LANGUAGE sql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT boundary.assert_in(tbl, id::text, id_column) $$;
+CREATE FUNCTION boundary.assert_in(tbl regclass, id uuid, id_column text DEFAULT 'id') RETURNS text
+LANGUAGE sql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT boundary.assert_in(tbl, id::text, id_column) $$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/tools.rs:92
 -- agent_boundary::tools::assert_tool
 CREATE  FUNCTION "assert_tool"(
 	"tool_id" TEXT /* & str */
@@ -134,7 +148,7 @@ AS 'MODULE_PATHNAME', 'assert_tool_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/auto.rs:114
+-- src/policy/auto.rs:116
 -- agent_boundary::policy::auto::auto_protect_object
 CREATE  FUNCTION "auto_protect_object"(
 	"objid" oid, /* pg_sys :: Oid */
@@ -147,7 +161,7 @@ AS 'MODULE_PATHNAME', 'auto_protect_object_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/audit.rs:311
+-- src/audit.rs:541
 -- agent_boundary::audit::blocked_events_total
 CREATE  FUNCTION "blocked_events_total"() RETURNS bigint /* SqlResult < i64 > */
 STRICT STABLE SECURITY DEFINER PARALLEL SAFE
@@ -214,7 +228,7 @@ AS 'MODULE_PATHNAME', 'compose_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:390
+-- src/boundary/mod.rs:411
 -- agent_boundary::boundary::current
 CREATE  FUNCTION "current"() RETURNS jsonb /* SqlResult < JsonB > */
 STRICT STABLE PARALLEL SAFE
@@ -223,7 +237,7 @@ AS 'MODULE_PATHNAME', 'current_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:363
+-- src/boundary/mod.rs:384
 -- agent_boundary::boundary::datasource_ids
 CREATE  FUNCTION "datasource_ids"() RETURNS TEXT[] /* SqlResult < Vec < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -232,7 +246,7 @@ AS 'MODULE_PATHNAME', 'datasource_ids_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:285
+-- src/boundary/mod.rs:306
 -- agent_boundary::boundary::enter
 CREATE  FUNCTION "enter"(
 	"token" TEXT, /* & str */
@@ -245,7 +259,7 @@ AS 'MODULE_PATHNAME', 'enter_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:305
+-- src/boundary/mod.rs:326
 -- agent_boundary::boundary::exit
 CREATE  FUNCTION "exit"() RETURNS VOID /* SqlResult < () > */
 STRICT VOLATILE PARALLEL UNSAFE
@@ -255,7 +269,7 @@ AS 'MODULE_PATHNAME', 'exit_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/keys.rs:162
+-- src/boundary/keys.rs:165
 -- agent_boundary::boundary::keys::generate_signing_key
 CREATE  FUNCTION "generate_signing_key"(
 	"kid" TEXT, /* & str */
@@ -268,7 +282,7 @@ AS 'MODULE_PATHNAME', 'generate_signing_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/guard.rs:132
+-- src/policy/guard.rs:124
 -- agent_boundary::policy::guard::guard_ddl
 CREATE  FUNCTION "guard_ddl"(
 	"event" TEXT, /* & str */
@@ -281,7 +295,7 @@ AS 'MODULE_PATHNAME', 'guard_ddl_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:319
+-- src/boundary/mod.rs:340
 -- agent_boundary::boundary::is_active
 CREATE  FUNCTION "is_active"() RETURNS bool /* bool */
 STRICT STABLE PARALLEL SAFE
@@ -301,7 +315,7 @@ AS 'MODULE_PATHNAME', 'key_part_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/keys.rs:204
+-- src/boundary/keys.rs:207
 -- agent_boundary::boundary::keys::list_signing_keys
 CREATE  FUNCTION "list_signing_keys"() RETURNS TABLE (
 	"kid" TEXT,  /* String */
@@ -373,7 +387,7 @@ AS 'MODULE_PATHNAME', 'memory_list_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:368
+-- src/boundary/mod.rs:389
 -- agent_boundary::boundary::memory_namespace
 CREATE  FUNCTION "memory_namespace"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
@@ -392,7 +406,7 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'memory_set_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/guard.rs:16
+-- src/policy/guard.rs:15
 -- agent_boundary::policy::guard::outer_role_bypasses_rls
 CREATE  FUNCTION "outer_role_bypasses_rls"() RETURNS bool /* bool */
 STRICT STABLE PARALLEL SAFE
@@ -821,7 +835,7 @@ $lint$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:348
+-- src/boundary/mod.rs:369
 -- agent_boundary::boundary::plan
 CREATE  FUNCTION "plan"() RETURNS TEXT /* SqlResult < & '_ str > */
 STRICT STABLE PARALLEL SAFE
@@ -843,7 +857,7 @@ AS 'MODULE_PATHNAME', 'promote_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:383
+-- src/boundary/mod.rs:404
 -- agent_boundary::boundary::prompt_version
 CREATE  FUNCTION "prompt_version"() RETURNS TEXT /* SqlResult < Option < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -852,7 +866,7 @@ AS 'MODULE_PATHNAME', 'prompt_version_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:264
+-- src/policy/mod.rs:269
 -- agent_boundary::policy::protect
 CREATE  FUNCTION "protect"(
 	"tbl" regclass, /* PgRelation */
@@ -869,7 +883,7 @@ AS 'MODULE_PATHNAME', 'protect_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/audit.rs:281
+-- src/audit.rs:511
 -- agent_boundary::audit::purge_audit_log
 CREATE  FUNCTION "purge_audit_log"(
 	"older_than" interval /* pgrx :: datum :: Interval */
@@ -891,7 +905,7 @@ AS 'MODULE_PATHNAME', 'purge_expired_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:353
+-- src/boundary/mod.rs:374
 -- agent_boundary::boundary::region
 CREATE  FUNCTION "region"() RETURNS TEXT /* SqlResult < & '_ str > */
 STRICT STABLE PARALLEL SAFE
@@ -919,7 +933,7 @@ AS 'MODULE_PATHNAME', 'register_principal_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:294
+-- src/policy/mod.rs:299
 -- agent_boundary::policy::reprotect
 CREATE  FUNCTION "reprotect"(
 	"tbl" regclass /* PgRelation */
@@ -943,7 +957,7 @@ AS 'MODULE_PATHNAME', 'resume_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/keys.rs:185
+-- src/boundary/keys.rs:188
 -- agent_boundary::boundary::keys::retire_signing_key
 CREATE  FUNCTION "retire_signing_key"(
 	"kid" TEXT /* & str */
@@ -969,7 +983,7 @@ AS 'MODULE_PATHNAME', 'revoke_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:343
+-- src/boundary/mod.rs:364
 -- agent_boundary::boundary::role
 CREATE  FUNCTION "role"() RETURNS TEXT /* SqlResult < & '_ str > */
 STRICT STABLE PARALLEL SAFE
@@ -978,7 +992,7 @@ AS 'MODULE_PATHNAME', 'role_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:378
+-- src/boundary/mod.rs:399
 -- agent_boundary::boundary::run_id
 CREATE  FUNCTION "run_id"() RETURNS TEXT /* SqlResult < Option < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -1010,7 +1024,7 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'run_state_set_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/keys.rs:244
+-- src/boundary/keys.rs:247
 -- agent_boundary::boundary::keys::sign
 CREATE  FUNCTION "sign"(
 	"claims" jsonb, /* JsonB */
@@ -1036,7 +1050,7 @@ AS 'MODULE_PATHNAME', 'snapshot_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:328
+-- src/boundary/mod.rs:349
 -- agent_boundary::boundary::tenant_id
 CREATE  FUNCTION "tenant_id"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
@@ -1045,7 +1059,7 @@ AS 'MODULE_PATHNAME', 'tenant_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:358
+-- src/boundary/mod.rs:379
 -- agent_boundary::boundary::tool_ids
 CREATE  FUNCTION "tool_ids"() RETURNS TEXT[] /* SqlResult < Vec < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -1054,7 +1068,7 @@ AS 'MODULE_PATHNAME', 'tool_ids_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:373
+-- src/boundary/mod.rs:394
 -- agent_boundary::boundary::trace_id
 CREATE  FUNCTION "trace_id"() RETURNS TEXT /* SqlResult < Option < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -1063,7 +1077,7 @@ AS 'MODULE_PATHNAME', 'trace_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:328
+-- src/policy/mod.rs:333
 -- agent_boundary::policy::unprotect
 CREATE  FUNCTION "unprotect"(
 	"tbl" regclass /* PgRelation */
@@ -1075,7 +1089,7 @@ AS 'MODULE_PATHNAME', 'unprotect_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:338
+-- src/boundary/mod.rs:359
 -- agent_boundary::boundary::user_id
 CREATE  FUNCTION "user_id"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
@@ -1084,7 +1098,7 @@ AS 'MODULE_PATHNAME', 'user_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/guard.rs:151
+-- src/policy/guard.rs:143
 -- agent_boundary::policy::guard::validate_constraint
 CREATE  FUNCTION "validate_constraint"(
 	"tbl" regclass, /* pgrx :: PgRelation */
@@ -1134,7 +1148,7 @@ COMMENT ON FUNCTION boundary.vector_search(regclass, vector, integer, text, text
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:333
+-- src/boundary/mod.rs:354
 -- agent_boundary::boundary::workspace_id
 CREATE  FUNCTION "workspace_id"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
@@ -1143,7 +1157,7 @@ AS 'MODULE_PATHNAME', 'workspace_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/audit.rs:18
+-- src/audit.rs:19
 -- requires:
 --   policy::protect
 --   boundary::tenant_id
@@ -1168,7 +1182,8 @@ CREATE TABLE boundary.audit_log (
     datasource_ids      text[] NOT NULL DEFAULT '{}',
     memory_keys         text[] NOT NULL DEFAULT '{}',
     blocked_count       integer NOT NULL DEFAULT 0,
-    resource            text
+    resource            text,
+    repeats             integer NOT NULL DEFAULT 0
 );
 COMMENT ON TABLE boundary.audit_log IS
   'Append-only, metadata-only audit trail. Refusals are in the server log and boundary.blocked_events.';
@@ -1202,7 +1217,7 @@ CREATE POLICY audit_log_reader ON boundary.audit_log AS RESTRICTIVE FOR SELECT
 -- Every column but the id: one identity serves every tenant, so the gaps between a tenant's
 -- ids would count other tenants' events. Order by `at`.
 GRANT SELECT (at, event, tenant_id, workspace_id, user_id, trace_id, run_id, prompt_version,
-              retrieval_namespace, tool_ids, datasource_ids, memory_keys, blocked_count, resource)
+              retrieval_namespace, tool_ids, datasource_ids, memory_keys, blocked_count, resource, repeats)
     ON boundary.audit_log TO PUBLIC;
 /* </end connected objects> */
 
@@ -1248,42 +1263,6 @@ CREATE FUNCTION "guard_store_write"()
 	RETURNS TRIGGER
 	LANGUAGE c
 	AS 'MODULE_PATHNAME', 'guard_store_write_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/stores/cache.rs:17
--- requires:
---   policy::protect
---   boundary::tenant_id
---   boundary::workspace_id
---   boundary::role
---   cache_prefix
---   stores::compose_key
---   stores::guard::guard_store_write
---   policy_sql
-
-
-CREATE TABLE boundary.cache (
-    tenant_id    text NOT NULL,
-    workspace_id text NOT NULL,
-    key          text NOT NULL,
-    value        jsonb NOT NULL,
-    expires_at   timestamptz NOT NULL,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (tenant_id, key),
-    CHECK (starts_with(key, boundary.compose_key(VARIADIC ARRAY['agent-cache', tenant_id, workspace_id]) || ':'))
-);
-COMMENT ON TABLE boundary.cache IS
-  'Cached agent results, keyed by boundary.cache_key(); a role or datasource set sees only its own entries.';
-DO $protect$ BEGIN
-    PERFORM boundary.protect('boundary.cache', write_roles => '{owner,admin,member,viewer}');
-END $protect$;
-CREATE POLICY cache_current_boundary ON boundary.cache AS RESTRICTIVE FOR ALL
-    USING (starts_with(key, boundary.cache_prefix()) AND expires_at > statement_timestamp())
-    WITH CHECK (starts_with(key, boundary.cache_prefix()));
-CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundary.cache
-    FOR EACH ROW EXECUTE FUNCTION boundary.guard_store_write();
-GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.cache TO PUBLIC;
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -1360,6 +1339,42 @@ CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundar
 CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundary.run_state
     FOR EACH ROW EXECUTE FUNCTION boundary.guard_store_write();
 GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.memories, boundary.run_state TO PUBLIC;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/stores/cache.rs:17
+-- requires:
+--   policy::protect
+--   boundary::tenant_id
+--   boundary::workspace_id
+--   boundary::role
+--   cache_prefix
+--   stores::compose_key
+--   stores::guard::guard_store_write
+--   policy_sql
+
+
+CREATE TABLE boundary.cache (
+    tenant_id    text NOT NULL,
+    workspace_id text NOT NULL,
+    key          text NOT NULL,
+    value        jsonb NOT NULL,
+    expires_at   timestamptz NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, key),
+    CHECK (starts_with(key, boundary.compose_key(VARIADIC ARRAY['agent-cache', tenant_id, workspace_id]) || ':'))
+);
+COMMENT ON TABLE boundary.cache IS
+  'Cached agent results, keyed by boundary.cache_key(); a role or datasource set sees only its own entries.';
+DO $protect$ BEGIN
+    PERFORM boundary.protect('boundary.cache', write_roles => '{owner,admin,member,viewer}');
+END $protect$;
+CREATE POLICY cache_current_boundary ON boundary.cache AS RESTRICTIVE FOR ALL
+    USING (starts_with(key, boundary.cache_prefix()) AND expires_at > statement_timestamp())
+    WITH CHECK (starts_with(key, boundary.cache_prefix()));
+CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundary.cache
+    FOR EACH ROW EXECUTE FUNCTION boundary.guard_store_write();
+GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.cache TO PUBLIC;
 /* </end connected objects> */
 
 /* <begin connected objects> */

@@ -62,8 +62,11 @@ impl StoredKey {
     }
 }
 
+/// Active keys a backend remembers (a deployment has a few).
+const REMEMBERED_KEYS: usize = 64;
+
 thread_local! {
-    static ACTIVE_KEYS: RefCell<Memo<Rc<StoredKey>>> = RefCell::new(Memo::new(64));
+    static ACTIVE_KEYS: RefCell<Memo<Rc<StoredKey>>> = RefCell::new(Memo::new(REMEMBERED_KEYS));
 }
 
 fn read_key(row: &pgrx::spi::SpiHeapTupleData) -> Result<StoredKey> {
@@ -81,7 +84,7 @@ fn read_key(row: &pgrx::spi::SpiHeapTupleData) -> Result<StoredKey> {
 /// The active (not retired) key with this id, if any; remembered until the keys change.
 /// Caller must run as the extension owner.
 pub fn active_key(kid: &str) -> Result<Option<Rc<StoredKey>>> {
-    remembered(&ACTIVE_KEYS, kid, || read_active_key(kid))
+    remembered(&ACTIVE_KEYS, kid, REMEMBERED_KEYS, || read_active_key(kid))
 }
 
 fn read_active_key(kid: &str) -> Result<Option<StoredKey>> {

@@ -31,16 +31,14 @@ use std::rc::Rc;
 use token::TokenTimes;
 use verdicts::Memo;
 
-/// How many entered tokens each backend remembers (a full memo starts over), and the longest
-/// token it remembers: at most a few MB per backend.
-const REMEMBERED_TOKENS: usize = 1024;
+/// The longest token whose verdict a backend remembers (how many: `agent_boundary.remembered_tokens`).
 const REMEMBERED_TOKEN_MAX_BYTES: usize = 4096;
 
 /// Who a boundary belongs to: a transaction serves one of these from its first `admit` to its end.
 type Principal = [String; 3];
 
 thread_local! {
-    static ENTERED: RefCell<Memo<Rc<Entered>>> = RefCell::new(Memo::new(REMEMBERED_TOKENS));
+    static ENTERED: RefCell<Memo<Rc<Entered>>> = RefCell::new(Memo::new(0));
     /// The principal the current transaction entered, with the transaction's local id (a new
     /// transaction has a new one, so nothing needs resetting at its end).
     static TRANSACTION_PRINCIPAL: RefCell<Option<(pg_sys::LocalTransactionId, Principal)>> =
@@ -73,8 +71,18 @@ pub fn time_policy(now: i64, max_lifetime: i64) -> token::TimePolicy {
 fn verify_and_narrow(token: &str, scope: Scope, time: token::TimePolicy) -> Result<Entered> {
     let refused = BoundaryError::TokenRefused;
     let (kid, key) = keys::key_for_token(token)?;
-    let verified = token::verify(token, key.verifier().map_err(refused)?, time)
-        .map_err(|why| refused(why.to_string()))?;
+    let verified = token::verify(token, key.verifier().map_err(refused)?, time).map_err(|why| {
+        if token::signed_with_encoded_secret(token, key.alg, &key.verify_key) {
+            return BoundaryError::TokenRefusedWithHint {
+                why: why.to_string(),
+                hint: format!(
+                    "The token was signed with the base64 text of key \"{kid}\"'s secret: base64-decode \
+                     what generate_signing_key returned and sign with those bytes."
+                ),
+            };
+        }
+        refused(why.to_string())
+    })?;
     let times = TokenTimes::from_claims(&verified).map_err(refused)?;
     let mut requested = Requested::from_claims(&verified).map_err(refused)?;
     // A request's grant begins when its token was issued; only job tokens carry an earlier one.
@@ -114,7 +122,11 @@ fn entered(token: &str, scope: Scope) -> Result<Rc<Entered>> {
     }
     let entered = Rc::new(verify_and_narrow(token, scope, time)?);
     if entered.times.iat.is_some() && token.len() <= REMEMBERED_TOKEN_MAX_BYTES {
-        ENTERED.with(|m| m.borrow_mut().put(token.to_string(), entered.clone(), generation));
+        ENTERED.with(|m| {
+            let mut memo = m.borrow_mut();
+            memo.set_capacity(gucs::remembered_tokens());
+            memo.put(token.to_string(), entered.clone(), generation)
+        });
     }
     Ok(entered)
 }
@@ -254,11 +266,20 @@ impl Admission {
 }
 
 /// Puts a verified, sealed boundary on the transaction. Every way onto the transaction goes
-/// through here, so each runs the same checks in the same order: one principal per
-/// transaction, no planted temporary objects, the open-cursor guard, a new count of refusals,
-/// the audit row, the install, and the warning when no transaction block holds the boundary.
+/// through here, so each runs the same checks in the same order: a transaction block when
+/// required, one principal per transaction, no planted temporary objects, the open-cursor
+/// guard, a new count of refusals, the audit row, the install, and the warning when no
+/// transaction block holds the boundary.
 pub(crate) fn admit(sealed: &sealed_guc::Sealed, how: Admission) -> Result<()> {
     let boundary = &sealed.boundary;
+    let ends_with_statement = boundary.scope == Scope::Transaction && !sealed_guc::in_transaction_block();
+    if ends_with_statement && gucs::enter_requires_transaction_block() {
+        return Err(BoundaryError::OutsideTransactionBlock(format!(
+            "boundary.{}() outside a transaction block would end with this statement \
+             (agent_boundary.enter_requires_transaction_block is on)",
+            how.event()
+        )));
+    }
     refuse_another_principal(boundary, how)?;
     refuse_temporary_objects(boundary, how)?;
     refuse_switch_under_open_cursors(boundary)?;
@@ -267,7 +288,7 @@ pub(crate) fn admit(sealed: &sealed_guc::Sealed, how: Admission) -> Result<()> {
     sealed_guc::install(sealed);
     TRANSACTION_PRINCIPAL
         .with(|cell| *cell.borrow_mut() = Some((local_transaction_id(), principal_of(boundary))));
-    if boundary.scope == Scope::Transaction && !sealed_guc::in_transaction_block() {
+    if ends_with_statement {
         pgrx::warning!(
             "boundary.{}() ran outside a transaction block, so the boundary ends \
              with this statement; wrap it and the queries it guards in BEGIN ... COMMIT",

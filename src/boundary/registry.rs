@@ -36,7 +36,7 @@ SELECT pg_catalog.pg_extension_config_dump('boundary.principals', '');
 );
 
 thread_local! {
-    static PRINCIPALS: RefCell<Memo<Rc<Principal>>> = RefCell::new(Memo::new(4096));
+    static PRINCIPALS: RefCell<Memo<Rc<Principal>>> = RefCell::new(Memo::new(0));
 }
 
 /// The registry row for a principal, if one exists; remembered until the registry changes.
@@ -44,7 +44,7 @@ thread_local! {
 pub fn lookup(tenant_id: &str, workspace_id: &str, user_id: &str) -> Result<Option<Rc<Principal>>> {
     // Ids never hold control characters (CHECK constraints), so NUL joins them unambiguously.
     let key = [tenant_id, workspace_id, user_id].join("\0");
-    remembered(&PRINCIPALS, &key, || read(tenant_id, workspace_id, user_id))
+    remembered(&PRINCIPALS, &key, crate::gucs::remembered_tokens(), || read(tenant_id, workspace_id, user_id))
 }
 
 fn read(tenant_id: &str, workspace_id: &str, user_id: &str) -> Result<Option<Principal>> {

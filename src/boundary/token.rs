@@ -321,6 +321,26 @@ fn refuse_duplicate_members(token: &str) -> Result<(), Refusal> {
     })
 }
 
+/// Whether an HMAC token's signature verifies with the base64 text of `secret` instead of the
+/// secret itself: the application signed with `generate_signing_key`'s output undecoded.
+pub fn signed_with_encoded_secret(token: &str, alg: Algorithm, secret: &[u8]) -> bool {
+    use base64::Engine;
+    let Some((message, signature)) = token.rsplit_once('.') else { return false };
+    is_hmac(alg)
+        && [base64::engine::general_purpose::STANDARD, base64::engine::general_purpose::URL_SAFE].iter().any(
+            |engine| {
+                let text = engine.encode(secret);
+                jsonwebtoken::crypto::verify(
+                    signature,
+                    message.as_bytes(),
+                    &DecodingKey::from_secret(text.as_bytes()),
+                    alg,
+                )
+                .unwrap_or(false)
+            },
+        )
+}
+
 /// Verifies a boundary token: signature, audience (if present), exp, nbf, iat and lifetime;
 /// returns the claims.
 pub fn verify(token: &str, key: &Verifier, time: TimePolicy) -> Result<Value, Refusal> {
@@ -534,6 +554,25 @@ mod tests {
         )
         .unwrap();
         format!("{message}.{signature}")
+    }
+
+    #[test]
+    fn a_token_signed_with_the_secrets_base64_text_is_recognised() {
+        use base64::Engine;
+        let text = base64::engine::general_purpose::STANDARD.encode(SECRET);
+        let claims = serde_json::json!({"tenant_id": "t", "exp": TIME.now + 60});
+        let sign = |key: &[u8]| {
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(key))
+                .unwrap()
+        };
+        assert!(signed_with_encoded_secret(&sign(text.as_bytes()), Algorithm::HS256, SECRET));
+        assert!(!signed_with_encoded_secret(&sign(SECRET), Algorithm::HS256, SECRET));
+        assert!(!signed_with_encoded_secret(
+            &sign(b"another secret of thirty-two bytes!"),
+            Algorithm::HS256,
+            SECRET
+        ));
+        assert!(!signed_with_encoded_secret("not a token", Algorithm::HS256, SECRET));
     }
 
     #[test]

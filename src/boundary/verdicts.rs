@@ -139,16 +139,23 @@ impl<V: Clone> Memo<V> {
         Some(value)
     }
 
+    /// How many entries it holds at most from the next `put` on (0: none).
+    pub fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity;
+    }
+
     /// Remembers `value`, read at `read_at`, unless an invalidation arrived since.
     pub fn put(&mut self, key: String, value: V, read_at: u64) {
-        if read_at != GENERATION.get() || read_at != self.generation {
+        if read_at != GENERATION.get() || read_at != self.generation || self.capacity == 0 {
             return;
         }
         let tick = self.touch();
         if let Some((_, used)) = self.entries.get(&key) {
             self.by_use.remove(used);
-        } else if self.entries.len() >= self.capacity {
-            if let Some((_, oldest)) = self.by_use.pop_first() {
+        } else {
+            // More than one when the capacity was lowered since.
+            while self.entries.len() >= self.capacity {
+                let Some((_, oldest)) = self.by_use.pop_first() else { break };
                 self.entries.remove(&oldest);
             }
         }
@@ -162,6 +169,7 @@ impl<V: Clone> Memo<V> {
 pub fn remembered<V>(
     memo: &'static std::thread::LocalKey<RefCell<Memo<Rc<V>>>>,
     key: &str,
+    capacity: usize,
     read: impl FnOnce() -> crate::error::Result<Option<V>>,
 ) -> crate::error::Result<Option<Rc<V>>> {
     let generation = generation();
@@ -169,7 +177,11 @@ pub fn remembered<V>(
         return Ok(Some(found));
     }
     let Some(found) = read()?.map(Rc::new) else { return Ok(None) };
-    memo.with(|m| m.borrow_mut().put(key.to_string(), found.clone(), generation));
+    memo.with(|m| {
+        let mut memo = m.borrow_mut();
+        memo.set_capacity(capacity);
+        memo.put(key.to_string(), found.clone(), generation)
+    });
     Ok(Some(found))
 }
 
@@ -202,6 +214,23 @@ mod tests {
         assert_eq!(memo.entries.len(), 2);
         assert_eq!(memo.by_use.len(), 2, "replacing a value keeps one use entry per key");
         assert_eq!(memo.get("a", now), Some(4));
+    }
+
+    #[test]
+    fn a_lowered_capacity_holds_from_the_next_put_and_zero_remembers_nothing() {
+        let mut memo = Memo::new(4);
+        let now = GENERATION.get();
+        memo.get("a", now);
+        for (i, key) in ["a", "b", "c", "d"].into_iter().enumerate() {
+            memo.put(key.into(), i, now);
+        }
+        memo.set_capacity(2);
+        memo.put("e".into(), 4, now);
+        assert_eq!(memo.entries.len(), 2);
+        assert_eq!((memo.get("d", now), memo.get("e", now)), (Some(3), Some(4)), "the most recent stay");
+        memo.set_capacity(0);
+        memo.put("f".into(), 5, now);
+        assert_eq!(memo.get("f", now), None);
     }
 
     #[test]

@@ -16,6 +16,12 @@ SET ROLE regress_agent;
 
 -- assert_in: the row's id inside the boundary; one error for "other tenant's", "missing", "malformed".
 \set VERBOSITY sqlstate
+-- (First: enter() outside a transaction block warns, or fails where clients ask it to.)
+SELECT boundary.enter(:'dental') IS NOT NULL AS entered_for_one_statement;
+SET agent_boundary.enter_requires_transaction_block = on;
+SELECT boundary.enter(:'dental');
+\echo :LAST_ERROR_SQLSTATE :LAST_ERROR_MESSAGE
+RESET agent_boundary.enter_requires_transaction_block;
 BEGIN;
 SELECT boundary.enter(:'dental') IS NOT NULL AS entered;
 SELECT boundary.assert_in('crm_tickets', '10') AS inside;
@@ -30,6 +36,14 @@ SELECT boundary.assert_in('crm_tickets', 'ten');
 \echo :LAST_ERROR_SQLSTATE :LAST_ERROR_MESSAGE
 ROLLBACK TO s;
 SELECT boundary.assert_in('crm_tickets', '10', id_column => 'ticket_no');
+\echo :LAST_ERROR_SQLSTATE :LAST_ERROR_MESSAGE
+ROLLBACK TO s;
+-- Ids as drivers pass them: integer, bigint and uuid parameters find the same check.
+SELECT boundary.assert_in('crm_tickets', 10) AS int_id, boundary.assert_in('crm_tickets', 10::bigint) AS bigint_id;
+SELECT boundary.assert_in('crm_tickets', 20::bigint);
+\echo :LAST_ERROR_SQLSTATE :LAST_ERROR_MESSAGE
+ROLLBACK TO s;
+SELECT boundary.assert_in('crm_tickets', '8e3c1f56-3b4a-4c1e-9d57-0f6b1d2c9a10'::uuid);
 \echo :LAST_ERROR_SQLSTATE :LAST_ERROR_MESSAGE
 ROLLBACK TO s;
 SELECT boundary.assert_tool('crm') AS tool, boundary.assert_datasource('tickets') AS datasource;
