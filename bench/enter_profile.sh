@@ -1,49 +1,84 @@
 #!/usr/bin/env bash
-# Where a remembered-token transaction (BEGIN; boundary.enter(token); tenant_id(); COMMIT) spends
-# its time: perf samples of its backend (cpu-clock, 8 s, one pgbench client, prepared protocol),
-# with the audit row committed asynchronously (the default) and synchronously
-# (audit_async_commit = off, the behaviour before). Reports TPS and the share of on-CPU samples by
-# binary; the WAL flush wait itself is off-CPU, so it shows in TPS, not in the samples.
+# Where an enter's time goes, and what is left of it: one pgbench client, prepared protocol, three
+# transactions of the same shape, each for 10 s with perf (cpu-clock) on its backend for 8 s:
+#   baseline    BEGIN; set_config('app.tenant_id', ...); tenant setting read back; COMMIT
+#   remembered  BEGIN; boundary.enter(token) with a token this backend verified before (its
+#               enter row written within agent_boundary.audit_enter_interval); tenant_id(); COMMIT
+#   first       the same with a token this backend has never met (one of 60,000, each with its own
+#               trace id): signature check, claims, registry, seal, and the audit row
+# Reports microseconds per transaction and above the baseline, the share of on-CPU samples by
+# binary, and the extension's hottest functions. The WAL flush wait of a first meeting's audit
+# row is off-CPU: it shows in the time per transaction, not in the samples.
 # Writes bench/RESULTS.md (section "Enter path profile"). Needs perf. Usage: bash bench/enter_profile.sh
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 command -v perf >/dev/null || { echo "perf is not installed" >&2; exit 1; }
-bench_server enter-profile "shared_buffers = '256MB'"
+bench_server enter-profile "shared_buffers = '256MB'" "synchronous_commit = on"
 dir="$BENCH_DIR"
-psql_q -c "CREATE EXTENSION agent_boundary CASCADE" -c "SELECT boundary.generate_signing_key('bench')" \
-       -c "SELECT boundary.register_principal('northstar-dental', 'support', 'alice', 'admin', 'pro', 'us')" >/dev/null
-token="$(psql_q -c "SELECT boundary.sign('{\"tenant_id\": \"northstar-dental\", \"workspace_id\": \"support\", \"user_id\": \"alice\", \"role\": \"admin\"}', '1 hour')")"
-cat > "$dir/enter.sql" <<'SQL'
+tokens=60000
+psql_q >/dev/null <<SQL
+CREATE EXTENSION agent_boundary CASCADE;
+SELECT boundary.generate_signing_key('bench');
+SELECT boundary.register_principal('northstar-dental', 'support', 'alice', 'admin', 'pro', 'us');
+CREATE ROLE agent LOGIN NOBYPASSRLS;
+CREATE TABLE tokens (n int PRIMARY KEY, token text NOT NULL);
+INSERT INTO tokens SELECT n, boundary.sign(jsonb_build_object('tenant_id', 'northstar-dental',
+       'workspace_id', 'support', 'user_id', 'alice', 'role', 'admin', 'trace_id', 'request-' || n), '1 hour')
+  FROM generate_series(1, $tokens) n;
+GRANT SELECT ON tokens TO agent;
+VACUUM ANALYZE tokens;
+SQL
+# Every arm reads one token row, so the arms differ only in what they do with it.
+cat > "$dir/baseline.sql" <<'SQL'
+\set n random(1, 60000)
 BEGIN;
-SELECT boundary.enter(:token);
-SELECT boundary.tenant_id();
+SELECT set_config('app.tenant_id', 'northstar-dental', true) IS NOT NULL FROM tokens WHERE n = :n;
+SELECT current_setting('app.tenant_id');
 COMMIT;
 SQL
-profile() {  # profile NAME [PGOPTIONS]: prints "tps|share by binary"
-  local name="$1" out pid
-  PGOPTIONS="${2:-}" "$PGBIN/pgbench" -n -M prepared -c 1 -T 12 -D token="$token" -f "$dir/enter.sql" > "$dir/$name.pgbench" 2>&1 &
+sed 's/^\\set n .*/\\set n 1/; s/set_config.*IS NOT NULL/boundary.enter(token) IS NOT NULL/; s/current_setting.*/boundary.tenant_id();/' \
+  "$dir/baseline.sql" > "$dir/remembered.sql"
+# A client's variables live between its transactions: :k walks the tokens, each met once.
+sed 's/^\\set n .*/\\set k :k + 1/; s/:n/:k/; s/set_config.*IS NOT NULL/boundary.enter(token) IS NOT NULL/; s/current_setting.*/boundary.tenant_id();/' \
+  "$dir/baseline.sql" > "$dir/first.sql"
+
+profile() {  # profile ARM: prints "tps|share by binary|hottest extension functions"
+  local arm="$1" pid tps
+  "$PGBIN/pgbench" -n -M prepared -c 1 -T 10 -D k=0 -U agent -f "$dir/$arm.sql" > "$dir/$arm.pgbench" 2>&1 &
   local bench=$!
-  sleep 2
+  sleep 1
   pid="$(psql_q -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgbench' AND state IS NOT NULL LIMIT 1")"
-  perf record -F 2999 -g -p "$pid" -o "$dir/$name.perf" -- sleep 8 >/dev/null 2>&1
+  perf record -F 2999 -g -p "$pid" -o "$dir/$arm.perf" -- sleep 8 >/dev/null 2>&1
   wait "$bench"
-  out="$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$dir/$name.pgbench")"
-  printf '%.0f|%s\n' "$out" "$(perf report -i "$dir/$name.perf" --stdio --no-children --sort dso -g none 2>/dev/null \
-    | awk '/%/ && $1+0 >= 0.5 { printf "%s%s %s", sep, $2, $1; sep = ", " }')"
+  grep -q "number of failed transactions: 0 " "$dir/$arm.pgbench" || { cat "$dir/$arm.pgbench" >&2; exit 1; }
+  tps="$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$dir/$arm.pgbench")"
+  local processed; processed="$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$dir/$arm.pgbench")"
+  [ "$processed" -le "$tokens" ] || { echo "the $arm arm ran $processed transactions, more than the $tokens tokens" >&2; exit 1; }
+  printf '%.0f|%s|%s\n' "$tps" \
+    "$(perf report -i "$dir/$arm.perf" --stdio --no-children --sort dso -g none 2>/dev/null \
+       | awk '/%/ && $1+0 >= 0.5 { printf "%s%s %s", sep, $2, $1; sep = ", " }')" \
+    "$(perf report -i "$dir/$arm.perf" --stdio --no-children --dsos agent_boundary.so --sort sym -g none 2>/dev/null \
+       | awk '/%/ && $1+0 >= 0.2 && n < 4 { $1 = $1; pct = $1; $1 = ""; $2 = ""; sub(/^ +/, ""); sub(/::h[0-9a-f]+$/, "");
+                                             printf "%s`%s` %s", sep, $0, pct; sep = ", "; n++ }')"
 }
-say "profiling the enter path, audit row committed asynchronously (default)"
-IFS='|' read -r async_tps async_share < <(profile async)
-say "profiling the enter path, audit row committed synchronously"
-IFS='|' read -r sync_tps sync_share < <(profile sync "-c agent_boundary.audit_async_commit=off")
+declare -A tps share hot
+for arm in baseline remembered first; do
+  say "profiling the $arm arm"
+  IFS='|' read -r "tps[$arm]" "share[$arm]" "hot[$arm]" < <(profile "$arm")
+done
+rows="$(psql_q -c "SELECT count(*) FROM boundary.audit_log WHERE event = 'enter'")"
+us() { awk -v t="$1" 'BEGIN { printf "%.0f", 1e6 / t }'; }
+above() { awk -v t="$1" -v b="${tps[baseline]}" 'BEGIN { printf "%+.0f", 1e6 / t - 1e6 / b }'; }
 {
   echo "## Enter path profile"
   echo
-  echo "Command: \`bash bench/enter_profile.sh\` — $(machine). One pgbench client, prepared protocol, \`BEGIN; boundary.enter(token); tenant_id(); COMMIT\` with a remembered token; perf (cpu-clock, 2999 Hz) on the backend for 8 s."
+  echo "Command: \`bash bench/enter_profile.sh\` — $(machine). One pgbench client, prepared protocol, \`synchronous_commit = on\`, 10 s per arm with perf (cpu-clock, 2999 Hz) on the backend for 8 s. Each transaction reads one token row, then: baseline \`set_config\` and \`current_setting\`; remembered: \`boundary.enter\` with the token this backend verified before, and \`tenant_id()\`; first: the same with one of $tokens tokens (each its own trace id) the backend has never met. The arms wrote $rows \`enter\` rows."
   echo
-  echo "| audit row | transactions/s | µs per transaction | on-CPU samples by binary |"
-  echo "|---|---|---|---|"
-  echo "| committed asynchronously (default) | $async_tps | $(awk -v t="$async_tps" 'BEGIN { printf "%.0f", 1e6 / t }') | $async_share |"
-  echo "| committed synchronously (\`audit_async_commit = off\`, as before) | $sync_tps | $(awk -v t="$sync_tps" 'BEGIN { printf "%.0f", 1e6 / t }') | $sync_share |"
+  echo "| arm | transactions/s | µs per transaction | µs above baseline | on-CPU samples by binary | hottest in agent_boundary.so (share of all samples) |"
+  echo "|---|---|---|---|---|---|"
+  for arm in baseline remembered first; do
+    echo "| $arm | ${tps[$arm]} | $(us "${tps[$arm]}") | $(above "${tps[$arm]}") | ${share[$arm]} | ${hot[$arm]:-—} |"
+  done
   echo
-  echo "The extension's own code is a few percent of the backend's CPU either way; the rest is PostgreSQL executing the statements and the audit INSERT, and the kernel (loopback network, and WAL writes when the commit waits). The wait for the WAL flush is off-CPU: it shows as the difference in transactions per second."
+  echo "A remembered token costs a hash lookup, the time checks, one setting and the function call's own SECURITY DEFINER and search_path switch; a first meeting adds the signature check, the registry read and the audit row's INSERT and WAL flush at commit. The rest of each transaction is PostgreSQL and the kernel (loopback network) as in the baseline."
 } | write_section enter-profile

@@ -11,8 +11,10 @@
 #   F  C with a fresh token every transaction (each with its own trace id, so its own audit row)
 # Queries: point lookup, latest 20, INSERT, ten point lookups after one enter; -M simple and
 # -M prepared, 4 clients; the point lookup also with 1 client and on new connections (-C).
-# Connections are pooled (one pgbench run holds them) and warm: each run's first seconds are a
-# warm-up left out of the figures, in which a backend meets the tenants it will serve.
+# Connections are pooled (one pgbench run holds them) and warm, as a pool's long-lived server
+# connections are: each run's first seconds are a warm-up left out of the figures, in which every
+# client first meets the 1,024 most popular tenants once each (a pooled backend that has served
+# traffic for a while has met them), then draws Zipf tenants. New connections (-C) start cold.
 # Reports the median and spread of TPS over rounds, p50/p99 latency, ratios to A; writes the
 # "RLS overhead" section of bench/RESULTS.md.
 #   bash bench/rls_overhead.sh            full run (5 rounds of 3 s warm-up + 2 s per cell)
@@ -24,9 +26,9 @@
 #                                         release build; prints the table, writes no RESULTS
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-quick=0; warmup=3; seconds=2; rounds=5; rows=1000000; tenants=10000; fresh=200000
+quick=0; warmup=5; seconds=2; rounds=5; rows=1000000; tenants=10000; fresh=200000; sweep=1024
 only_cell=""
-if [ "${1:-}" = "--quick" ]; then quick=1; warmup=1; seconds=1; rounds=1; rows=100000; fresh=5000; fi
+if [ "${1:-}" = "--quick" ]; then quick=1; warmup=1; seconds=1; rounds=1; rows=100000; fresh=5000; sweep=100; fi
 if [ "${1:-}" = "--cell" ]; then only_cell="$2"; rounds=3; fi
 # --quick checks correctness, not speed, so it uses the debug build test.sh has just installed.
 [ "$quick" = 1 ] && export BENCH_DEBUG_BUILD=1
@@ -93,8 +95,9 @@ declare -A prefix=(
 script() {  # script ARM QUERY
   local arm="$1" query="$2" t="${table[$1]}" where="" and=""
   case "$arm" in A|E) where="WHERE tenant_id = :t"; and="tenant_id = :t AND" ;; esac
-  printf '\\set t random_zipfian(1, %d, 1.01)\n\\set n random(1, %d)\n\\set id random(1, 10)\nBEGIN;\n%s\n' \
-    "$tenants" "$fresh" "${prefix[$arm]}"
+  # :warmed counts this client's sweep (pgbench keeps a client's variables between transactions).
+  printf '\\if :warmed < :sweep\n\\set warmed :warmed + 1\n\\set t :warmed\n\\else\n\\set t random_zipfian(1, %d, 1.01)\n\\endif\n' "$tenants"
+  printf '\\set n random(1, %d)\n\\set id random(1, 10)\nBEGIN;\n%s\n' "$fresh" "${prefix[$arm]}"
   case "$query" in
     point)    echo "SELECT body FROM $t WHERE $and id = :id;" ;;
     latest20) echo "SELECT id, created_at FROM $t $where ORDER BY created_at DESC LIMIT 20;" ;;
@@ -121,23 +124,30 @@ cells+=("point prepared 1 pooled" "point prepared 4 new")
 # run ARM CELL ROUND: one pgbench run of warm-up + measured seconds, keeping its per-transaction log.
 run() {
   local arm="$1" query mode clients conn; read -r query mode clients conn <<<"$2"
-  local log="$dir/log-$arm-${2// /-}-r$3" out new=()
-  [ "$conn" = new ] && new=(-C)
+  local log="$dir/log-$arm-${2// /-}-r$3" out new=() swept="$sweep"
+  [ "$conn" = new ] && new=(-C) && swept=0
   script "$arm" "$query" > "$dir/$arm-$query.sql"
   rm -f "$log".*
   # The same seed for every arm of a round: they draw the same tenants in the same order.
   out="$("$PGBIN/pgbench" -n -M "$mode" -c "$clients" -j "$clients" "${new[@]}" -T "$((warmup + seconds))" \
-         --random-seed="$3" -U "${role[$arm]}" -l --log-prefix="$log" -f "$dir/$arm-$query.sql" 2>&1)" \
+         --random-seed="$3" -D warmed=0 -D sweep="$swept" -U "${role[$arm]}" -l --log-prefix="$log" -f "$dir/$arm-$query.sql" 2>&1)" \
     || { echo "$out" >&2; exit 1; }
   grep -q "number of failed transactions: 0 " <<<"$out" || { echo "$out" >&2; echo "pgbench reported failed transactions" >&2; exit 1; }
 }
 
 # after_warmup ARM CELL ROUND: "seconds latency_us" of each transaction that completed after the
-# warm-up (pgbench log columns: client, transaction, latency us, script, epoch s, us).
+# warm-up (pgbench log columns: client, transaction, latency us, script, epoch s, us). Fails when
+# a client's sweep ran past the warm-up: its figures would mix in first meetings.
 after_warmup() {
-  cat "$dir/log-$1-${2// /-}-r$3".* | awk -v warmup="$warmup" '{ t[NR] = $5 + $6 / 1e6; lat[NR] = $3
+  local swept="$sweep"; [[ "$2" == *" new" ]] && swept=0
+  cat "$dir/log-$1-${2// /-}-r$3".* | awk -v warmup="$warmup" -v sweep="$swept" -v what="$1, $2, round $3" '
+    { t[NR] = $5 + $6 / 1e6; lat[NR] = $3; tx[NR] = $2
       if (NR == 1 || t[NR] < first) first = t[NR] }
-    END { for (i = 1; i <= NR; i++) if (t[i] >= first + warmup) printf "%.6f %d\n", t[i] - first - warmup, lat[i] }'
+    END { for (i = 1; i <= NR; i++) {
+            if (tx[i] < sweep && t[i] >= first + warmup) {
+              printf "%s: the warm-up sweep of %d tenants outlasted the %d s warm-up\n", what, sweep, warmup > "/dev/stderr"; exit 1 }
+          }
+          for (i = 1; i <= NR; i++) if (t[i] >= first + warmup) printf "%.6f %d\n", t[i] - first - warmup, lat[i] }'
 }
 
 # summarize ARM CELL: "tps min max p50_ms p99_ms": the median, lowest and highest TPS of the
@@ -146,7 +156,7 @@ summarize() {
   local all="$dir/after-warmup" round rates=()
   : > "$all"
   for round in $(seq 1 "$rounds"); do
-    after_warmup "$1" "$2" "$round" > "$dir/round.tmp"
+    after_warmup "$1" "$2" "$round" > "$dir/round.tmp" || exit 1
     rates+=("$(awk -v s="$seconds" 'END { printf "%.1f", NR / s }' "$dir/round.tmp")")
     cat "$dir/round.tmp" >> "$all"
   done
@@ -203,7 +213,7 @@ entered="$(cat "$dir"/log-[ECF]-* | wc -l)"
 report() {
   echo "## RLS overhead"
   echo
-  echo "Command: \`bash bench/rls_overhead.sh\` — $(machine). $rows rows over $tenants Zipf-sized tenants (primary key (tenant_id, id), index (tenant_id, created_at)), tenants drawn with \`random_zipfian(1, $tenants, 1.01)\`, one token per tenant (its own trace id), \`synchronous_commit = on\`. Each cell is $rounds rounds of ${warmup} s warm-up + ${seconds} s measured on one pgbench run's connections (pooled: held for the run; new: \`-C\`, a connection per transaction), the arms taking turns within a round with the same random seed. TPS: median of the rounds, with the lowest and highest; p50/p99: over all measured transactions. Ratios are to arm A: time per transaction (A's TPS / the arm's) and latency (the arm's / A's); above 1 = slower. Total run $((SECONDS - started)) s."
+  echo "Command: \`bash bench/rls_overhead.sh\` — $(machine). $rows rows over $tenants Zipf-sized tenants (primary key (tenant_id, id), index (tenant_id, created_at)), tenants drawn with \`random_zipfian(1, $tenants, 1.01)\`, one token per tenant (its own trace id), \`synchronous_commit = on\`. Each cell is $rounds rounds of ${warmup} s warm-up + ${seconds} s measured on one pgbench run's connections (pooled: held for the run, warm: in the warm-up each client first meets the $sweep most popular tenants once, then draws Zipf tenants, as a pool's long-lived connection has; new: \`-C\`, a connection per transaction, cold), the arms taking turns within a round with the same random seed. TPS: median of the rounds, with the lowest and highest; p50/p99: over all measured transactions. Ratios are to arm A: time per transaction (A's TPS / the arm's) and latency (the arm's / A's); above 1 = slower. Total run $((SECONDS - started)) s."
   echo
   echo "| query | mode | clients | connections | arm | TPS | TPS range | p50 ms | p99 ms | time per transaction vs A | p50 vs A | p99 vs A |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|---|"

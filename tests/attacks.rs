@@ -1487,6 +1487,82 @@ async fn installing_into_a_pre_created_schema_fails_cleanly() {
     }
 }
 
+// DROP EXTENSION ... CASCADE takes the generated policies with it. What is left must deny every
+// row (row level security stays on and forced, with no policy admitting anything), never admit
+// every row through a leftover permissive policy; protecting again after re-creating the
+// extension restores each tenant's rows.
+async fn dropping_the_extension_leaves_protected_tables_denying_everything() {
+    let admin = admin().await;
+    admin.batch_execute("CREATE DATABASE dropped").await.unwrap();
+    let connect = |user: &str| {
+        let mut config = cluster().config(user);
+        config.dbname("dropped");
+        connect_with(config)
+    };
+    let owner = connect("postgres").await.unwrap();
+    owner
+        .batch_execute(
+            "CREATE EXTENSION agent_boundary CASCADE;
+             SELECT boundary.generate_signing_key('drop-test');
+             SELECT boundary.register_principal('northstar-dental', 'support', 'alice', 'admin');
+             CREATE TABLE notes (tenant_id text NOT NULL, workspace_id text NOT NULL, body text);
+             SELECT count(*) FROM boundary.protect('notes');
+             INSERT INTO notes VALUES ('northstar-dental', 'support', 'dental note'),
+                                      ('northstar-design', 'support', 'design note');
+             GRANT SELECT, INSERT ON notes TO agent;",
+        )
+        .await
+        .unwrap();
+    // A table protected by an earlier release: its allow policy is a bare true (with the
+    // fingerprint of that, as the release recorded it).
+    owner
+        .batch_execute(
+            "CREATE TABLE legacy_notes (tenant_id text NOT NULL, body text);
+             SELECT count(*) FROM boundary.protect('legacy_notes');
+             ALTER EVENT TRIGGER boundary_guard_ddl DISABLE;
+             ALTER POLICY boundary_allow ON legacy_notes USING (true) WITH CHECK (true);
+             ALTER EVENT TRIGGER boundary_guard_ddl ENABLE;
+             DO $$ BEGIN EXECUTE format('COMMENT ON POLICY boundary_allow ON legacy_notes IS %L',
+                 'agent_boundary policies fingerprint: ' || boundary.policies_fingerprint('legacy_notes')); END $$;",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        lint(&owner, false).await,
+        ["public.legacy_notes | boundary_allow admits rows without depending on the extension: DROP EXTENSION ... \
+          CASCADE would leave it admitting every row"]
+    );
+    owner.batch_execute("SELECT count(*) FROM boundary.reprotect('legacy_notes')").await.unwrap();
+    assert_eq!(lint(&owner, false).await, Vec::<String>::new());
+    owner.batch_execute("DROP EXTENSION agent_boundary CASCADE").await.unwrap();
+
+    assert_eq!(
+        column(
+            &owner,
+            "SELECT relrowsecurity AND relforcerowsecurity FROM pg_class WHERE oid = 'notes'::regclass"
+        )
+        .await
+        .unwrap(),
+        ["t"]
+    );
+    let agent = connect("agent").await.unwrap();
+    assert_eq!(column(&agent, "SELECT body FROM notes").await.unwrap(), Vec::<String>::new());
+    assert_refused(
+        agent.batch_execute("INSERT INTO notes VALUES ('northstar-design', 'support', 'planted')").await,
+        "42501",
+        "new row violates row-level security policy for table \"notes\"",
+    );
+    owner
+        .batch_execute(
+            "CREATE EXTENSION agent_boundary CASCADE; SELECT count(*) FROM boundary.protect('notes')",
+        )
+        .await
+        .unwrap();
+    assert_eq!(column(&owner, "SELECT count(*) FROM notes").await.unwrap(), ["2"], "nothing was lost");
+    drop((owner, agent));
+    admin.batch_execute("DROP DATABASE dropped WITH (FORCE)").await.unwrap();
+}
+
 // The kit's CI lint script, pointed at this database.
 async fn the_ci_lint_script_fails_on_findings() {
     let run = || {
@@ -1565,6 +1641,7 @@ fn main() {
         tokens_never_reach_query_text_or_the_server_log,
         parallel_workers_apply_generated_policies,
         installing_into_a_pre_created_schema_fails_cleanly,
+        dropping_the_extension_leaves_protected_tables_denying_everything,
         the_ci_lint_script_fails_on_findings,
     ];
     let conclusion = libtest_mimic::run(&args, trials);

@@ -36,6 +36,25 @@ $bootstrap$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/boundary/keys.rs:21
+
+CREATE TABLE boundary.signing_keys (
+    kid         text PRIMARY KEY CHECK (kid ~ '^[A-Za-z0-9._-]{1,64}$'),
+    alg         text NOT NULL CHECK (alg IN ('HS256', 'HS384', 'HS512', 'EdDSA', 'ES256', 'RS256')),
+    verify_key  bytea NOT NULL,
+    signing_key bytea,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    retired_at  timestamptz,
+    CHECK (signing_key IS NULL OR alg NOT LIKE 'HS%')
+);
+COMMENT ON TABLE boundary.signing_keys IS
+  'Keys that verify boundary tokens. verify_key: the HMAC secret, or a public key (PEM). '
+  'signing_key: a private key (PEM), only when the database itself must sign. '
+  'No ordinary role can read this table.';
+SELECT pg_catalog.pg_extension_config_dump('boundary.signing_keys', '');
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/boundary/registry.rs:11
 
 CREATE TABLE boundary.principals (
@@ -59,25 +78,6 @@ COMMENT ON TABLE boundary.principals IS
   'What each (tenant, workspace, user) may currently do. boundary.enter() refuses principals '
   'that are missing or revoked and narrows a token''s role, tools and datasources to this row.';
 SELECT pg_catalog.pg_extension_config_dump('boundary.principals', '');
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/boundary/keys.rs:21
-
-CREATE TABLE boundary.signing_keys (
-    kid         text PRIMARY KEY CHECK (kid ~ '^[A-Za-z0-9._-]{1,64}$'),
-    alg         text NOT NULL CHECK (alg IN ('HS256', 'HS384', 'HS512', 'EdDSA', 'ES256', 'RS256')),
-    verify_key  bytea NOT NULL,
-    signing_key bytea,
-    created_at  timestamptz NOT NULL DEFAULT now(),
-    retired_at  timestamptz,
-    CHECK (signing_key IS NULL OR alg NOT LIKE 'HS%')
-);
-COMMENT ON TABLE boundary.signing_keys IS
-  'Keys that verify boundary tokens. verify_key: the HMAC secret, or a public key (PEM). '
-  'signing_key: a private key (PEM), only when the database itself must sign. '
-  'No ordinary role can read this table.';
-SELECT pg_catalog.pg_extension_config_dump('boundary.signing_keys', '');
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -295,6 +295,15 @@ AS 'MODULE_PATHNAME', 'guard_ddl_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/policy/mod.rs:267
+-- agent_boundary::policy::installed
+CREATE  FUNCTION "installed"() RETURNS bool /* bool */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'installed_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/boundary/mod.rs:340
 -- agent_boundary::boundary::is_active
 CREATE  FUNCTION "is_active"() RETURNS bool /* bool */
@@ -421,6 +430,7 @@ AS 'MODULE_PATHNAME', 'outer_role_bypasses_rls_wrapper';
 --   guard::guard_ddl
 --   guard::outer_role_bypasses_rls
 --   boundary::is_active
+--   installed
 
 -- Generated row level security, SQL side: the TRUNCATE guard, the auto-protect event trigger and
 -- the unprotected_tables() lint. The Rust side is src/policy/.
@@ -615,6 +625,17 @@ findings (object, problem, fix) AS (
                          JOIN pg_description d ON d.objoid = q.oid AND d.classoid = 'pg_policy'::regclass
                         WHERE q.polrelid = p.oid AND q.polname = 'boundary_allow'
                           AND d.description = 'agent_boundary policies fingerprint: ' || boundary.policies_fingerprint(p.oid))
+    UNION ALL
+    -- A permissive policy that does not depend on the extension outlives DROP EXTENSION ...
+    -- CASCADE, and then admits every row (protected by an earlier release).
+    SELECT p.name, 'boundary_allow admits rows without depending on the extension: DROP EXTENSION ... CASCADE would leave it admitting every row',
+           format('SELECT boundary.reprotect(%L);', p.name)
+      FROM protected p
+      JOIN pg_policy q ON q.polrelid = p.oid AND q.polname = 'boundary_allow'
+     WHERE NOT EXISTS (SELECT 1 FROM pg_depend d
+                        WHERE d.classid = 'pg_policy'::regclass AND d.objid = q.oid
+                          AND d.refclassid = 'pg_proc'::regclass
+                          AND d.refobjid = 'boundary.installed()'::regprocedure)
     UNION ALL
     -- The column protect() scoped by was renamed or dropped: the policies still hold (they name
     -- it by number), but re-protection, and so every later ALTER TABLE, fails.
@@ -866,7 +887,7 @@ AS 'MODULE_PATHNAME', 'prompt_version_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:269
+-- src/policy/mod.rs:278
 -- agent_boundary::policy::protect
 CREATE  FUNCTION "protect"(
 	"tbl" regclass, /* PgRelation */
@@ -933,7 +954,7 @@ AS 'MODULE_PATHNAME', 'register_principal_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:299
+-- src/policy/mod.rs:308
 -- agent_boundary::policy::reprotect
 CREATE  FUNCTION "reprotect"(
 	"tbl" regclass /* PgRelation */
@@ -1077,7 +1098,7 @@ AS 'MODULE_PATHNAME', 'trace_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:333
+-- src/policy/mod.rs:342
 -- agent_boundary::policy::unprotect
 CREATE  FUNCTION "unprotect"(
 	"tbl" regclass /* PgRelation */

@@ -15,6 +15,8 @@ pub const INSERT_POLICY: &str = "boundary_insert";
 pub const UPDATE_POLICY: &str = "boundary_update";
 pub const DELETE_POLICY: &str = "boundary_delete";
 pub const POLICIES: [&str; 5] = [ALLOW_POLICY, SELECT_POLICY, INSERT_POLICY, UPDATE_POLICY, DELETE_POLICY];
+/// What the permissive policy admits by: true, through a function of the extension.
+pub const ADMIT: &str = "boundary.installed()";
 pub const TRUNCATE_TRIGGER: &str = "boundary_refuse_truncate";
 /// Refuses cascaded and trigger-made changes to rows outside the boundary (row level security
 /// does not check referential actions).
@@ -160,8 +162,12 @@ impl ProtectPlan {
         out.extend(existing.drop_policies(t));
         out.extend([
             // Restrictive policies are ANDed with everything else, so no other policy can widen
-            // them; PostgreSQL needs one permissive policy to admit rows at all.
-            format!("CREATE POLICY {ALLOW_POLICY} ON {t} AS PERMISSIVE FOR ALL USING (true) WITH CHECK (true)"),
+            // them; PostgreSQL needs one permissive policy to admit rows at all. It says
+            // boundary.installed() (true) rather than true, so dropping the extension drops it too
+            // and the table denies every row instead of admitting every row.
+            format!(
+                "CREATE POLICY {ALLOW_POLICY} ON {t} AS PERMISSIVE FOR ALL USING ({ADMIT}) WITH CHECK ({ADMIT})"
+            ),
             format!("CREATE POLICY {SELECT_POLICY} ON {t} AS RESTRICTIVE FOR SELECT USING ({rows})"),
             format!("CREATE POLICY {INSERT_POLICY} ON {t} AS RESTRICTIVE FOR INSERT WITH CHECK ({write})"),
             format!("CREATE POLICY {UPDATE_POLICY} ON {t} AS RESTRICTIVE FOR UPDATE USING ({rows}) WITH CHECK ({write})"),

@@ -30,8 +30,13 @@ use std::cell::Cell;
 extension_sql_file!(
     "policy.sql",
     name = "policy_sql",
-    requires =
-        [auto::auto_protect_object, guard::guard_ddl, guard::outer_role_bypasses_rls, boundary::is_active]
+    requires = [
+        auto::auto_protect_object,
+        guard::guard_ddl,
+        guard::outer_role_bypasses_rls,
+        boundary::is_active,
+        installed
+    ]
 );
 
 thread_local! {
@@ -258,6 +263,15 @@ fn parse_write_roles(roles: pgrx::Array<&str>) -> Result<Vec<Role>> {
 fn audit_table_event(event: &str, oid: pg_sys::Oid) -> Result<()> {
     let display = table(oid)?.display;
     crate::audit::record(event, None, crate::audit::Event { resource: Some(&display), ..Default::default() })
+}
+
+/// True. The permissive policy protect() makes admits rows through this function rather than
+/// through a bare `true`, so the policy depends on the extension: `DROP EXTENSION agent_boundary
+/// CASCADE` drops it with the restrictive ones, and the table, its row level security still on
+/// and forced, then admits no row instead of every row. IMMUTABLE, so the planner folds it away.
+#[pg_extern(immutable, parallel_safe)]
+fn installed() -> bool {
+    true
 }
 
 /// Turns a table into a tenant table: ENABLE and FORCE row level security; a restrictive

@@ -192,6 +192,17 @@ findings (object, problem, fix) AS (
                         WHERE q.polrelid = p.oid AND q.polname = 'boundary_allow'
                           AND d.description = 'agent_boundary policies fingerprint: ' || boundary.policies_fingerprint(p.oid))
     UNION ALL
+    -- A permissive policy that does not depend on the extension outlives DROP EXTENSION ...
+    -- CASCADE, and then admits every row (protected by an earlier release).
+    SELECT p.name, 'boundary_allow admits rows without depending on the extension: DROP EXTENSION ... CASCADE would leave it admitting every row',
+           format('SELECT boundary.reprotect(%L);', p.name)
+      FROM protected p
+      JOIN pg_policy q ON q.polrelid = p.oid AND q.polname = 'boundary_allow'
+     WHERE NOT EXISTS (SELECT 1 FROM pg_depend d
+                        WHERE d.classid = 'pg_policy'::regclass AND d.objid = q.oid
+                          AND d.refclassid = 'pg_proc'::regclass
+                          AND d.refobjid = 'boundary.installed()'::regprocedure)
+    UNION ALL
     -- The column protect() scoped by was renamed or dropped: the policies still hold (they name
     -- it by number), but re-protection, and so every later ALTER TABLE, fails.
     SELECT p.name, format('protect() scoped it by column %I, which it no longer has (renamed or dropped); every later ALTER TABLE will fail',
