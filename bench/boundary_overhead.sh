@@ -4,8 +4,9 @@
 #      evaluated once per row over 1M rows;
 #   2. per-transaction cost of boundary.enter(token) vs set_config(..., true), with pgbench in
 #      prepared mode, 1 and 4 clients: a token the backend has entered before (its verdict is
-#      remembered) with the audit row committed asynchronously (the default), with it committed
-#      synchronously (audit_async_commit = off, the behaviour before), and without it; and a
+#      remembered; its audit row written once a minute per backend) with that row committed
+#      asynchronously (the default), synchronously (audit_async_commit = off), and without audit
+#      rows; and a
 #      fresh token every transaction (JWT verify + seal; the key and the registry row are
 #      remembered). synchronous_commit is on, as on a production server.
 # Writes bench/RESULTS.md (section "Boundary overhead"). Usage: bash bench/boundary_overhead.sh [seconds per arm]
@@ -114,11 +115,11 @@ per_call_ns() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", a - b }'; }
   echo "| 1M-row filter calling the accessor per row: \`boundary.tenant_id()\` vs \`current_setting('app.tenant_id')\` (best of 5, ms) | $acc_ms | $cur_ms | $(ratio "$acc_ms" "$cur_ms") |"
   echo "| accessor cost per call over a constant-compare filter (ns) | $(per_call_ns "$acc_ms" "$base_ms") | $(per_call_ns "$cur_ms" "$base_ms") | $(ratio "$(per_call_ns "$acc_ms" "$base_ms")" "$(per_call_ns "$cur_ms" "$base_ms")") |"
   for c in 1 4; do
-    echo "| $c client(s), transactions/s: \`BEGIN; boundary.enter(token); tenant_id(); COMMIT\` vs \`BEGIN; set_config(...); current_setting(); COMMIT\`, the same token every time, audit row on and committed asynchronously (default) | ${med[enter$c]} | ${med[set$c]} | $(ratio "${med[set$c]}" "${med[enter$c]}")x the time per transaction |"
-    echo "| $c client(s), the same with \`agent_boundary.audit_async_commit = off\` (every audit row waits for its WAL flush, as before) | ${med[sync$c]} | ${med[set$c]} | $(ratio "${med[set$c]}" "${med[sync$c]}")x the time per transaction |"
+    echo "| $c client(s), transactions/s: \`BEGIN; boundary.enter(token); tenant_id(); COMMIT\` vs \`BEGIN; set_config(...); current_setting(); COMMIT\`, the same token every time, audit on (default: a row per boundary per backend per minute, committed asynchronously) | ${med[enter$c]} | ${med[set$c]} | $(ratio "${med[set$c]}" "${med[enter$c]}")x the time per transaction |"
+    echo "| $c client(s), the same with \`agent_boundary.audit_async_commit = off\` (an audit row waits for its WAL flush) | ${med[sync$c]} | ${med[set$c]} | $(ratio "${med[set$c]}" "${med[sync$c]}")x the time per transaction |"
     echo "| $c client(s), the same with \`agent_boundary.audit_enter = off\` (no audit row) | ${med[unaudited$c]} | ${med[set$c]} | $(ratio "${med[set$c]}" "${med[unaudited$c]}")x the time per transaction |"
     echo "| $c client(s), a fresh token every transaction, read from a table in the entering statement (baseline: set_config reading the same row), audit on (default) | ${med[fresh$c]} | ${med[set_row$c]} | $(ratio "${med[set_row$c]}" "${med[fresh$c]}")x the time per transaction |"
   done
   echo
-  echo "A policy \`tenant_id = boundary.tenant_id()\` pays the per-call cost once per index scan (the accessor is the index key) and once per row in a sequential scan. The first \`boundary.enter\` of a token in a backend verifies the JWT, reads the key and the registry row (each remembered until \`boundary.signing_keys\` or \`boundary.principals\` change), narrows and seals the result; later enters of the same token reuse that verdict after checking the token's times again. By default \`enter\` also appends a row to the audit log; a transaction whose only writes are its enter/exit rows commits without waiting for the WAL flush (\`agent_boundary.audit_async_commit\`, on by default: a crash can lose such rows committed in the last moments before it, up to three times \`wal_writer_delay\`), any other write keeps the session's commit behaviour. The ratios are for transactions that do nothing else."
+  echo "A policy \`tenant_id = boundary.tenant_id()\` pays the per-call cost once per index scan (the accessor is the index key) and once per row in a sequential scan. The first \`boundary.enter\` of a token in a backend verifies the JWT, reads the key and the registry row (each remembered until \`boundary.signing_keys\` or \`boundary.principals\` change), narrows and seals the result; later enters of the same token reuse that verdict after checking the token's times again. By default \`enter\` also writes an audit row, at most once per boundary per backend per \`agent_boundary.audit_enter_interval\` (60 s; the enters in between are counted into the next row's \`repeats\`), so the same-token arms write one row a minute per backend and the fresh-token arm (a trace id per token) one per transaction; a transaction whose only writes are its enter/exit rows commits without waiting for the WAL flush (\`agent_boundary.audit_async_commit\`, on by default: a crash can lose such rows committed in the last moments before it, up to three times \`wal_writer_delay\`), any other write keeps the session's commit behaviour. The ratios are for transactions that do nothing else."
 } | write_section boundary-overhead

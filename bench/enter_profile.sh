@@ -6,6 +6,7 @@
 #               enter row written within agent_boundary.audit_enter_interval); tenant_id(); COMMIT
 #   first       the same with a token this backend has never met (one of 60,000, each with its own
 #               trace id): signature check, claims, registry, seal, and the audit row
+#   unaudited   first, as a role with agent_boundary.audit_enter = off: the verification alone
 # Reports microseconds per transaction and above the baseline, the share of on-CPU samples by
 # binary, and the extension's hottest functions. The WAL flush wait of a first meeting's audit
 # row is off-CPU: it shows in the time per transaction, not in the samples.
@@ -21,6 +22,8 @@ CREATE EXTENSION agent_boundary CASCADE;
 SELECT boundary.generate_signing_key('bench');
 SELECT boundary.register_principal('northstar-dental', 'support', 'alice', 'admin', 'pro', 'us');
 CREATE ROLE agent LOGIN NOBYPASSRLS;
+CREATE ROLE unaudited_agent LOGIN NOBYPASSRLS IN ROLE agent;
+ALTER ROLE unaudited_agent SET agent_boundary.audit_enter = off;
 CREATE TABLE tokens (n int PRIMARY KEY, token text NOT NULL);
 INSERT INTO tokens SELECT n, boundary.sign(jsonb_build_object('tenant_id', 'northstar-dental',
        'workspace_id', 'support', 'user_id', 'alice', 'role', 'admin', 'trace_id', 'request-' || n), '1 hour')
@@ -41,10 +44,12 @@ sed 's/^\\set n .*/\\set n 1/; s/set_config.*IS NOT NULL/boundary.enter(token) I
 # A client's variables live between its transactions: :k walks the tokens, each met once.
 sed 's/^\\set n .*/\\set k :k + 1/; s/:n/:k/; s/set_config.*IS NOT NULL/boundary.enter(token) IS NOT NULL/; s/current_setting.*/boundary.tenant_id();/' \
   "$dir/baseline.sql" > "$dir/first.sql"
+cp "$dir/first.sql" "$dir/unaudited.sql"
 
 profile() {  # profile ARM: prints "tps|share by binary|hottest extension functions"
-  local arm="$1" pid tps
-  "$PGBIN/pgbench" -n -M prepared -c 1 -T 10 -D k=0 -U agent -f "$dir/$arm.sql" > "$dir/$arm.pgbench" 2>&1 &
+  local arm="$1" pid tps user=agent
+  [ "$arm" = unaudited ] && user=unaudited_agent
+  "$PGBIN/pgbench" -n -M prepared -c 1 -T 10 -D k=0 -U "$user" -f "$dir/$arm.sql" > "$dir/$arm.pgbench" 2>&1 &
   local bench=$!
   sleep 1
   pid="$(psql_q -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgbench' AND state IS NOT NULL LIMIT 1")"
@@ -62,7 +67,8 @@ profile() {  # profile ARM: prints "tps|share by binary|hottest extension functi
                                              printf "%s`%s` %s", sep, $0, pct; sep = ", "; n++ }')"
 }
 declare -A tps share hot
-for arm in baseline remembered first; do
+arms=(baseline remembered first unaudited)
+for arm in "${arms[@]}"; do
   say "profiling the $arm arm"
   IFS='|' read -r "tps[$arm]" "share[$arm]" "hot[$arm]" < <(profile "$arm")
 done
@@ -72,13 +78,13 @@ above() { awk -v t="$1" -v b="${tps[baseline]}" 'BEGIN { printf "%+.0f", 1e6 / t
 {
   echo "## Enter path profile"
   echo
-  echo "Command: \`bash bench/enter_profile.sh\` — $(machine). One pgbench client, prepared protocol, \`synchronous_commit = on\`, 10 s per arm with perf (cpu-clock, 2999 Hz) on the backend for 8 s. Each transaction reads one token row, then: baseline \`set_config\` and \`current_setting\`; remembered: \`boundary.enter\` with the token this backend verified before, and \`tenant_id()\`; first: the same with one of $tokens tokens (each its own trace id) the backend has never met. The arms wrote $rows \`enter\` rows."
+  echo "Command: \`bash bench/enter_profile.sh\` — $(machine). One pgbench client, prepared protocol, \`synchronous_commit = on\`, 10 s per arm with perf (cpu-clock, 2999 Hz) on the backend for 8 s. Each transaction reads one token row, then: baseline \`set_config\` and \`current_setting\`; remembered: \`boundary.enter\` with the token this backend verified before, and \`tenant_id()\`; first: the same with one of $tokens tokens (each its own trace id) the backend has never met; unaudited: first, as a role with \`agent_boundary.audit_enter = off\`. The arms wrote $rows \`enter\` rows."
   echo
   echo "| arm | transactions/s | µs per transaction | µs above baseline | on-CPU samples by binary | hottest in agent_boundary.so (share of all samples) |"
   echo "|---|---|---|---|---|---|"
-  for arm in baseline remembered first; do
+  for arm in "${arms[@]}"; do
     echo "| $arm | ${tps[$arm]} | $(us "${tps[$arm]}") | $(above "${tps[$arm]}") | ${share[$arm]} | ${hot[$arm]:-—} |"
   done
   echo
-  echo "A remembered token costs a hash lookup, the time checks, one setting and the function call's own SECURITY DEFINER and search_path switch; a first meeting adds the signature check, the registry read and the audit row's INSERT and WAL flush at commit. The rest of each transaction is PostgreSQL and the kernel (loopback network) as in the baseline."
+  echo "A remembered token costs a hash lookup, the time checks, one setting and the function call's own SECURITY DEFINER and search_path switch; a first meeting adds the signature check, the claims, the registry read and the seal (unaudited), and the audit row's INSERT (first − unaudited), whose transaction then commits asynchronously when the row is its only WAL. The rest of each transaction is PostgreSQL and the kernel (loopback network) as in the baseline."
 } | write_section enter-profile

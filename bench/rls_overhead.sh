@@ -135,19 +135,22 @@ run() {
   grep -q "number of failed transactions: 0 " <<<"$out" || { echo "$out" >&2; echo "pgbench reported failed transactions" >&2; exit 1; }
 }
 
-# after_warmup ARM CELL ROUND: "seconds latency_us" of each transaction that completed after the
-# warm-up (pgbench log columns: client, transaction, latency us, script, epoch s, us). Fails when
-# a client's sweep ran past the warm-up: its figures would mix in first meetings.
+# after_warmup ARM CELL ROUND: "seconds latency_us" of each transaction that completed in the
+# measured window (pgbench log columns: client, transaction, latency us, script, epoch s, us),
+# after a first line "window SECONDS". The window starts when the warm-up is over and every
+# client has finished its sweep, whichever is later (a slow arm's sweep can outlast the warm-up:
+# its figures must not mix in first meetings), and ends with the run; it must last 1 s at least.
 after_warmup() {
   local swept="$sweep"; [[ "$2" == *" new" ]] && swept=0
-  cat "$dir/log-$1-${2// /-}-r$3".* | awk -v warmup="$warmup" -v sweep="$swept" -v what="$1, $2, round $3" '
-    { t[NR] = $5 + $6 / 1e6; lat[NR] = $3; tx[NR] = $2
-      if (NR == 1 || t[NR] < first) first = t[NR] }
-    END { for (i = 1; i <= NR; i++) {
-            if (tx[i] < sweep && t[i] >= first + warmup) {
-              printf "%s: the warm-up sweep of %d tenants outlasted the %d s warm-up\n", what, sweep, warmup > "/dev/stderr"; exit 1 }
-          }
-          for (i = 1; i <= NR; i++) if (t[i] >= first + warmup) printf "%.6f %d\n", t[i] - first - warmup, lat[i] }'
+  cat "$dir/log-$1-${2// /-}-r$3".* | awk -v warmup="$warmup" -v seconds="$seconds" -v sweep="$swept" -v what="$1, $2, round $3" '
+    { t[NR] = $5 + $6 / 1e6; lat[NR] = $3
+      if (NR == 1 || t[NR] < first) first = t[NR]
+      if ($2 < sweep && t[NR] > swept_at) swept_at = t[NR] }
+    END { start = first + warmup; if (swept_at > start) start = swept_at
+          window = first + warmup + seconds - start
+          if (window < 1) { printf "%s: the sweep of %d tenants left %.2f s to measure\n", what, sweep, window > "/dev/stderr"; exit 1 }
+          printf "window %.6f\n", window
+          for (i = 1; i <= NR; i++) if (t[i] > start) printf "%.6f %d\n", t[i] - start, lat[i] }'
 }
 
 # summarize ARM CELL: "tps min max p50_ms p99_ms": the median, lowest and highest TPS of the
@@ -157,8 +160,8 @@ summarize() {
   : > "$all"
   for round in $(seq 1 "$rounds"); do
     after_warmup "$1" "$2" "$round" > "$dir/round.tmp" || exit 1
-    rates+=("$(awk -v s="$seconds" 'END { printf "%.1f", NR / s }' "$dir/round.tmp")")
-    cat "$dir/round.tmp" >> "$all"
+    rates+=("$(awk 'NR == 1 { window = $2; next } END { printf "%.1f", (NR - 1) / window }' "$dir/round.tmp")")
+    sed 1d "$dir/round.tmp" >> "$all"
   done
   local tps; tps="$(printf '%s\n' "${rates[@]}" | sort -n | awk '{ v[NR] = $1 } END { printf "%.0f %.0f %.0f", v[int((NR + 1) / 2)], v[1], v[NR] }')"
   awk '{ print $2 }' "$all" | sort -n | awk -v tps="$tps" '{ v[NR] = $1 } END {
@@ -213,7 +216,7 @@ entered="$(cat "$dir"/log-[ECF]-* | wc -l)"
 report() {
   echo "## RLS overhead"
   echo
-  echo "Command: \`bash bench/rls_overhead.sh\` — $(machine). $rows rows over $tenants Zipf-sized tenants (primary key (tenant_id, id), index (tenant_id, created_at)), tenants drawn with \`random_zipfian(1, $tenants, 1.01)\`, one token per tenant (its own trace id), \`synchronous_commit = on\`. Each cell is $rounds rounds of ${warmup} s warm-up + ${seconds} s measured on one pgbench run's connections (pooled: held for the run, warm: in the warm-up each client first meets the $sweep most popular tenants once, then draws Zipf tenants, as a pool's long-lived connection has; new: \`-C\`, a connection per transaction, cold), the arms taking turns within a round with the same random seed. TPS: median of the rounds, with the lowest and highest; p50/p99: over all measured transactions. Ratios are to arm A: time per transaction (A's TPS / the arm's) and latency (the arm's / A's); above 1 = slower. Total run $((SECONDS - started)) s."
+  echo "Command: \`bash bench/rls_overhead.sh\` — $(machine). $rows rows over $tenants Zipf-sized tenants (primary key (tenant_id, id), index (tenant_id, created_at)), tenants drawn with \`random_zipfian(1, $tenants, 1.01)\`, one token per tenant (its own trace id), \`synchronous_commit = on\`. Each cell is $rounds rounds of ${warmup} s warm-up + ${seconds} s measured on one pgbench run's connections (pooled: held for the run, warm: in the warm-up each client first meets the $sweep most popular tenants once, then draws Zipf tenants, as a pool's long-lived connection has, and the measured window starts only once every client has finished that sweep; new: \`-C\`, a connection per transaction, cold), the arms taking turns within a round with the same random seed. TPS: median of the rounds, with the lowest and highest; p50/p99: over all measured transactions. Ratios are to arm A: time per transaction (A's TPS / the arm's) and latency (the arm's / A's); above 1 = slower. Total run $((SECONDS - started)) s."
   echo
   echo "| query | mode | clients | connections | arm | TPS | TPS range | p50 ms | p99 ms | time per transaction vs A | p50 vs A | p99 vs A |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|---|"

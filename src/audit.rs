@@ -344,15 +344,7 @@ pub fn read_only() -> bool {
 /// DEFINER function would, so no role needs INSERT on it. An ERROR inside `f` aborts the
 /// (sub)transaction, which restores the user id.
 fn as_audit_owner<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
-    let owner = Spi::connect(|client| {
-        let rows = crate::pg::spi_plans::select(
-            client,
-            "SELECT relowner FROM pg_catalog.pg_class WHERE oid = 'boundary.audit_log'::pg_catalog.regclass",
-            &[],
-        )?;
-        Ok::<_, crate::error::BoundaryError>(rows.first().get_one::<pg_sys::Oid>()?)
-    })?
-    .unwrap_or(pg_sys::InvalidOid);
+    let owner = crate::pg::catalog::relation_owner(c"boundary", c"audit_log").unwrap_or(pg_sys::InvalidOid);
     let (mut user, mut context) = (pg_sys::InvalidOid, 0);
     // SAFETY: save, switch and restore, as fmgr_security_definer does.
     unsafe {

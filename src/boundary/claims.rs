@@ -371,29 +371,43 @@ impl Boundary {
         &self.derived().cache_prefix
     }
 
-    /// The public JSON shape returned by `boundary.current()` and `boundary.enter()`.
-    pub fn to_public_json(&self) -> Value {
-        serde_json::json!({
-            "tenant_id": self.tenant_id,
-            "workspace_id": self.workspace_id,
-            "user_id": self.user_id,
-            "role": self.role.as_str(),
-            "plan": self.plan.as_str(),
-            "region": self.region.as_str(),
-            "tool_ids": self.tool_ids,
-            "datasource_ids": self.datasource_ids,
-            "memory_namespace": self.memory_namespace(),
-            "trace_id": self.trace_id,
-            "run_id": self.run_id,
-            "prompt_version": self.prompt_version,
-            "issued_at": rfc3339(self.iat),
-            "expires_at": rfc3339(self.exp),
-            "granted_at": rfc3339(self.granted_at),
-            "allow_jobs": self.allow_jobs,
-            "key_id": self.kid,
-            "scope": self.scope.as_str(),
-        })
+    /// The public shape returned by `boundary.current()` and `boundary.enter()`, field by field:
+    /// built into jsonb by jsonb.rs.
+    pub fn public_fields(&self) -> [(&'static str, PublicValue<'_>); 18] {
+        use PublicValue::{Bool, Text, Texts};
+        fn optional(value: &Option<String>) -> PublicValue<'_> {
+            value.as_deref().map_or(PublicValue::Null, |v| PublicValue::Text(v.into()))
+        }
+        [
+            ("tenant_id", Text(self.tenant_id.as_str().into())),
+            ("workspace_id", Text(self.workspace_id.as_str().into())),
+            ("user_id", Text(self.user_id.as_str().into())),
+            ("role", Text(self.role.as_str().into())),
+            ("plan", Text(self.plan.as_str().into())),
+            ("region", Text(self.region.as_str().into())),
+            ("tool_ids", Texts(&self.tool_ids)),
+            ("datasource_ids", Texts(&self.datasource_ids)),
+            ("memory_namespace", Text(self.memory_namespace().into())),
+            ("trace_id", optional(&self.trace_id)),
+            ("run_id", optional(&self.run_id)),
+            ("prompt_version", optional(&self.prompt_version)),
+            ("issued_at", Text(rfc3339(self.iat).into())),
+            ("expires_at", Text(rfc3339(self.exp).into())),
+            ("granted_at", Text(rfc3339(self.granted_at).into())),
+            ("allow_jobs", Bool(self.allow_jobs)),
+            ("key_id", Text(self.kid.as_str().into())),
+            ("scope", Text(self.scope.as_str().into())),
+        ]
     }
+}
+
+/// One value of the boundary's public shape: every text in it has passed the claim checks, so
+/// none holds a control character (NUL included).
+pub enum PublicValue<'a> {
+    Text(std::borrow::Cow<'a, str>),
+    Texts(&'a [String]),
+    Bool(bool),
+    Null,
 }
 
 /// Seconds since 1970 as `YYYY-MM-DDTHH:MM:SSZ` (proleptic Gregorian, UTC).

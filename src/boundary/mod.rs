@@ -25,7 +25,6 @@ use crate::gucs;
 use claims::{Requested, Scope};
 pub use jsonb::BoundaryJsonb;
 use pgrx::prelude::*;
-use pgrx::JsonB;
 use std::cell::RefCell;
 use std::rc::Rc;
 use token::TokenTimes;
@@ -409,6 +408,6 @@ fn prompt_version() -> SqlResult<Option<String>> {
 /// The whole boundary as jsonb: ids, role, plan, region, allow-lists, namespace, trace and run
 /// ids, issued/expiry times, the verifying key id and the scope. Never the token.
 #[pg_extern(stable, parallel_safe)]
-fn current() -> SqlResult<JsonB> {
-    Ok(JsonB(current_boundary()?.to_public_json()))
+fn current() -> SqlResult<BoundaryJsonb> {
+    Ok(BoundaryJsonb::of(&*current_boundary()?))
 }

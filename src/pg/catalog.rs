@@ -99,6 +99,26 @@ pub fn table(oid: pg_sys::Oid) -> Result<Table> {
     })
 }
 
+/// The owner of relation `schema.name`, from the catalog caches (no query; for paths that run
+/// on every request). None while it does not exist.
+pub fn relation_owner(schema: &std::ffi::CStr, name: &std::ffi::CStr) -> Option<pg_sys::Oid> {
+    // SAFETY: syscache lookups by name and by oid; the tuple is released before returning.
+    unsafe {
+        let namespace = pg_sys::get_namespace_oid(schema.as_ptr(), true);
+        let relid = pg_sys::get_relname_relid(name.as_ptr(), namespace);
+        if relid == pg_sys::InvalidOid {
+            return None;
+        }
+        let tuple = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::RELOID as _, relid.into());
+        if tuple.is_null() {
+            return None;
+        }
+        let owner = (*pg_sys::GETSTRUCT(tuple).cast::<pg_sys::FormData_pg_class>()).relowner;
+        pg_sys::ReleaseSysCache(tuple);
+        Some(owner)
+    }
+}
+
 /// The live column `name` of `table`, if it has one.
 pub fn column(table: &Table, name: &str) -> Result<Option<Column>> {
     let sql_type = Spi::get_one_with_args::<String>(
