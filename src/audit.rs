@@ -44,6 +44,10 @@ SELECT pg_catalog.pg_extension_config_dump('boundary.audit_log', '');
 CREATE SEQUENCE boundary.blocked_events;
 COMMENT ON SEQUENCE boundary.blocked_events IS
   'Every refusal (blocked tool argument, refused resume) ever, including those whose transaction rolled back.';
+-- pg_dump restores both where they stood: the audit log's ids go on after its dumped rows (or
+-- the first enter after a restore collides with them), the refusal count does not start over.
+SELECT pg_catalog.pg_extension_config_dump('boundary.audit_log_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('boundary.blocked_events', '');
 
 CREATE FUNCTION boundary.refuse_audit_change() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
