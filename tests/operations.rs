@@ -108,11 +108,68 @@ async fn a_restored_database_keeps_tokens_rows_and_counters() {
     admin.batch_execute("DROP DATABASE restored WITH (FORCE)").await.unwrap();
 }
 
+// A database whose settings turn auto-protection on, with a partitioned protected table, dumped
+// and brought back with `pg_restore -C` (which restores those settings first): auto-protection
+// stands aside while the dump replays its own policies, so the restore has no error, and
+// afterwards it protects new tables again.
+async fn pg_restore_create_with_auto_protection_on_replays_the_dump_without_errors() {
+    let admin = cluster().connect("postgres").await;
+    admin.batch_execute("CREATE DATABASE agents").await.unwrap();
+    let source = connect_to("postgres", "agents").await;
+    source
+        .batch_execute(&format!(
+            "{BASE_FIXTURE}
+             ALTER DATABASE agents SET agent_boundary.auto_protect_schemas = 'public';
+             CREATE TABLE public.events (tenant_id text NOT NULL, workspace_id text NOT NULL, id bigint NOT NULL,
+                                         body text NOT NULL) PARTITION BY LIST (tenant_id);
+             SELECT count(*) FROM boundary.protect('public.events');
+             CREATE TABLE public.events_dental PARTITION OF public.events FOR VALUES IN ('northstar-dental');
+             CREATE TABLE public.events_design PARTITION OF public.events FOR VALUES IN ('northstar-design');
+             GRANT SELECT ON public.events TO agent;
+             INSERT INTO public.events VALUES ('northstar-dental', 'support', 1, 'dental event'),
+                                              ('northstar-design', 'support', 1, 'design event');"
+        ))
+        .await
+        .unwrap();
+    drop(source);
+    let dump = PathBuf::from(&cluster().dir).join("agents.dump");
+    run_ok(client_program("pg_dump", "agents").args(["-Fc", "-f"]).arg(&dump), "pg_dump");
+    admin.batch_execute("DROP DATABASE agents WITH (FORCE)").await.unwrap();
+    run_ok(
+        client_program("pg_restore", "postgres").args(["-C", "--exit-on-error"]).arg(&dump),
+        "pg_restore -C",
+    );
+
+    let restored = connect_to("postgres", "agents").await;
+    let agent = connect_to("agent", "agents").await;
+    for (token, row) in [(dental_alice(), "dental event"), (design_alice(), "design event")] {
+        agent.batch_execute("BEGIN").await.unwrap();
+        enter(&agent, &token).await.unwrap();
+        assert_eq!(column(&agent, "SELECT body FROM public.events").await.unwrap(), [row]);
+        agent.batch_execute("COMMIT").await.unwrap();
+    }
+    assert_eq!(column(&restored, "SELECT count(*) FROM boundary.unprotected_tables()").await.unwrap(), ["0"]);
+    // The restored setting is in force for new sessions: a new table is protected as it is made.
+    let fresh = connect_to("postgres", "agents").await;
+    fresh.batch_execute("CREATE TABLE public.notes (tenant_id text NOT NULL, body text)").await.unwrap();
+    assert_eq!(
+        column(&fresh, "SELECT count(*) FROM pg_policy WHERE polrelid = 'public.notes'::regclass")
+            .await
+            .unwrap(),
+        ["5"]
+    );
+    drop((restored, agent, fresh));
+    admin.batch_execute("DROP DATABASE agents WITH (FORCE)").await.unwrap();
+}
+
 fn main() {
     let mut args = Arguments::from_args();
     args.test_threads = Some(1);
     start_shared_cluster("operations", FIXTURE);
-    let trials = trials![a_restored_database_keeps_tokens_rows_and_counters];
+    let trials = trials![
+        a_restored_database_keeps_tokens_rows_and_counters,
+        pg_restore_create_with_auto_protection_on_replays_the_dump_without_errors,
+    ];
     let conclusion = libtest_mimic::run(&args, trials);
     stop_shared_cluster();
     conclusion.exit_if_failed();

@@ -108,6 +108,17 @@ fn secure_view(oid: pg_sys::Oid) -> Result<()> {
     Ok(())
 }
 
+/// Whether a superuser is replaying a dump: pg_dump starts every dump (archive or plain SQL)
+/// with `SET check_function_bodies = false`, which applications leave on. A dump brings each
+/// table's policies, partitions and view options itself; protecting (or repairing) tables as
+/// they arrive would make its own CREATE POLICY statements fail. Superusers only, so a table
+/// owner cannot turn off the repair of a protected table this way (a superuser bypasses row
+/// level security anyway). A table a restore leaves unprotected is reported by the lint.
+fn restoring_a_dump() -> bool {
+    // SAFETY: reads a setting and the session's role of this backend.
+    unsafe { !pg_sys::check_function_bodies && pg_sys::superuser() }
+}
+
 /// Called by the `boundary_auto_protect` event trigger for each table or view a DDL command
 /// created or altered. Protects new tables with the tenant column in the schemas listed in
 /// `agent_boundary.auto_protect_schemas`, every new partition or child of a protected table
@@ -116,7 +127,7 @@ fn secure_view(oid: pg_sys::Oid) -> Result<()> {
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn auto_protect_object(objid: pg_sys::Oid, object_type: &str) -> SqlResult<()> {
-    if crate::pg::flag::is_raised(&RUNNING_OWN_DDL) {
+    if crate::pg::flag::is_raised(&RUNNING_OWN_DDL) || restoring_a_dump() {
         return Ok(());
     }
     match object_type {
