@@ -22,8 +22,12 @@ INSERT INTO public.tickets VALUES
 "#;
 
 fn client_program(name: &str, database: &str) -> Command {
+    client_program_as(name, "postgres", database)
+}
+
+fn client_program_as(name: &str, user: &str, database: &str) -> Command {
     let mut command = Command::new(pg_bin_dir().join(name));
-    command.args(["-h", "127.0.0.1", "-p", &cluster().port.to_string(), "-U", "postgres", "-d", database]);
+    command.args(["-h", "127.0.0.1", "-p", &cluster().port.to_string(), "-U", user, "-d", database]);
     command
 }
 
@@ -162,6 +166,28 @@ async fn pg_restore_create_with_auto_protection_on_replays_the_dump_without_erro
     admin.batch_execute("DROP DATABASE agents WITH (FORCE)").await.unwrap();
 }
 
+// Restored by another superuser, owners kept (pg_restore's default): the extension's schema
+// arrives first, empty and owned by the original superuser, and CREATE EXTENSION adopts it;
+// every protected table then comes back with its rows (before, CREATE EXTENSION refused the
+// schema and every table whose defaults call the boundary was lost with its data).
+async fn another_superuser_restores_with_owners_kept() {
+    let admin = cluster().connect("postgres").await;
+    admin.batch_execute("CREATE ROLE restorer LOGIN SUPERUSER").await.unwrap();
+    admin.batch_execute("CREATE DATABASE handed_over OWNER restorer").await.unwrap();
+    let dump = PathBuf::from(&cluster().dir).join("handover.dump");
+    run_ok(client_program("pg_dump", "postgres").args(["-Fc", "-f"]).arg(&dump), "pg_dump");
+    run_ok(
+        client_program_as("pg_restore", "restorer", "handed_over").args(["--exit-on-error"]).arg(&dump),
+        "pg_restore as another superuser",
+    );
+    let agent = connect_to("agent", "handed_over").await;
+    assert_eq!(read_tickets(&agent, &dental_alice()).await, ["northstar-dental Crown fitting follow-up"]);
+    assert_eq!(read_tickets(&agent, &design_alice()).await, ["northstar-design Logo refresh for spring"]);
+    drop(agent);
+    admin.batch_execute("DROP DATABASE handed_over WITH (FORCE)").await.unwrap();
+    admin.batch_execute("DROP ROLE restorer").await.unwrap();
+}
+
 fn main() {
     let mut args = Arguments::from_args();
     args.test_threads = Some(1);
@@ -169,6 +195,7 @@ fn main() {
     let trials = trials![
         a_restored_database_keeps_tokens_rows_and_counters,
         pg_restore_create_with_auto_protection_on_replays_the_dump_without_errors,
+        another_superuser_restores_with_owners_kept,
     ];
     let conclusion = libtest_mimic::run(&args, trials);
     stop_shared_cluster();

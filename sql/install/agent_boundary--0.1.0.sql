@@ -12,20 +12,24 @@ The ordering of items is not stable, it is driven by a dependency graph.
 -- Runs first in the extension script. The control file puts everything in schema "boundary";
 -- if that schema already existed (CREATE EXTENSION then adopts it), whoever owns it could later
 -- drop or replace this extension's functions, and objects already in it could shadow ours.
--- Refuse to install into a schema that is not the installer's, or not empty.
+-- Refuse to install into a schema that is not empty, or owned by a role that is neither the
+-- installer nor a superuser. (pg_dump writes the schema before CREATE EXTENSION, owned by the
+-- superuser who installed it; another superuser restoring the dump adopts it, empty.)
 DO $bootstrap$
 DECLARE
     owner_name name;
+    owner_is_superuser boolean;
     objects bigint;
 BEGIN
-    SELECT pg_catalog.pg_get_userbyid(n.nspowner) INTO owner_name
-      FROM pg_catalog.pg_namespace n WHERE n.nspname = 'boundary';
+    SELECT pg_catalog.pg_get_userbyid(n.nspowner), r.rolsuper INTO owner_name, owner_is_superuser
+      FROM pg_catalog.pg_namespace n LEFT JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner
+     WHERE n.nspname = 'boundary';
     SELECT (SELECT count(*) FROM pg_catalog.pg_class WHERE relnamespace = 'boundary'::regnamespace)
          + (SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'boundary'::regnamespace)
          + (SELECT count(*) FROM pg_catalog.pg_type WHERE typnamespace = 'boundary'::regnamespace)
          + (SELECT count(*) FROM pg_catalog.pg_operator WHERE oprnamespace = 'boundary'::regnamespace)
       INTO objects;
-    IF owner_name IS DISTINCT FROM current_user OR objects > 0 THEN
+    IF (owner_name IS DISTINCT FROM current_user AND owner_is_superuser IS NOT TRUE) OR objects > 0 THEN
         RAISE EXCEPTION 'schema "boundary" already exists (owner %, % objects); agent_boundary will not install into it',
                         owner_name, objects
             USING ERRCODE = 'duplicate_schema',
@@ -148,7 +152,7 @@ AS 'MODULE_PATHNAME', 'assert_tool_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/auto.rs:116
+-- src/policy/auto.rs:127
 -- agent_boundary::policy::auto::auto_protect_object
 CREATE  FUNCTION "auto_protect_object"(
 	"objid" oid, /* pg_sys :: Oid */
@@ -1291,42 +1295,6 @@ CREATE FUNCTION "guard_store_write"()
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/cache.rs:17
--- requires:
---   policy::protect
---   boundary::tenant_id
---   boundary::workspace_id
---   boundary::role
---   cache_prefix
---   stores::compose_key
---   stores::guard::guard_store_write
---   policy_sql
-
-
-CREATE TABLE boundary.cache (
-    tenant_id    text NOT NULL,
-    workspace_id text NOT NULL,
-    key          text NOT NULL,
-    value        jsonb NOT NULL,
-    expires_at   timestamptz NOT NULL,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (tenant_id, key),
-    CHECK (starts_with(key, boundary.compose_key(VARIADIC ARRAY['agent-cache', tenant_id, workspace_id]) || ':'))
-);
-COMMENT ON TABLE boundary.cache IS
-  'Cached agent results, keyed by boundary.cache_key(); a role or datasource set sees only its own entries.';
-DO $protect$ BEGIN
-    PERFORM boundary.protect('boundary.cache', write_roles => '{owner,admin,member,viewer}');
-END $protect$;
-CREATE POLICY cache_current_boundary ON boundary.cache AS RESTRICTIVE FOR ALL
-    USING (starts_with(key, boundary.cache_prefix()) AND expires_at > statement_timestamp())
-    WITH CHECK (starts_with(key, boundary.cache_prefix()));
-CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundary.cache
-    FOR EACH ROW EXECUTE FUNCTION boundary.guard_store_write();
-GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.cache TO PUBLIC;
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- src/stores/memory.rs:22
 -- requires:
 --   policy::protect
@@ -1400,6 +1368,42 @@ CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundar
 CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundary.run_state
     FOR EACH ROW EXECUTE FUNCTION boundary.guard_store_write();
 GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.memories, boundary.run_state TO PUBLIC;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/stores/cache.rs:17
+-- requires:
+--   policy::protect
+--   boundary::tenant_id
+--   boundary::workspace_id
+--   boundary::role
+--   cache_prefix
+--   stores::compose_key
+--   stores::guard::guard_store_write
+--   policy_sql
+
+
+CREATE TABLE boundary.cache (
+    tenant_id    text NOT NULL,
+    workspace_id text NOT NULL,
+    key          text NOT NULL,
+    value        jsonb NOT NULL,
+    expires_at   timestamptz NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, key),
+    CHECK (starts_with(key, boundary.compose_key(VARIADIC ARRAY['agent-cache', tenant_id, workspace_id]) || ':'))
+);
+COMMENT ON TABLE boundary.cache IS
+  'Cached agent results, keyed by boundary.cache_key(); a role or datasource set sees only its own entries.';
+DO $protect$ BEGIN
+    PERFORM boundary.protect('boundary.cache', write_roles => '{owner,admin,member,viewer}');
+END $protect$;
+CREATE POLICY cache_current_boundary ON boundary.cache AS RESTRICTIVE FOR ALL
+    USING (starts_with(key, boundary.cache_prefix()) AND expires_at > statement_timestamp())
+    WITH CHECK (starts_with(key, boundary.cache_prefix()));
+CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundary.cache
+    FOR EACH ROW EXECUTE FUNCTION boundary.guard_store_write();
+GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.cache TO PUBLIC;
 /* </end connected objects> */
 
 /* <begin connected objects> */
