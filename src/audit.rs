@@ -143,9 +143,9 @@ fn commit_audit_only_asynchronously() {
 /// the enters in between are counted into the next row's `repeats`. Rows are only "committed"
 /// here once their transaction commits: a row a (sub)transaction rolled back suppresses nothing
 /// and its count of repeats is carried again.
+#[derive(Default)]
 struct RecentEnterRows {
     rows: HashMap<String, RecentRow>,
-    capacity: usize,
 }
 
 #[derive(Default)]
@@ -157,10 +157,6 @@ struct RecentRow {
 }
 
 impl RecentEnterRows {
-    fn new(capacity: usize) -> Self {
-        RecentEnterRows { rows: HashMap::new(), capacity }
-    }
-
     /// Whether an enter row `key` at `now` would repeat one committed less than `interval`
     /// seconds ago; if so it is counted instead of written.
     fn repeat(&mut self, key: &str, now: i64, interval: i64) -> bool {
@@ -183,19 +179,18 @@ impl RecentEnterRows {
         }
     }
 
-    /// The row `key` written at `at` has committed.
+    /// The row `key` written at `at` has committed; at most `capacity` rows are remembered.
     fn committed(&mut self, key: String, at: i64, interval: i64, capacity: usize) {
-        self.capacity = capacity;
         if capacity == 0 {
             return self.rows.clear();
         }
-        if !self.rows.contains_key(&key) && self.rows.len() >= self.capacity {
+        if !self.rows.contains_key(&key) && self.rows.len() >= capacity {
             // Make room from rows whose interval is over and that carry no count; if none,
             // start over (more rows are written, none is lost, uncounted repeats are).
             self.rows.retain(|_, row| {
                 row.repeats > 0 || row.committed_at.is_some_and(|done| at >= done && at - done < interval)
             });
-            if self.rows.len() >= self.capacity {
+            if self.rows.len() >= capacity {
                 self.rows.clear();
             }
         }
@@ -213,8 +208,7 @@ struct PendingEnterRow {
 }
 
 thread_local! {
-    static RECENT_ENTER_ROWS_BY_CONTENT: RefCell<RecentEnterRows> =
-        RefCell::new(RecentEnterRows::new(0));
+    static RECENT_ENTER_ROWS_BY_CONTENT: RefCell<RecentEnterRows> = RefCell::default();
     /// Enter rows of the transaction with this local id, settled when it ends.
     static PENDING_ENTER_ROWS: RefCell<(pg_sys::LocalTransactionId, Vec<PendingEnterRow>)> =
         const { RefCell::new((pg_sys::InvalidLocalTransactionId, Vec::new())) };
@@ -550,7 +544,7 @@ mod tests {
 
     #[test]
     fn an_enter_row_repeats_only_a_committed_row_within_the_interval() {
-        let mut recent = RecentEnterRows::new(8);
+        let mut recent = RecentEnterRows::default();
         assert!(!recent.repeat("a", 100, 60), "nothing committed yet");
         recent.committed("a".into(), 100, 60, 8);
         assert!(recent.repeat("a", 159, 60));
@@ -566,7 +560,7 @@ mod tests {
 
     #[test]
     fn a_full_memory_of_rows_drops_finished_ones_before_counted_ones() {
-        let mut recent = RecentEnterRows::new(2);
+        let mut recent = RecentEnterRows::default();
         recent.committed("old".into(), 0, 60, 2);
         recent.committed("counted".into(), 100, 60, 2);
         assert!(recent.repeat("counted", 101, 60));

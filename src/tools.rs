@@ -70,10 +70,10 @@ extension_sql!(
     r#"
 CREATE FUNCTION boundary.assert_in(tbl regclass, id bigint, id_column text DEFAULT 'id') RETURNS text
 LANGUAGE sql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT boundary.assert_in(tbl, id::text, id_column) $$;
+AS $$ SELECT boundary.assert_in(tbl, id::pg_catalog.text, id_column) $$;
 CREATE FUNCTION boundary.assert_in(tbl regclass, id uuid, id_column text DEFAULT 'id') RETURNS text
 LANGUAGE sql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT boundary.assert_in(tbl, id::text, id_column) $$;
+AS $$ SELECT boundary.assert_in(tbl, id::pg_catalog.text, id_column) $$;
 "#,
     name = "assert_in_typed_ids",
     requires = [assert_in],

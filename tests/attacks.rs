@@ -1446,14 +1446,9 @@ async fn installing_into_a_pre_created_schema_fails_cleanly() {
     {
         admin.batch_execute(statement).await.unwrap();
     }
-    let connect = |user: &str, db: &str| {
-        let mut config = cluster().config(user);
-        config.dbname(db);
-        config
-    };
-    let mallory = connect_with(connect("mallory", "hostile")).await.unwrap();
+    let mallory = cluster().connect_to("mallory", "hostile").await;
     mallory.batch_execute("CREATE SCHEMA boundary").await.unwrap();
-    let superuser = connect_with(connect("postgres", "hostile")).await.unwrap();
+    let superuser = cluster().connect_to("postgres", "hostile").await;
     let refused = assert_refused(
         superuser.batch_execute("CREATE EXTENSION agent_boundary CASCADE").await,
         "42P06",
@@ -1463,7 +1458,7 @@ async fn installing_into_a_pre_created_schema_fails_cleanly() {
         refused.hint(),
         Some("Find out who created schema \"boundary\" and why, drop or rename it, then run CREATE EXTENSION again.")
     );
-    let shadowed = connect_with(connect("postgres", "shadowed")).await.unwrap();
+    let shadowed = cluster().connect_to("postgres", "shadowed").await;
     shadowed
         .batch_execute("CREATE SCHEMA boundary; CREATE FUNCTION boundary.tenant_id() RETURNS text LANGUAGE sql AS $$ SELECT 'northstar-design' $$")
         .await
@@ -1494,12 +1489,7 @@ async fn installing_into_a_pre_created_schema_fails_cleanly() {
 async fn dropping_the_extension_leaves_protected_tables_denying_everything() {
     let admin = admin().await;
     admin.batch_execute("CREATE DATABASE dropped").await.unwrap();
-    let connect = |user: &str| {
-        let mut config = cluster().config(user);
-        config.dbname("dropped");
-        connect_with(config)
-    };
-    let owner = connect("postgres").await.unwrap();
+    let owner = cluster().connect_to("postgres", "dropped").await;
     owner
         .batch_execute(
             "CREATE EXTENSION agent_boundary CASCADE;
@@ -1545,7 +1535,7 @@ async fn dropping_the_extension_leaves_protected_tables_denying_everything() {
         .unwrap(),
         ["t"]
     );
-    let agent = connect("agent").await.unwrap();
+    let agent = cluster().connect_to("agent", "dropped").await;
     assert_eq!(column(&agent, "SELECT body FROM notes").await.unwrap(), Vec::<String>::new());
     assert_refused(
         agent.batch_execute("INSERT INTO notes VALUES ('northstar-design', 'support', 'planted')").await,

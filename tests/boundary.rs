@@ -694,9 +694,7 @@ async fn a_revoke_replicated_from_a_control_plane_reaches_every_backend() {
     const REVOKED: &str = "agent boundary refused: the principal has been revoked";
     let admin = cluster().connect("postgres").await;
     admin.batch_execute("CREATE DATABASE control").await.unwrap();
-    let mut config = cluster().config("postgres");
-    config.dbname("control");
-    let control = connect_with(config).await.unwrap();
+    let control = cluster().connect_to("postgres", "control").await;
     let key = format!("SELECT boundary.add_signing_key('{KID}', 'HS256', convert_to('{SECRET}', 'UTF8'))");
     let grant =
         "SELECT boundary.register_principal('northstar-dental', 'support', 'erin', 'admin', 'pro', 'us', \

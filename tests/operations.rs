@@ -43,12 +43,6 @@ fn run_ok(command: &mut Command, what: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-async fn connect_to(user: &str, database: &str) -> Client {
-    let mut config = cluster().config(user);
-    config.dbname(database);
-    connect_with(config).await.unwrap()
-}
-
 /// One request of `token` on `client`: what it reads from tickets, committed.
 async fn read_tickets(client: &Client, token: &str) -> Vec<String> {
     client.batch_execute("BEGIN").await.unwrap();
@@ -91,8 +85,8 @@ async fn a_restored_database_keeps_tokens_rows_and_counters() {
     admin.batch_execute("CREATE DATABASE restored").await.unwrap();
     run_ok(client_program("pg_restore", "restored").args(["--exit-on-error"]).arg(&dump), "pg_restore");
 
-    let restored_admin = connect_to("postgres", "restored").await;
-    let restored_agent = connect_to("agent", "restored").await;
+    let restored_admin = cluster().connect_to("postgres", "restored").await;
+    let restored_agent = cluster().connect_to("agent", "restored").await;
     assert_eq!(
         read_tickets(&restored_agent, &dental_alice()).await,
         ["northstar-dental Crown fitting follow-up"]
@@ -123,7 +117,7 @@ async fn a_restored_database_keeps_tokens_rows_and_counters() {
 async fn pg_restore_create_with_auto_protection_on_replays_the_dump_without_errors() {
     let admin = cluster().connect("postgres").await;
     admin.batch_execute("CREATE DATABASE agents").await.unwrap();
-    let source = connect_to("postgres", "agents").await;
+    let source = cluster().connect_to("postgres", "agents").await;
     source
         .batch_execute(&format!(
             "{BASE_FIXTURE}
@@ -148,8 +142,8 @@ async fn pg_restore_create_with_auto_protection_on_replays_the_dump_without_erro
         "pg_restore -C",
     );
 
-    let restored = connect_to("postgres", "agents").await;
-    let agent = connect_to("agent", "agents").await;
+    let restored = cluster().connect_to("postgres", "agents").await;
+    let agent = cluster().connect_to("agent", "agents").await;
     for (token, row) in [(dental_alice(), "dental event"), (design_alice(), "design event")] {
         agent.batch_execute("BEGIN").await.unwrap();
         enter(&agent, &token).await.unwrap();
@@ -158,7 +152,7 @@ async fn pg_restore_create_with_auto_protection_on_replays_the_dump_without_erro
     }
     assert_eq!(column(&restored, "SELECT count(*) FROM boundary.unprotected_tables()").await.unwrap(), ["0"]);
     // The restored setting is in force for new sessions: a new table is protected as it is made.
-    let fresh = connect_to("postgres", "agents").await;
+    let fresh = cluster().connect_to("postgres", "agents").await;
     fresh.batch_execute("CREATE TABLE public.notes (tenant_id text NOT NULL, body text)").await.unwrap();
     assert_eq!(
         column(&fresh, "SELECT count(*) FROM pg_policy WHERE polrelid = 'public.notes'::regclass")
@@ -184,7 +178,7 @@ async fn another_superuser_restores_with_owners_kept() {
         client_program_as("pg_restore", "restorer", "handed_over").args(["--exit-on-error"]).arg(&dump),
         "pg_restore as another superuser",
     );
-    let agent = connect_to("agent", "handed_over").await;
+    let agent = cluster().connect_to("agent", "handed_over").await;
     assert_eq!(read_tickets(&agent, &dental_alice()).await, ["northstar-dental Crown fitting follow-up"]);
     assert_eq!(read_tickets(&agent, &design_alice()).await, ["northstar-design Logo refresh for spring"]);
     drop(agent);
@@ -216,10 +210,10 @@ async fn a_plain_sql_dump_replays_into_a_fresh_cluster() {
             .arg(&plain),
         "psql -f plain.sql",
     );
-    let agent = connect_with(fresh.config("agent")).await.unwrap();
+    let agent = fresh.connect("agent").await;
     assert_eq!(read_tickets(&agent, &dental_alice()).await, ["northstar-dental Crown fitting follow-up"]);
     assert_eq!(read_tickets(&agent, &design_alice()).await, ["northstar-design Logo refresh for spring"]);
-    let admin = connect_with(fresh.config("postgres")).await.unwrap();
+    let admin = fresh.connect("postgres").await;
     assert_eq!(column(&admin, "SELECT count(*) FROM boundary.unprotected_tables()").await.unwrap(), ["0"]);
     drop((agent, admin));
     fresh.stop();

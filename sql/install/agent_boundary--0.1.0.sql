@@ -133,10 +133,10 @@ AS 'MODULE_PATHNAME', 'assert_in_wrapper';
 
 CREATE FUNCTION boundary.assert_in(tbl regclass, id bigint, id_column text DEFAULT 'id') RETURNS text
 LANGUAGE sql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT boundary.assert_in(tbl, id::text, id_column) $$;
+AS $$ SELECT boundary.assert_in(tbl, id::pg_catalog.text, id_column) $$;
 CREATE FUNCTION boundary.assert_in(tbl regclass, id uuid, id_column text DEFAULT 'id') RETURNS text
 LANGUAGE sql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT boundary.assert_in(tbl, id::text, id_column) $$;
+AS $$ SELECT boundary.assert_in(tbl, id::pg_catalog.text, id_column) $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -165,7 +165,7 @@ AS 'MODULE_PATHNAME', 'auto_protect_object_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/audit.rs:537
+-- src/audit.rs:531
 -- agent_boundary::audit::blocked_events_total
 CREATE  FUNCTION "blocked_events_total"() RETURNS bigint /* SqlResult < i64 > */
 STRICT STABLE SECURITY DEFINER PARALLEL SAFE
@@ -232,7 +232,7 @@ AS 'MODULE_PATHNAME', 'compose_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:410
+-- src/boundary/mod.rs:408
 -- agent_boundary::boundary::current
 CREATE  FUNCTION "current"() RETURNS jsonb /* SqlResult < BoundaryJsonb > */
 STRICT STABLE PARALLEL SAFE
@@ -241,7 +241,7 @@ AS 'MODULE_PATHNAME', 'current_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:383
+-- src/boundary/mod.rs:381
 -- agent_boundary::boundary::datasource_ids
 CREATE  FUNCTION "datasource_ids"() RETURNS TEXT[] /* SqlResult < Vec < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -250,7 +250,7 @@ AS 'MODULE_PATHNAME', 'datasource_ids_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:305
+-- src/boundary/mod.rs:303
 -- agent_boundary::boundary::enter
 CREATE  FUNCTION "enter"(
 	"token" TEXT, /* & str */
@@ -263,7 +263,7 @@ AS 'MODULE_PATHNAME', 'enter_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:325
+-- src/boundary/mod.rs:323
 -- agent_boundary::boundary::exit
 CREATE  FUNCTION "exit"() RETURNS VOID /* SqlResult < () > */
 STRICT VOLATILE PARALLEL UNSAFE
@@ -308,7 +308,7 @@ AS 'MODULE_PATHNAME', 'installed_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:339
+-- src/boundary/mod.rs:337
 -- agent_boundary::boundary::is_active
 CREATE  FUNCTION "is_active"() RETURNS bool /* bool */
 STRICT STABLE PARALLEL SAFE
@@ -400,7 +400,7 @@ AS 'MODULE_PATHNAME', 'memory_list_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:388
+-- src/boundary/mod.rs:386
 -- agent_boundary::boundary::memory_namespace
 CREATE  FUNCTION "memory_namespace"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
@@ -860,7 +860,7 @@ $lint$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:368
+-- src/boundary/mod.rs:366
 -- agent_boundary::boundary::plan
 CREATE  FUNCTION "plan"() RETURNS TEXT /* SqlResult < & '_ str > */
 STRICT STABLE PARALLEL SAFE
@@ -882,7 +882,7 @@ AS 'MODULE_PATHNAME', 'promote_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:403
+-- src/boundary/mod.rs:401
 -- agent_boundary::boundary::prompt_version
 CREATE  FUNCTION "prompt_version"() RETURNS TEXT /* SqlResult < Option < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -908,7 +908,7 @@ AS 'MODULE_PATHNAME', 'protect_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/audit.rs:507
+-- src/audit.rs:501
 -- agent_boundary::audit::purge_audit_log
 CREATE  FUNCTION "purge_audit_log"(
 	"older_than" interval /* pgrx :: datum :: Interval */
@@ -930,7 +930,7 @@ AS 'MODULE_PATHNAME', 'purge_expired_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:373
+-- src/boundary/mod.rs:371
 -- agent_boundary::boundary::region
 CREATE  FUNCTION "region"() RETURNS TEXT /* SqlResult < & '_ str > */
 STRICT STABLE PARALLEL SAFE
@@ -1008,7 +1008,7 @@ AS 'MODULE_PATHNAME', 'revoke_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:363
+-- src/boundary/mod.rs:361
 -- agent_boundary::boundary::role
 CREATE  FUNCTION "role"() RETURNS TEXT /* SqlResult < & '_ str > */
 STRICT STABLE PARALLEL SAFE
@@ -1017,7 +1017,7 @@ AS 'MODULE_PATHNAME', 'role_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:398
+-- src/boundary/mod.rs:396
 -- agent_boundary::boundary::run_id
 CREATE  FUNCTION "run_id"() RETURNS TEXT /* SqlResult < Option < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -1075,7 +1075,7 @@ AS 'MODULE_PATHNAME', 'snapshot_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:348
+-- src/boundary/mod.rs:346
 -- agent_boundary::boundary::tenant_id
 CREATE  FUNCTION "tenant_id"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
@@ -1084,7 +1084,7 @@ AS 'MODULE_PATHNAME', 'tenant_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:378
+-- src/boundary/mod.rs:376
 -- agent_boundary::boundary::tool_ids
 CREATE  FUNCTION "tool_ids"() RETURNS TEXT[] /* SqlResult < Vec < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -1093,7 +1093,7 @@ AS 'MODULE_PATHNAME', 'tool_ids_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:393
+-- src/boundary/mod.rs:391
 -- agent_boundary::boundary::trace_id
 CREATE  FUNCTION "trace_id"() RETURNS TEXT /* SqlResult < Option < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -1114,7 +1114,7 @@ AS 'MODULE_PATHNAME', 'unprotect_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:358
+-- src/boundary/mod.rs:356
 -- agent_boundary::boundary::user_id
 CREATE  FUNCTION "user_id"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
@@ -1173,7 +1173,7 @@ COMMENT ON FUNCTION boundary.vector_search(regclass, vector, integer, text, text
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:353
+-- src/boundary/mod.rs:351
 -- agent_boundary::boundary::workspace_id
 CREATE  FUNCTION "workspace_id"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
@@ -1295,6 +1295,42 @@ CREATE FUNCTION "guard_store_write"()
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/stores/cache.rs:17
+-- requires:
+--   policy::protect
+--   boundary::tenant_id
+--   boundary::workspace_id
+--   boundary::role
+--   cache_prefix
+--   stores::compose_key
+--   stores::guard::guard_store_write
+--   policy_sql
+
+
+CREATE TABLE boundary.cache (
+    tenant_id    text NOT NULL,
+    workspace_id text NOT NULL,
+    key          text NOT NULL,
+    value        jsonb NOT NULL,
+    expires_at   timestamptz NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, key),
+    CHECK (starts_with(key, boundary.compose_key(VARIADIC ARRAY['agent-cache', tenant_id, workspace_id]) || ':'))
+);
+COMMENT ON TABLE boundary.cache IS
+  'Cached agent results, keyed by boundary.cache_key(); a role or datasource set sees only its own entries.';
+DO $protect$ BEGIN
+    PERFORM boundary.protect('boundary.cache', write_roles => '{owner,admin,member,viewer}');
+END $protect$;
+CREATE POLICY cache_current_boundary ON boundary.cache AS RESTRICTIVE FOR ALL
+    USING (starts_with(key, boundary.cache_prefix()) AND expires_at > statement_timestamp())
+    WITH CHECK (starts_with(key, boundary.cache_prefix()));
+CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundary.cache
+    FOR EACH ROW EXECUTE FUNCTION boundary.guard_store_write();
+GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.cache TO PUBLIC;
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/stores/memory.rs:22
 -- requires:
 --   policy::protect
@@ -1368,42 +1404,6 @@ CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundar
 CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundary.run_state
     FOR EACH ROW EXECUTE FUNCTION boundary.guard_store_write();
 GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.memories, boundary.run_state TO PUBLIC;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/stores/cache.rs:17
--- requires:
---   policy::protect
---   boundary::tenant_id
---   boundary::workspace_id
---   boundary::role
---   cache_prefix
---   stores::compose_key
---   stores::guard::guard_store_write
---   policy_sql
-
-
-CREATE TABLE boundary.cache (
-    tenant_id    text NOT NULL,
-    workspace_id text NOT NULL,
-    key          text NOT NULL,
-    value        jsonb NOT NULL,
-    expires_at   timestamptz NOT NULL,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (tenant_id, key),
-    CHECK (starts_with(key, boundary.compose_key(VARIADIC ARRAY['agent-cache', tenant_id, workspace_id]) || ':'))
-);
-COMMENT ON TABLE boundary.cache IS
-  'Cached agent results, keyed by boundary.cache_key(); a role or datasource set sees only its own entries.';
-DO $protect$ BEGIN
-    PERFORM boundary.protect('boundary.cache', write_roles => '{owner,admin,member,viewer}');
-END $protect$;
-CREATE POLICY cache_current_boundary ON boundary.cache AS RESTRICTIVE FOR ALL
-    USING (starts_with(key, boundary.cache_prefix()) AND expires_at > statement_timestamp())
-    WITH CHECK (starts_with(key, boundary.cache_prefix()));
-CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundary.cache
-    FOR EACH ROW EXECUTE FUNCTION boundary.guard_store_write();
-GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.cache TO PUBLIC;
 /* </end connected objects> */
 
 /* <begin connected objects> */

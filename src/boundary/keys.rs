@@ -66,7 +66,7 @@ impl StoredKey {
 const REMEMBERED_KEYS: usize = 64;
 
 thread_local! {
-    static ACTIVE_KEYS: RefCell<Memo<Rc<StoredKey>>> = RefCell::new(Memo::new(REMEMBERED_KEYS));
+    static ACTIVE_KEYS: RefCell<Memo<Rc<StoredKey>>> = RefCell::new(Memo::default());
 }
 
 fn read_key(row: &pgrx::spi::SpiHeapTupleData) -> Result<StoredKey> {

@@ -37,7 +37,7 @@ const REMEMBERED_TOKEN_MAX_BYTES: usize = 4096;
 type Principal = [String; 3];
 
 thread_local! {
-    static ENTERED: RefCell<Memo<Rc<Entered>>> = RefCell::new(Memo::new(0));
+    static ENTERED: RefCell<Memo<Rc<Entered>>> = RefCell::new(Memo::default());
     /// The principal the current transaction entered, with the transaction's local id (a new
     /// transaction has a new one, so nothing needs resetting at its end).
     static TRANSACTION_PRINCIPAL: RefCell<Option<(pg_sys::LocalTransactionId, Principal)>> =
@@ -122,9 +122,7 @@ fn entered(token: &str, scope: Scope) -> Result<Rc<Entered>> {
     let entered = Rc::new(verify_and_narrow(token, scope, time)?);
     if entered.times.iat.is_some() && token.len() <= REMEMBERED_TOKEN_MAX_BYTES {
         ENTERED.with(|m| {
-            let mut memo = m.borrow_mut();
-            memo.set_capacity(gucs::remembered_tokens());
-            memo.put(token.to_string(), entered.clone(), generation)
+            m.borrow_mut().put(token.to_string(), entered.clone(), generation, gucs::remembered_tokens())
         });
     }
     Ok(entered)

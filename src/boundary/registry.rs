@@ -36,7 +36,7 @@ SELECT pg_catalog.pg_extension_config_dump('boundary.principals', '');
 );
 
 thread_local! {
-    static PRINCIPALS: RefCell<Memo<Rc<Principal>>> = RefCell::new(Memo::new(0));
+    static PRINCIPALS: RefCell<Memo<Rc<Principal>>> = RefCell::new(Memo::default());
 }
 
 /// The registry row for a principal, if one exists; remembered until the registry changes.

@@ -101,8 +101,9 @@ pub fn generation() -> u64 {
     GENERATION.get()
 }
 
-/// A bounded map of remembered values, emptied whenever the generation moves on. When full, the
-/// least recently used entry makes room (a hot tenant's verdict stays while cold ones cycle).
+/// A bounded map of remembered values, emptied whenever the generation moves on. When full (the
+/// bound is given on each `put`, so a changed setting holds from the next one), the least
+/// recently used entry makes room (a hot tenant's verdict stays while cold ones cycle).
 pub struct Memo<V> {
     /// Value and the tick of its last use.
     entries: HashMap<String, (V, u64)>,
@@ -110,14 +111,15 @@ pub struct Memo<V> {
     by_use: BTreeMap<u64, String>,
     tick: u64,
     generation: u64,
-    capacity: usize,
+}
+
+impl<V> Default for Memo<V> {
+    fn default() -> Self {
+        Memo { entries: HashMap::new(), by_use: BTreeMap::new(), tick: 0, generation: 0 }
+    }
 }
 
 impl<V: Clone> Memo<V> {
-    pub fn new(capacity: usize) -> Self {
-        Memo { entries: HashMap::new(), by_use: BTreeMap::new(), tick: 0, generation: 0, capacity }
-    }
-
     fn touch(&mut self) -> u64 {
         self.tick += 1;
         self.tick
@@ -139,14 +141,10 @@ impl<V: Clone> Memo<V> {
         Some(value)
     }
 
-    /// How many entries it holds at most from the next `put` on (0: none).
-    pub fn set_capacity(&mut self, capacity: usize) {
-        self.capacity = capacity;
-    }
-
-    /// Remembers `value`, read at `read_at`, unless an invalidation arrived since.
-    pub fn put(&mut self, key: String, value: V, read_at: u64) {
-        if read_at != GENERATION.get() || read_at != self.generation || self.capacity == 0 {
+    /// Remembers `value`, read at `read_at`, unless an invalidation arrived since; holds at most
+    /// `capacity` entries afterwards (0: remembers nothing).
+    pub fn put(&mut self, key: String, value: V, read_at: u64, capacity: usize) {
+        if read_at != GENERATION.get() || read_at != self.generation || capacity == 0 {
             return;
         }
         let tick = self.touch();
@@ -154,7 +152,7 @@ impl<V: Clone> Memo<V> {
             self.by_use.remove(used);
         } else {
             // More than one when the capacity was lowered since.
-            while self.entries.len() >= self.capacity {
+            while self.entries.len() >= capacity {
                 let Some((_, oldest)) = self.by_use.pop_first() else { break };
                 self.entries.remove(&oldest);
             }
@@ -177,11 +175,7 @@ pub fn remembered<V>(
         return Ok(Some(found));
     }
     let Some(found) = read()?.map(Rc::new) else { return Ok(None) };
-    memo.with(|m| {
-        let mut memo = m.borrow_mut();
-        memo.set_capacity(capacity);
-        memo.put(key.to_string(), found.clone(), generation)
-    });
+    memo.with(|m| m.borrow_mut().put(key.to_string(), found.clone(), generation, capacity));
     Ok(Some(found))
 }
 
@@ -191,10 +185,10 @@ mod tests {
 
     #[test]
     fn a_memo_forgets_everything_when_the_generation_moves_on() {
-        let mut memo = Memo::new(8);
+        let mut memo = Memo::default();
         let read_at = GENERATION.get();
         assert_eq!(memo.get("k", read_at), None);
-        memo.put("k".into(), 1, read_at);
+        memo.put("k".into(), 1, read_at, 8);
         assert_eq!(memo.get("k", read_at), Some(1));
         GENERATION.set(read_at + 1);
         assert_eq!(memo.get("k", read_at + 1), None, "an invalidation empties the memo");
@@ -202,15 +196,15 @@ mod tests {
 
     #[test]
     fn a_full_memo_forgets_the_least_recently_used() {
-        let mut memo = Memo::new(2);
+        let mut memo = Memo::default();
         let now = GENERATION.get();
         memo.get("a", now);
-        memo.put("a".into(), 1, now);
-        memo.put("b".into(), 2, now);
+        memo.put("a".into(), 1, now, 2);
+        memo.put("b".into(), 2, now, 2);
         assert_eq!(memo.get("a", now), Some(1), "a is now the most recently used");
-        memo.put("c".into(), 3, now);
+        memo.put("c".into(), 3, now, 2);
         assert_eq!((memo.get("a", now), memo.get("b", now), memo.get("c", now)), (Some(1), None, Some(3)));
-        memo.put("a".into(), 4, now);
+        memo.put("a".into(), 4, now, 2);
         assert_eq!(memo.entries.len(), 2);
         assert_eq!(memo.by_use.len(), 2, "replacing a value keeps one use entry per key");
         assert_eq!(memo.get("a", now), Some(4));
@@ -218,28 +212,26 @@ mod tests {
 
     #[test]
     fn a_lowered_capacity_holds_from_the_next_put_and_zero_remembers_nothing() {
-        let mut memo = Memo::new(4);
+        let mut memo = Memo::default();
         let now = GENERATION.get();
         memo.get("a", now);
         for (i, key) in ["a", "b", "c", "d"].into_iter().enumerate() {
-            memo.put(key.into(), i, now);
+            memo.put(key.into(), i, now, 4);
         }
-        memo.set_capacity(2);
-        memo.put("e".into(), 4, now);
+        memo.put("e".into(), 4, now, 2);
         assert_eq!(memo.entries.len(), 2);
         assert_eq!((memo.get("d", now), memo.get("e", now)), (Some(3), Some(4)), "the most recent stay");
-        memo.set_capacity(0);
-        memo.put("f".into(), 5, now);
+        memo.put("f".into(), 5, now, 0);
         assert_eq!(memo.get("f", now), None);
     }
 
     #[test]
     fn a_value_read_while_an_invalidation_arrived_is_not_remembered() {
-        let mut memo = Memo::new(8);
+        let mut memo = Memo::default();
         let read_at = GENERATION.get();
         assert_eq!(memo.get("k", read_at), None);
         GENERATION.set(read_at + 1); // arrives during the read
-        memo.put("k".into(), 1, read_at);
+        memo.put("k".into(), 1, read_at, 8);
         assert_eq!(memo.get("k", read_at + 1), None);
     }
 }

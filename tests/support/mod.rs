@@ -242,7 +242,14 @@ impl Cluster {
     }
 
     pub async fn connect(&self, user: &str) -> Client {
-        connect_with(self.config(user)).await.unwrap_or_else(|e| panic!("connect as {user}: {e}"))
+        self.connect_to(user, "postgres").await
+    }
+
+    /// Connects as `user` to `database` of this cluster.
+    pub async fn connect_to(&self, user: &str, database: &str) -> Client {
+        let mut config = self.config(user);
+        config.dbname(database);
+        connect_with(config).await.unwrap_or_else(|e| panic!("connect as {user} to {database}: {e}"))
     }
 }
 

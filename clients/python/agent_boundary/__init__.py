@@ -4,7 +4,7 @@ Trusted request code says which boundary token the request runs under; the adapt
 every transaction that request's code (or a framework it calls) runs, with
 ``SELECT boundary.enter(token)`` as the transaction's first statement:
 
-    with agent_boundary.request(token):      # or: async with, in async code
+    with agent_boundary.request(token):      # a plain with, in async code too
         framework.invoke(...)                # every transaction enters the token's boundary
 
 The token lives in a ``ContextVar``: each thread and each asyncio task sees its own, and

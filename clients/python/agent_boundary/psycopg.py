@@ -17,14 +17,14 @@ server's error (28000 or 42501, with its reason) from the statement that needed 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, AsyncIterator, Iterator, Optional
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Optional
 
 import psycopg
 from psycopg.pq import TransactionStatus
 
+from . import ENTER_SQL as ENTER
 from . import current_token
 
-ENTER = "SELECT boundary.enter(%s) IS NOT NULL"
 # Makes a stray enter outside a block an error on these connections (see docs/drivers.md).
 STRICT = "SET agent_boundary.enter_requires_transaction_block = on"
 
@@ -35,35 +35,28 @@ def _needs_enter(conn: Any, token: str) -> bool:
 
 
 class Cursor(psycopg.Cursor):
-    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> "Cursor":
+    def _entered(self, run: Callable[[], Any]) -> Any:
+        """Runs ``run`` (one statement) inside the request's boundary, entering it first when
+        this transaction has not, or in a block of its own on an autocommit connection."""
         token = current_token()
         conn = self.connection
         if token is None or not isinstance(conn, Connection):
-            return super().execute(query, params, **kwargs)
+            return run()
         if conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
             with conn.transaction():
-                super().execute(ENTER, (token,))
+                psycopg.Cursor.execute(self, ENTER, (token,))
                 conn._boundary_entered = token
-                return super().execute(query, params, **kwargs)
+                return run()
         if _needs_enter(conn, token):
-            super().execute(ENTER, (token,))
+            psycopg.Cursor.execute(self, ENTER, (token,))
             conn._boundary_entered = token
-        return super().execute(query, params, **kwargs)
+        return run()
+
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> "Cursor":
+        return self._entered(lambda: psycopg.Cursor.execute(self, query, params, **kwargs))
 
     def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> None:
-        token = current_token()
-        conn = self.connection
-        if token is None or not isinstance(conn, Connection):
-            return super().executemany(query, params_seq, **kwargs)
-        if conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
-            with conn.transaction():
-                super().execute(ENTER, (token,))
-                conn._boundary_entered = token
-                return super().executemany(query, params_seq, **kwargs)
-        if _needs_enter(conn, token):
-            super().execute(ENTER, (token,))
-            conn._boundary_entered = token
-        return super().executemany(query, params_seq, **kwargs)
+        return self._entered(lambda: psycopg.Cursor.executemany(self, query, params_seq, **kwargs))
 
 
 class Connection(psycopg.Connection):
@@ -117,35 +110,27 @@ def connect(conninfo: str = "", **kwargs: Any) -> Connection:
 
 
 class AsyncCursor(psycopg.AsyncCursor):
-    async def execute(self, query: Any, params: Any = None, **kwargs: Any) -> "AsyncCursor":
+    async def _entered(self, run: Callable[[], Awaitable[Any]]) -> Any:
+        """The asyncio twin of :meth:`Cursor._entered`."""
         token = current_token()
         conn = self.connection
         if token is None or not isinstance(conn, AsyncConnection):
-            return await super().execute(query, params, **kwargs)
+            return await run()
         if conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
             async with conn.transaction():
-                await super().execute(ENTER, (token,))
+                await psycopg.AsyncCursor.execute(self, ENTER, (token,))
                 conn._boundary_entered = token
-                return await super().execute(query, params, **kwargs)
+                return await run()
         if _needs_enter(conn, token):
-            await super().execute(ENTER, (token,))
+            await psycopg.AsyncCursor.execute(self, ENTER, (token,))
             conn._boundary_entered = token
-        return await super().execute(query, params, **kwargs)
+        return await run()
+
+    async def execute(self, query: Any, params: Any = None, **kwargs: Any) -> "AsyncCursor":
+        return await self._entered(lambda: psycopg.AsyncCursor.execute(self, query, params, **kwargs))
 
     async def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> None:
-        token = current_token()
-        conn = self.connection
-        if token is None or not isinstance(conn, AsyncConnection):
-            return await super().executemany(query, params_seq, **kwargs)
-        if conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
-            async with conn.transaction():
-                await super().execute(ENTER, (token,))
-                conn._boundary_entered = token
-                return await super().executemany(query, params_seq, **kwargs)
-        if _needs_enter(conn, token):
-            await super().execute(ENTER, (token,))
-            conn._boundary_entered = token
-        return await super().executemany(query, params_seq, **kwargs)
+        return await self._entered(lambda: psycopg.AsyncCursor.executemany(self, query, params_seq, **kwargs))
 
 
 class AsyncConnection(psycopg.AsyncConnection):
