@@ -6,13 +6,14 @@ source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
 source "$ROOT/scripts/cluster.sh"
 
 # bench_server NAME [postgresql.conf lines...]: start a fresh cluster for benchmark NAME with the
-# release build (the debug build with BENCH_DEBUG_BUILD=1); exports PG* for psql/pgbench.
+# release build (the debug build with BENCH_DEBUG_BUILD=1), the library preloaded as the README's
+# deployment rules ask; exports PG* for psql/pgbench.
 bench_server() {
   if [ "${BENCH_DEBUG_BUILD:-0}" = 1 ]; then install_extension; else install_extension --release; fi
   BENCH_DIR="$ROOT/target/bench-$1"; shift
   cluster_stop "$BENCH_DIR"; rm -rf "$BENCH_DIR"
   local port; port="$(free_port)"
-  cluster_start "$BENCH_DIR" "$port" "$@"
+  cluster_start "$BENCH_DIR" "$port" "shared_preload_libraries = 'agent_boundary'" "$@"
   trap 'cluster_stop "$BENCH_DIR"' EXIT
   export PGHOST=127.0.0.1 PGPORT="$port" PGUSER=postgres PGDATABASE=postgres
 }

@@ -185,12 +185,15 @@ check_inserts_then_remove() {
   say "inserts attributed correctly, then removed"
 }
 
-# Arms take turns within each round, so drift in a shared machine's speed hits them alike.
+# Arms take turns within each round, so drift in a shared machine's speed hits them alike, and
+# each round starts one arm later, so no arm always follows the same one (the writes of the arm
+# before, and their background work, land on the next).
 declare -A result
 total=$(( ${#arms[@]} * ${#cells[@]} * rounds )); n=0
 for cell in "${cells[@]}"; do
   for round in $(seq 1 "$rounds"); do
-    for arm in "${arms[@]}"; do
+    for turn in "${!arms[@]}"; do
+      arm="${arms[$(( (turn + round) % ${#arms[@]} ))]}"
       n=$((n + 1)); say "[$n/$total] round $round: arm $arm, $cell (${warmup}s warm-up + ${seconds}s)"
       run "$arm" "$cell" "$round"
     done
@@ -216,7 +219,7 @@ entered="$(cat "$dir"/log-[ECF]-* | wc -l)"
 report() {
   echo "## RLS overhead"
   echo
-  echo "Command: \`bash bench/rls_overhead.sh\` — $(machine). $rows rows over $tenants Zipf-sized tenants (primary key (tenant_id, id), index (tenant_id, created_at)), tenants drawn with \`random_zipfian(1, $tenants, 1.01)\`, one token per tenant (its own trace id), \`synchronous_commit = on\`. Each cell is $rounds rounds of ${warmup} s warm-up + ${seconds} s measured on one pgbench run's connections (pooled: held for the run, warm: in the warm-up each client first meets the $sweep most popular tenants once, then draws Zipf tenants, as a pool's long-lived connection has, and the measured window starts only once every client has finished that sweep; new: \`-C\`, a connection per transaction, cold), the arms taking turns within a round with the same random seed. TPS: median of the rounds, with the lowest and highest; p50/p99: over all measured transactions. Ratios are to arm A: time per transaction (A's TPS / the arm's) and latency (the arm's / A's); above 1 = slower. Total run $((SECONDS - started)) s."
+  echo "Command: \`bash bench/rls_overhead.sh\` — $(machine). $rows rows over $tenants Zipf-sized tenants (primary key (tenant_id, id), index (tenant_id, created_at)), tenants drawn with \`random_zipfian(1, $tenants, 1.01)\`, one token per tenant (its own trace id), \`synchronous_commit = on\`. Each cell is $rounds rounds of ${warmup} s warm-up + ${seconds} s measured on one pgbench run's connections (pooled: held for the run, warm: in the warm-up each client first meets the $sweep most popular tenants once, then draws Zipf tenants, as a pool's long-lived connection has, and the measured window starts only once every client has finished that sweep; new: \`-C\`, a connection per transaction, cold), the arms taking turns within a round with the same random seed, each round starting one arm later. TPS: median of the rounds, with the lowest and highest; p50/p99: over all measured transactions. Ratios are to arm A: time per transaction (A's TPS / the arm's) and latency (the arm's / A's); above 1 = slower. Total run $((SECONDS - started)) s."
   echo
   echo "| query | mode | clients | connections | arm | TPS | TPS range | p50 ms | p99 ms | time per transaction vs A | p50 vs A | p99 vs A |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|---|"

@@ -21,7 +21,8 @@ port="$(cluster_port "$dir" 2>/dev/null || true)"
 port="${port:-${AGENT_BOUNDARY_DEMO_PORT:-55432}}"
 say "starting the demo server on 127.0.0.1:$port (data in $dir)"
 cluster_stop "$dir"   # pick up a freshly installed library
-cluster_start "$dir" "$port"
+# Preloaded, as the README's deployment rules ask (connect-time forgery check, audit writer).
+cluster_start "$dir" "$port" "shared_preload_libraries = 'agent_boundary'"
 
 psql_demo() { "$PGBIN/psql" -X -q -h 127.0.0.1 -p "$port" -U postgres "$@"; }
 PGOPTIONS="-c client_min_messages=warning" psql_demo -d postgres -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS agent_demo WITH (FORCE)" -c "CREATE DATABASE agent_demo" >/dev/null

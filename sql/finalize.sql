@@ -20,6 +20,7 @@ REVOKE EXECUTE ON FUNCTION boundary.revoke(text, text, text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION boundary.purge_expired() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION boundary.purge_audit_log(interval) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION boundary.blocked_events_total() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION boundary.flush_audit_log() FROM PUBLIC;
 REVOKE ALL ON SEQUENCE boundary.blocked_events FROM PUBLIC;
 -- A trigger function; it fires without EXECUTE, and nobody needs to call it.
 REVOKE EXECUTE ON FUNCTION boundary.forget_verified() FROM PUBLIC;

@@ -7,7 +7,7 @@
 //! search tuning knobs are, as they change speed, never which rows qualify, and the switch that
 //! makes `enter` outside a transaction block an error instead of a warning).
 
-use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 use std::ffi::{CStr, CString};
 
 const PREFIX: &CStr = c"agent_boundary";
@@ -17,6 +17,9 @@ static MAX_TOKEN_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(3600);
 static AUDIT_ENTER: GucSetting<bool> = GucSetting::<bool>::new(true);
 static AUDIT_ASYNC_COMMIT: GucSetting<bool> = GucSetting::<bool>::new(true);
 static AUDIT_ENTER_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(60);
+static AUDIT_WRITER: GucSetting<AuditWriter> = GucSetting::<AuditWriter>::new(AuditWriter::Background);
+static AUDIT_QUEUE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1024);
+static AUDIT_FLUSH_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(200);
 static ENTER_REQUIRES_TRANSACTION_BLOCK: GucSetting<bool> = GucSetting::<bool>::new(false);
 static REMEMBERED_TOKENS: GucSetting<i32> = GucSetting::<i32>::new(4096);
 static MAX_JOB_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(24 * 3600);
@@ -27,6 +30,17 @@ static VECTOR_EXACT_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(3000);
 static VECTOR_EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(400);
 static VECTOR_EF_SEARCH_TENANT_INDEX: GucSetting<i32> = GucSetting::<i32>::new(100);
 static TENANT_COLUMN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"tenant_id"));
+
+/// Who writes `enter` and `exit` audit rows.
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum AuditWriter {
+    /// The background writer, when the library is preloaded (the entering transaction otherwise).
+    #[name = c"background"]
+    Background,
+    /// The entering transaction, always.
+    #[name = c"transaction"]
+    Transaction,
+}
 
 /// Defines the tuning settings and reserves the prefix: call after every other
 /// `agent_boundary.*` setting is defined.
@@ -100,6 +114,42 @@ pub fn init() {
         24 * 3600,
         GucContext::Suset,
         GucFlags::UNIT_S,
+    );
+    GucRegistry::define_enum_guc(
+        c"agent_boundary.audit_writer",
+        c"Who writes enter and exit audit rows: background (the default) or transaction.",
+        c"background: with the library in shared_preload_libraries, a queue in shared memory that a \
+          background worker per database writes every audit_flush_interval (a crash loses at most \
+          that much; a full queue, or no preloading, falls back to transaction). transaction: the \
+          entering transaction writes the row, which a rollback undoes.",
+        &AUDIT_WRITER,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    // A postmaster setting may only be defined while preloading (later is a FATAL error).
+    // SAFETY: reads a flag PostgreSQL sets around shared_preload_libraries.
+    if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
+        GucRegistry::define_int_guc(
+            c"agent_boundary.audit_queue_size",
+            c"Shared memory for queued audit rows, per database (8 databases at most).",
+            c"Reserved at server start when the library is preloaded: 8 times this. A row that does not \
+          fit is written by the entering transaction.",
+            &AUDIT_QUEUE_SIZE,
+            64,
+            1024 * 1024,
+            GucContext::Postmaster,
+            GucFlags::UNIT_KB,
+        );
+    }
+    GucRegistry::define_int_guc(
+        c"agent_boundary.audit_flush_interval",
+        c"How often the background audit writer writes what is queued.",
+        c"Also the most a crash can lose; a half-full queue is written at once.",
+        &AUDIT_FLUSH_INTERVAL,
+        10,
+        60_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
     );
     GucRegistry::define_int_guc(
         c"agent_boundary.max_job_lifetime",
@@ -197,6 +247,19 @@ pub fn audit_enter() -> bool {
 
 pub fn audit_async_commit() -> bool {
     AUDIT_ASYNC_COMMIT.get()
+}
+
+pub fn audit_writer_background() -> bool {
+    AUDIT_WRITER.get() == AuditWriter::Background
+}
+
+/// Read once at server start (a postmaster setting).
+pub fn audit_queue_bytes() -> usize {
+    usize::try_from(AUDIT_QUEUE_SIZE.get()).unwrap_or(64) * 1024
+}
+
+pub fn audit_flush_interval_ms() -> i32 {
+    AUDIT_FLUSH_INTERVAL.get()
 }
 
 pub fn enter_requires_transaction_block() -> bool {

@@ -32,6 +32,7 @@ pub extern "C-unwind" fn _PG_init() {
     gucs::init();
     boundary::verdicts::init();
     vector::init();
+    audit::init();
 }
 
 /// Required by `cargo pgrx test`.

@@ -1,11 +1,12 @@
 //! PostgreSQL plumbing, written once: plans kept per backend, the relcache invalidation
-//! callback, setting changes from inside the extension, and catalog lookups. Nothing in here
-//! knows what a boundary is.
+//! callback, shared memory for the preloaded library, setting changes from inside the
+//! extension, and catalog lookups. Nothing in here knows what a boundary is.
 
 pub mod catalog;
 pub mod flag;
 pub mod guc;
 pub mod invalidation;
+pub mod shmem;
 pub mod spi_plans;
 
 /// Whether the session's role (after SET ROLE; not the role a SECURITY DEFINER function or a

@@ -7,7 +7,9 @@
 //! cannot reach: one JSON line per refusal in the server log (prefix `agent_boundary audit: `)
 //! and the sequence `boundary.blocked_events`, which counts every refusal (sequences ignore
 //! rollback). Refusals an agent catches in a savepoint are also counted into the `exit` row of
-//! the boundary they happened under. Events of transactions that commit are rows.
+//! the boundary they happened under. Events of transactions that commit are rows; `enter` and
+//! `exit` rows, when the library is preloaded, go through the background writer (`writer`) and
+//! are rows whether or not their transaction commits.
 
 use crate::boundary::claims::{Boundary, Requested};
 use crate::error::{Result, SqlResult};
@@ -15,6 +17,12 @@ use pgrx::prelude::*;
 use serde_json::json;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+
+mod queue;
+mod writer;
+
+use queue::Row;
+pub use writer::init;
 
 extension_sql!(
     r#"
@@ -240,11 +248,29 @@ fn enter_repeats_a_recent_row(key: &str) -> bool {
             .with(|recent| recent.borrow_mut().repeat(key, crate::boundary::sealed_guc::now_unix(), interval))
 }
 
+/// The repeats the next row for `key` carries.
+fn take_repeats(key: &str) -> i32 {
+    RECENT_ENTER_ROWS_BY_CONTENT.with(|recent| recent.borrow_mut().take_repeats(key))
+}
+
+fn give_back_repeats(key: &str, repeats: i32) {
+    RECENT_ENTER_ROWS_BY_CONTENT.with(|recent| recent.borrow_mut().give_back(key, repeats));
+}
+
+/// A queued enter row: it suppresses repeats from now on (it is written whatever happens to
+/// this transaction).
+fn committed_enter_row(key: String, at: pg_sys::TimestampTz) {
+    let (interval, capacity) = (crate::gucs::audit_enter_interval_secs(), crate::gucs::remembered_tokens());
+    let at_unix = (at + POSTGRES_EPOCH_UNIX_US).div_euclid(1_000_000);
+    RECENT_ENTER_ROWS_BY_CONTENT
+        .with(|recent| recent.borrow_mut().committed(key, at_unix, interval, capacity));
+}
+
 /// Notes an enter row about to be written; returns the repeats it carries. Settled when the
 /// transaction ends: a commit makes it the recent row, a rollback (of the transaction or of the
 /// savepoint that wrote it) gives its repeats back.
 fn pending_enter_row(key: String) -> i32 {
-    let repeats = RECENT_ENTER_ROWS_BY_CONTENT.with(|recent| recent.borrow_mut().take_repeats(&key));
+    let repeats = take_repeats(&key);
     let lxid = crate::boundary::local_transaction_id();
     let first = PENDING_ENTER_ROWS.with(|pending| {
         let mut pending = pending.borrow_mut();
@@ -407,17 +433,22 @@ fn log_line(event: &str, who: Option<Who>, resource: Option<&str>, reason: &str,
 }
 
 /// Appends one row for `event` under `boundary` (or none, for admin events such as protect).
-/// In a read-only transaction (a hot standby, say) the row goes to the server log instead.
+/// `enter` and `exit` rows go to the background writer's queue when there is one (see
+/// `writer`); every other row, and those the queue cannot take, are written by this
+/// transaction. In a read-only transaction (a hot standby, say) a row that would be written
+/// here goes to the server log instead.
 pub fn record(event: &str, boundary: Option<&Boundary>, details: Event) -> Result<()> {
     // CREATE EXTENSION protects the extension's own tables before this one exists.
     // SAFETY: reads a backend-local flag.
     if unsafe { pg_sys::creating_extension } {
         return Ok(());
     }
-    if matches!(event, "enter" | "exit") && !crate::gucs::audit_enter() {
+    let queueable = matches!(event, "enter" | "exit");
+    if queueable && !crate::gucs::audit_enter() {
         return Ok(());
     }
-    if read_only() {
+    let queueable = queueable && writer::queueing();
+    if !queueable && read_only() {
         log_line(
             event,
             boundary.map(Who::from),
@@ -434,44 +465,115 @@ pub fn record(event: &str, boundary: Option<&Boundary>, details: Event) -> Resul
     if boundary.is_some() {
         count_row()?;
     }
-    let repeats = enter_key.map(pending_enter_row).unwrap_or(0);
     let text = |f: fn(&Boundary) -> Option<String>| boundary.and_then(f);
-    let blocked = if event == "exit" { BLOCKED_SINCE_ENTER.with(Cell::get) } else { 0 };
+    let mut row = Row {
+        // SAFETY: reads the clock.
+        at: unsafe { pg_sys::GetCurrentTimestamp() },
+        event: event.to_string(),
+        tenant_id: text(|b| Some(b.tenant_id.clone())),
+        workspace_id: text(|b| Some(b.workspace_id.clone())),
+        user_id: text(|b| Some(b.user_id.clone())),
+        trace_id: text(|b| b.trace_id.clone()),
+        run_id: text(|b| b.run_id.clone()),
+        prompt_version: text(|b| b.prompt_version.clone()),
+        retrieval_namespace: text(|b| Some(b.memory_namespace().to_string())),
+        tool_ids: boundary.map(|b| b.tool_ids.clone()).unwrap_or_default(),
+        datasource_ids: boundary.map(|b| b.datasource_ids.clone()).unwrap_or_default(),
+        memory_keys: details.memory_keys,
+        blocked_count: if event == "exit" { BLOCKED_SINCE_ENTER.with(Cell::get) } else { 0 },
+        resource: details.resource.map(str::to_string),
+        repeats: 0,
+    };
+    if queueable {
+        // A queued row is written whether or not this transaction commits: the boundary was
+        // used either way. So it counts as committed at once.
+        row.repeats = enter_key.as_deref().map(take_repeats).unwrap_or(0);
+        if writer::queue(&row) {
+            if let Some(key) = enter_key {
+                committed_enter_row(key, row.at);
+            }
+            return Ok(());
+        }
+        if let Some(key) = &enter_key {
+            give_back_repeats(key, row.repeats);
+        }
+    }
+    row.repeats = enter_key.map(pending_enter_row).unwrap_or(0);
     // SAFETY: reads this backend's end of WAL written by the current transaction.
     let wal_before = unsafe { pg_sys::XactLastRecEnd };
-    as_audit_owner(|| {
-        let args: [pgrx::datum::DatumWithOid; 14] = [
-            event.into(),
-            text(|b| Some(b.tenant_id.clone())).into(),
-            text(|b| Some(b.workspace_id.clone())).into(),
-            text(|b| Some(b.user_id.clone())).into(),
-            text(|b| b.trace_id.clone()).into(),
-            text(|b| b.run_id.clone()).into(),
-            text(|b| b.prompt_version.clone()).into(),
-            text(|b| Some(b.memory_namespace().to_string())).into(),
-            boundary.map(|b| b.tool_ids.clone()).unwrap_or_default().into(),
-            boundary.map(|b| b.datasource_ids.clone()).unwrap_or_default().into(),
-            details.memory_keys.into(),
-            blocked.into(),
-            details.resource.into(),
-            repeats.into(),
-        ];
-        Spi::connect_mut(|client| {
-            crate::pg::spi_plans::update(
-                client,
-                "INSERT INTO boundary.audit_log
-                        (event, tenant_id, workspace_id, user_id, trace_id, run_id, prompt_version,
-                         retrieval_namespace, tool_ids, datasource_ids, memory_keys, blocked_count, resource, repeats)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-                &args,
-            )
-            .map(drop)
-        })?;
-        Ok(())
-    })?;
+    as_audit_owner(|| insert(std::slice::from_ref(&row)))?;
     // SAFETY: as above.
     note_audit_wal(event, wal_before, unsafe { pg_sys::XactLastRecEnd });
     Ok(())
+}
+
+/// Inserts `rows` (the inline path's one row, or the background writer's batch).
+fn insert(rows: &[Row]) -> Result<()> {
+    Spi::connect_mut(|client| {
+        for row in rows {
+            let at = pgrx::datum::TimestampWithTimeZone::try_from(row.at).map_err(|e| {
+                crate::error::BoundaryError::Internal(format!("audit row time {}: {e}", row.at))
+            })?;
+            let args: [pgrx::datum::DatumWithOid; 15] = [
+                at.into(),
+                row.event.as_str().into(),
+                row.tenant_id.as_deref().into(),
+                row.workspace_id.as_deref().into(),
+                row.user_id.as_deref().into(),
+                row.trace_id.as_deref().into(),
+                row.run_id.as_deref().into(),
+                row.prompt_version.as_deref().into(),
+                row.retrieval_namespace.as_deref().into(),
+                row.tool_ids.clone().into(),
+                row.datasource_ids.clone().into(),
+                row.memory_keys.clone().into(),
+                row.blocked_count.into(),
+                row.resource.as_deref().into(),
+                row.repeats.into(),
+            ];
+            crate::pg::spi_plans::update(
+                client,
+                "INSERT INTO boundary.audit_log
+                        (at, event, tenant_id, workspace_id, user_id, trace_id, run_id, prompt_version,
+                         retrieval_namespace, tool_ids, datasource_ids, memory_keys, blocked_count, resource, repeats)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                &args,
+            )?;
+        }
+        Ok(())
+    })
+}
+
+/// A queued row the background writer could not write: the server log keeps it.
+fn log_unwritten(row: &Row, why: &str) {
+    let line = json!({
+        "event": row.event,
+        "at_unix_us": row.at + POSTGRES_EPOCH_UNIX_US,
+        "tenant_id": row.tenant_id,
+        "workspace_id": row.workspace_id,
+        "user_id": row.user_id,
+        "trace_id": row.trace_id,
+        "run_id": row.run_id,
+        "prompt_version": row.prompt_version,
+        "retrieval_namespace": row.retrieval_namespace,
+        "tool_ids": row.tool_ids,
+        "datasource_ids": row.datasource_ids,
+        "blocked_count": row.blocked_count,
+        "repeats": row.repeats,
+        "reason": format!("not written to audit_log: {why}"),
+    });
+    pgrx::log!("agent_boundary audit: {line}");
+}
+
+/// 2000-01-01 (PostgreSQL's epoch) in microseconds since 1970-01-01.
+const POSTGRES_EPOCH_UNIX_US: i64 = 946_684_800_000_000;
+
+/// Waits until the enter and exit rows this database queued before the call are in
+/// `boundary.audit_log` (at once without a background writer). Superusers and roles granted it.
+#[pg_extern(security_definer, volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn flush_audit_log() -> SqlResult<()> {
+    Ok(writer::flush()?)
 }
 
 /// A new boundary starts its own count of refusals.
