@@ -40,25 +40,6 @@ $bootstrap$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/keys.rs:21
-
-CREATE TABLE boundary.signing_keys (
-    kid         text PRIMARY KEY CHECK (kid ~ '^[A-Za-z0-9._-]{1,64}$'),
-    alg         text NOT NULL CHECK (alg IN ('HS256', 'HS384', 'HS512', 'EdDSA', 'ES256', 'RS256')),
-    verify_key  bytea NOT NULL,
-    signing_key bytea,
-    created_at  timestamptz NOT NULL DEFAULT now(),
-    retired_at  timestamptz,
-    CHECK (signing_key IS NULL OR alg NOT LIKE 'HS%')
-);
-COMMENT ON TABLE boundary.signing_keys IS
-  'Keys that verify boundary tokens. verify_key: the HMAC secret, or a public key (PEM). '
-  'signing_key: a private key (PEM), only when the database itself must sign. '
-  'No ordinary role can read this table.';
-SELECT pg_catalog.pg_extension_config_dump('boundary.signing_keys', '');
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- src/boundary/registry.rs:11
 
 CREATE TABLE boundary.principals (
@@ -82,6 +63,25 @@ COMMENT ON TABLE boundary.principals IS
   'What each (tenant, workspace, user) may currently do. boundary.enter() refuses principals '
   'that are missing or revoked and narrows a token''s role, tools and datasources to this row.';
 SELECT pg_catalog.pg_extension_config_dump('boundary.principals', '');
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/boundary/keys.rs:21
+
+CREATE TABLE boundary.signing_keys (
+    kid         text PRIMARY KEY CHECK (kid ~ '^[A-Za-z0-9._-]{1,64}$'),
+    alg         text NOT NULL CHECK (alg IN ('HS256', 'HS384', 'HS512', 'EdDSA', 'ES256', 'RS256')),
+    verify_key  bytea NOT NULL,
+    signing_key bytea,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    retired_at  timestamptz,
+    CHECK (signing_key IS NULL OR alg NOT LIKE 'HS%')
+);
+COMMENT ON TABLE boundary.signing_keys IS
+  'Keys that verify boundary tokens. verify_key: the HMAC secret, or a public key (PEM). '
+  'signing_key: a private key (PEM), only when the database itself must sign. '
+  'No ordinary role can read this table.';
+SELECT pg_catalog.pg_extension_config_dump('boundary.signing_keys', '');
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -165,7 +165,7 @@ AS 'MODULE_PATHNAME', 'auto_protect_object_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/audit.rs:531
+-- src/audit/mod.rs:631
 -- agent_boundary::audit::blocked_events_total
 CREATE  FUNCTION "blocked_events_total"() RETURNS bigint /* SqlResult < i64 > */
 STRICT STABLE SECURITY DEFINER PARALLEL SAFE
@@ -270,6 +270,16 @@ STRICT VOLATILE PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'exit_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/audit/mod.rs:571
+-- agent_boundary::audit::flush_audit_log
+CREATE  FUNCTION "flush_audit_log"() RETURNS VOID /* SqlResult < () > */
+STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'flush_audit_log_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -908,7 +918,7 @@ AS 'MODULE_PATHNAME', 'protect_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/audit.rs:501
+-- src/audit/mod.rs:601
 -- agent_boundary::audit::purge_audit_log
 CREATE  FUNCTION "purge_audit_log"(
 	"older_than" interval /* pgrx :: datum :: Interval */
@@ -1182,7 +1192,7 @@ AS 'MODULE_PATHNAME', 'workspace_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/audit.rs:19
+-- src/audit/mod.rs:25
 -- requires:
 --   policy::protect
 --   boundary::tenant_id
@@ -1431,6 +1441,7 @@ REVOKE EXECUTE ON FUNCTION boundary.revoke(text, text, text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION boundary.purge_expired() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION boundary.purge_audit_log(interval) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION boundary.blocked_events_total() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION boundary.flush_audit_log() FROM PUBLIC;
 REVOKE ALL ON SEQUENCE boundary.blocked_events FROM PUBLIC;
 -- A trigger function; it fires without EXECUTE, and nobody needs to call it.
 REVOKE EXECUTE ON FUNCTION boundary.forget_verified() FROM PUBLIC;
