@@ -165,7 +165,7 @@ AS 'MODULE_PATHNAME', 'auto_protect_object_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/audit/mod.rs:631
+-- src/audit/mod.rs:633
 -- agent_boundary::audit::blocked_events_total
 CREATE  FUNCTION "blocked_events_total"() RETURNS bigint /* SqlResult < i64 > */
 STRICT STABLE SECURITY DEFINER PARALLEL SAFE
@@ -177,17 +177,15 @@ AS 'MODULE_PATHNAME', 'blocked_events_total_wrapper';
 /* <begin connected objects> */
 -- src/stores/cache.rs:121
 -- agent_boundary::stores::cache::cache_get
-CREATE  FUNCTION "cache_get"(
-	"key" TEXT /* & str */
-) RETURNS jsonb /* SqlResult < Option < JsonB > > */
+
+CREATE FUNCTION boundary.cache_get(key text) RETURNS jsonb
 STRICT STABLE PARALLEL SAFE
-SET search_path TO pg_catalog, pg_temp
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'cache_get_wrapper';
+SET search_path = pg_catalog, pg_temp
+LANGUAGE c AS 'MODULE_PATHNAME', 'cache_get_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/cache.rs:85
+-- src/stores/cache.rs:84
 -- agent_boundary::stores::cache::cache_key
 CREATE  FUNCTION "cache_key"(
 	"namespace" TEXT, /* & str */
@@ -201,7 +199,7 @@ AS 'MODULE_PATHNAME', 'cache_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/cache.rs:56
+-- src/stores/cache.rs:55
 -- agent_boundary::stores::cache::cache_prefix
 CREATE  FUNCTION "cache_prefix"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
@@ -210,7 +208,7 @@ AS 'MODULE_PATHNAME', 'cache_prefix_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/cache.rs:95
+-- src/stores/cache.rs:94
 -- agent_boundary::stores::cache::cache_put
 
 CREATE FUNCTION boundary.cache_put(key text, value jsonb, ttl interval DEFAULT '1 hour')
@@ -273,7 +271,7 @@ AS 'MODULE_PATHNAME', 'exit_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/audit/mod.rs:571
+-- src/audit/mod.rs:573
 -- agent_boundary::audit::flush_audit_log
 CREATE  FUNCTION "flush_audit_log"() RETURNS VOID /* SqlResult < () > */
 STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
@@ -354,7 +352,7 @@ AS 'MODULE_PATHNAME', 'list_signing_keys_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:176
+-- src/stores/memory.rs:184
 -- agent_boundary::stores::memory::memory_delete
 CREATE  FUNCTION "memory_delete"(
 	"name" TEXT, /* & str */
@@ -369,14 +367,11 @@ AS 'MODULE_PATHNAME', 'memory_delete_wrapper';
 /* <begin connected objects> */
 -- src/stores/memory.rs:168
 -- agent_boundary::stores::memory::memory_get
-CREATE  FUNCTION "memory_get"(
-	"name" TEXT, /* & str */
-	"scope" TEXT DEFAULT 'user' /* & str */
-) RETURNS jsonb /* SqlResult < Option < JsonB > > */
+
+CREATE FUNCTION boundary.memory_get(name text, scope text DEFAULT 'user') RETURNS jsonb
 STRICT STABLE PARALLEL SAFE
-SET search_path TO pg_catalog, pg_temp
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'memory_get_wrapper';
+SET search_path = pg_catalog, pg_temp
+LANGUAGE c AS 'MODULE_PATHNAME', 'memory_get_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -393,7 +388,7 @@ AS 'MODULE_PATHNAME', 'memory_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:193
+-- src/stores/memory.rs:201
 -- agent_boundary::stores::memory::memory_list
 CREATE  FUNCTION "memory_list"(
 	"prefix" TEXT DEFAULT '' /* & str */
@@ -879,7 +874,7 @@ AS 'MODULE_PATHNAME', 'plan_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:276
+-- src/stores/memory.rs:292
 -- agent_boundary::stores::memory::promote
 CREATE  FUNCTION "promote"(
 	"name" TEXT, /* & str */
@@ -918,7 +913,7 @@ AS 'MODULE_PATHNAME', 'protect_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/audit/mod.rs:601
+-- src/audit/mod.rs:603
 -- agent_boundary::audit::purge_audit_log
 CREATE  FUNCTION "purge_audit_log"(
 	"older_than" interval /* pgrx :: datum :: Interval */
@@ -930,7 +925,7 @@ AS 'MODULE_PATHNAME', 'purge_audit_log_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:326
+-- src/stores/memory.rs:342
 -- agent_boundary::stores::memory::purge_expired
 CREATE  FUNCTION "purge_expired"() RETURNS bigint /* SqlResult < i64 > */
 STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
@@ -1036,19 +1031,17 @@ AS 'MODULE_PATHNAME', 'run_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:266
+-- src/stores/memory.rs:274
 -- agent_boundary::stores::memory::run_state_get
-CREATE  FUNCTION "run_state_get"(
-	"name" TEXT /* & str */
-) RETURNS jsonb /* SqlResult < Option < JsonB > > */
+
+CREATE FUNCTION boundary.run_state_get(name text) RETURNS jsonb
 STRICT STABLE PARALLEL SAFE
-SET search_path TO pg_catalog, pg_temp
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_state_get_wrapper';
+SET search_path = pg_catalog, pg_temp
+LANGUAGE c AS 'MODULE_PATHNAME', 'run_state_get_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:239
+-- src/stores/memory.rs:247
 -- agent_boundary::stores::memory::run_state_set
 
 CREATE FUNCTION boundary.run_state_set(name text, value jsonb, ttl interval DEFAULT '1 hour')
@@ -1192,7 +1185,7 @@ AS 'MODULE_PATHNAME', 'workspace_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/audit/mod.rs:25
+-- src/audit/mod.rs:27
 -- requires:
 --   policy::protect
 --   boundary::tenant_id
@@ -1305,7 +1298,7 @@ CREATE FUNCTION "guard_store_write"()
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/cache.rs:17
+-- src/stores/cache.rs:16
 -- requires:
 --   policy::protect
 --   boundary::tenant_id

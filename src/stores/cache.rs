@@ -10,7 +10,6 @@ use crate::boundary::ttl_seconds;
 use crate::error::{BoundaryError, Result, SqlResult};
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
-use pgrx::JsonB;
 
 const MAX_CACHE_TTL_SECS: i64 = 30 * 24 * 3600;
 
@@ -118,9 +117,18 @@ fn cache_put(key: &str, value: pgrx::AnyElement, ttl: Interval) -> SqlResult<Tim
 }
 
 /// The live value under `key`, or NULL on a miss. A key built under another boundary is refused.
-#[pg_extern(stable, parallel_safe)]
-#[search_path(pg_catalog, pg_temp)]
-fn cache_get(key: &str) -> SqlResult<Option<JsonB>> {
+/// (Returns the stored jsonb datum as is: see `lookup_value`.)
+#[pg_extern(
+    stable,
+    parallel_safe,
+    sql = r#"
+CREATE FUNCTION boundary.cache_get(key text) RETURNS jsonb
+STRICT STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+LANGUAGE c AS 'MODULE_PATHNAME', 'cache_get_wrapper';
+"#
+)]
+fn cache_get(key: &str) -> SqlResult<Option<pgrx::AnyElement>> {
     check_key(&*sealed_guc::current()?, key)?;
     Ok(lookup_value("SELECT value FROM boundary.cache WHERE key = $1", key.to_string())?)
 }

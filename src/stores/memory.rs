@@ -164,10 +164,18 @@ fn memory_set(name: &str, value: pgrx::AnyElement, scope: &str) -> SqlResult<Str
     Ok(key)
 }
 
-/// Durable memory `name`, or NULL.
-#[pg_extern(stable, parallel_safe)]
-#[search_path(pg_catalog, pg_temp)]
-fn memory_get(name: &str, scope: default!(&str, "'user'")) -> SqlResult<Option<JsonB>> {
+/// Durable memory `name`, or NULL. (Returns the stored jsonb datum as is: see `lookup_value`.)
+#[pg_extern(
+    stable,
+    parallel_safe,
+    sql = r#"
+CREATE FUNCTION boundary.memory_get(name text, scope text DEFAULT 'user') RETURNS jsonb
+STRICT STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+LANGUAGE c AS 'MODULE_PATHNAME', 'memory_get_wrapper';
+"#
+)]
+fn memory_get(name: &str, scope: &str) -> SqlResult<Option<pgrx::AnyElement>> {
     let key = key_of(name, scope)?;
     Ok(lookup_value("SELECT value FROM boundary.memories WHERE key = $1", key)?)
 }
@@ -263,9 +271,17 @@ fn run_state_set(name: &str, value: pgrx::AnyElement, ttl: Interval) -> SqlResul
 }
 
 /// Run-state `name` of the boundary's run, or NULL (also once it has expired).
-#[pg_extern(stable, parallel_safe)]
-#[search_path(pg_catalog, pg_temp)]
-fn run_state_get(name: &str) -> SqlResult<Option<JsonB>> {
+#[pg_extern(
+    stable,
+    parallel_safe,
+    sql = r#"
+CREATE FUNCTION boundary.run_state_get(name text) RETURNS jsonb
+STRICT STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+LANGUAGE c AS 'MODULE_PATHNAME', 'run_state_get_wrapper';
+"#
+)]
+fn run_state_get(name: &str) -> SqlResult<Option<pgrx::AnyElement>> {
     validate_name("name", name)?;
     run_id(&*current()?)?;
     Ok(lookup_value("SELECT value FROM boundary.run_state WHERE name = $1", name.to_string())?)

@@ -100,11 +100,24 @@ pub fn validate_value(value: &JsonB) -> Result<()> {
 }
 
 /// The jsonb `value` of the row `sql` finds by its one text argument, through a kept plan
-/// (lookups run on every agent step; the policies' accessors still run at execution).
-pub(crate) fn lookup_value(sql: &'static str, argument: String) -> Result<Option<JsonB>> {
+/// (lookups run on every agent step; the policies' accessors still run at execution). The stored
+/// datum itself is returned, detoasted and copied out of SPI's memory: turning it into Rust
+/// values and back would cost more than the lookup, and grow with the value.
+pub(crate) fn lookup_value(sql: &'static str, argument: String) -> Result<Option<pgrx::AnyElement>> {
     Spi::connect(|client| {
         let rows = crate::pg::spi_plans::select(client, sql, &[argument.into()])?;
-        Ok(rows.into_iter().next().map(|row| row.get::<JsonB>(1)).transpose()?.flatten())
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let Some(datum) = rows.first().get_datum_by_ordinal(1)? else { return Ok(None) };
+        // SAFETY: a jsonb varlena of the row SPI just returned; detoasted (into a copy when it
+        // was toasted or compressed), then copied into the memory context the function was
+        // called in, which outlives SPI's. `from_polymorphic_datum` only wraps it.
+        unsafe {
+            let detoasted = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+            let copied = pg_sys::SPI_datumTransfer(pg_sys::Datum::from(detoasted), false, -1);
+            Ok(pgrx::AnyElement::from_polymorphic_datum(copied, false, pg_sys::JSONBOID))
+        }
     })
 }
 

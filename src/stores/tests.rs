@@ -265,3 +265,38 @@ fn keys_are_composed_in_one_place() {
         "i"
     );
 }
+
+/// Reads return the stored jsonb datum itself: a value large enough to be compressed and moved
+/// out of line (TOAST) comes back whole and equal, from each store.
+#[pg_test]
+fn large_toasted_values_come_back_whole_from_every_store() {
+    fixture();
+    as_agent("northstar-dental", "alice", "member", json!({"run_id": "run-1"}));
+    // 128 kB of hex digits: too large to stay in the row, too random to compress much.
+    Spi::run(
+        "CREATE TEMP TABLE big AS
+           SELECT jsonb_build_object('notes', string_agg(md5(g::text), ''), 'n', 7) AS v
+             FROM generate_series(1, 4000) g",
+    )
+    .unwrap();
+    Spi::run("SELECT boundary.memory_set('big', (SELECT v FROM big))").unwrap();
+    Spi::run("SELECT boundary.run_state_set('big', (SELECT v FROM big), '1 hour')").unwrap();
+    Spi::run("SELECT boundary.cache_put(boundary.cache_key('answers', 'big', 'v1'), (SELECT v FROM big))").unwrap();
+    assert!(
+        one::<i32>("SELECT pg_column_size(value) FROM boundary.memories WHERE name = 'big'")
+            .is_some_and(|stored| stored > 2032),
+        "over TOAST_TUPLE_THRESHOLD: stored compressed or out of line"
+    );
+    for read in [
+        "boundary.memory_get('big')",
+        "boundary.run_state_get('big')",
+        "boundary.cache_get(boundary.cache_key('answers', 'big', 'v1'))",
+    ] {
+        assert_eq!(
+            one::<bool>(&format!("SELECT {read} = (SELECT v FROM big) AND length({read}->>'notes') = 128000")),
+            Some(true),
+            "{read}"
+        );
+    }
+    assert_eq!(text("SELECT boundary.memory_get('absent')::text"), "<null>");
+}
