@@ -31,9 +31,20 @@ pub fn decompose(key: &str) -> Vec<String> {
     key.split(SEPARATOR).map(|p| p.replace("%3A", ":").replace("%25", "%")).collect()
 }
 
+/// How many parts a composed key has (without unescaping them: escaped parts hold no separator).
+pub fn part_count(key: &str) -> usize {
+    key.matches(SEPARATOR).count() + 1
+}
+
 /// Lower-case hex SHA-256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(64);
+    for byte in Sha256::digest(bytes) {
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    out
 }
 
 pub const MEMORY_TAG: &str = "agent-memory";
@@ -99,6 +110,12 @@ mod tests {
     }
 
     #[test]
+    fn sha256_hex_is_the_lower_case_digest() {
+        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(sha256_hex(b"").len(), 64);
+    }
+
+    #[test]
     fn separator_inside_a_part_cannot_shift_the_boundary() {
         assert_ne!(compose(["a:b", "c"]), compose(["a", "b:c"]));
         assert_ne!(compose(["a%3Ab", "c"]), compose(["a:b", "c"]));
@@ -109,6 +126,7 @@ mod tests {
         #[test]
         fn compose_round_trips(parts in proptest::collection::vec(adversarial(), 1..5)) {
             let key = compose(parts.iter().map(String::as_str));
+            prop_assert_eq!(part_count(&key), parts.len());
             prop_assert_eq!(decompose(&key), parts);
         }
 
