@@ -85,16 +85,24 @@ tps() {  # tps SCRIPT CLIENTS: one pgbench run of $round_seconds; prints its TPS
 # each arm's figure is the median of its rounds.
 rounds=5; round_seconds=$(( (seconds + rounds - 1) / rounds ))
 declare -A runs=()
+# arm name, script, PGOPTIONS
+arms=(
+  "set set_config.sql -c agent_boundary.audit_enter=on"
+  "enter enter.sql -c agent_boundary.audit_enter=on"
+  "inline enter.sql -c agent_boundary.audit_writer=transaction"
+  "unaudited enter.sql -c agent_boundary.audit_enter=off"
+  "set_row set_config_row.sql -c agent_boundary.audit_enter=on"
+  "fresh enter_fresh.sql -c agent_boundary.audit_enter=on"
+  "fresh_inline enter_fresh.sql -c agent_boundary.audit_writer=transaction"
+)
 for round in $(seq 1 "$rounds"); do
   say "round $round of $rounds (${round_seconds}s per arm)"
   for c in 1 4; do
-    runs[set$c]+=" $(tps "$dir/set_config.sql" $c)"
-    runs[enter$c]+=" $(tps "$dir/enter.sql" $c)"
-    runs[inline$c]+=" $(PGOPTIONS="-c agent_boundary.audit_writer=transaction" tps "$dir/enter.sql" $c)"
-    runs[unaudited$c]+=" $(PGOPTIONS="-c agent_boundary.audit_enter=off" tps "$dir/enter.sql" $c)"
-    runs[set_row$c]+=" $(tps "$dir/set_config_row.sql" $c)"
-    runs[fresh$c]+=" $(tps "$dir/enter_fresh.sql" $c)"
-    runs[fresh_inline$c]+=" $(PGOPTIONS="-c agent_boundary.audit_writer=transaction" tps "$dir/enter_fresh.sql" $c)"
+    # Each round starts one arm later, so no arm always follows the same one.
+    for turn in "${!arms[@]}"; do
+      read -r arm script options <<<"${arms[$(( (turn + round) % ${#arms[@]} ))]}"
+      runs[$arm$c]+=" $(PGOPTIONS="$options" tps "$dir/$script" $c)"
+    done
   done
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { printf "%.0f", v[int((NR + 1) / 2)] }'; }
@@ -109,7 +117,7 @@ per_call_ns() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", a - b }'; }
 {
   echo "## Boundary overhead"
   echo
-  echo "Command: \`bash bench/boundary_overhead.sh $seconds\` — $(machine). Transactions/s: 1 and 4 clients (pgbench -j as many threads), prepared protocol, \`synchronous_commit = on\`, median of $rounds rounds of ${round_seconds} s in which the arms take turns."
+  echo "Command: \`bash bench/boundary_overhead.sh $seconds\` — $(machine). Transactions/s: 1 and 4 clients (pgbench -j as many threads), prepared protocol, \`synchronous_commit = on\`, median of $rounds rounds of ${round_seconds} s in which the arms take turns, each round starting one arm later."
   echo
   echo "| measure | boundary | baseline | ratio |"
   echo "|---|---|---|---|"

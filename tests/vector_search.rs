@@ -168,6 +168,51 @@ async fn a_datasource_outside_the_boundary_never_appears() {
     assert!(ids.iter().all(|id| id.parse::<i64>().unwrap() <= DENTAL_ROWS), "{ids:?}");
 }
 
+/// One backend and one boundary (300 candidates) on either side of the exact cutoff, back and
+/// forth: each call takes the path the candidate count calls for, whatever the backend
+/// remembers of earlier calls (which only decides whether it counts before ranking).
+async fn the_path_follows_the_candidate_count_whatever_the_backend_remembers() {
+    let (agent, notices) = connect_with_notices(cluster().config("agent")).await.unwrap();
+    let truth = dental_truth(10);
+    let approximate = "approximate plan, 10 rows, ef_search 400";
+    for (limit, expected) in [
+        (3000, "exact plan, 10 rows"),
+        (50, approximate),
+        (50, approximate),
+        (3000, "exact plan, 10 rows"),
+        (3000, "exact plan, 10 rows"),
+        (50, approximate),
+    ] {
+        agent.batch_execute("BEGIN").await.unwrap();
+        enter(&agent, &dental_alice()).await.unwrap();
+        agent
+            .batch_execute(&format!(
+                "SET LOCAL agent_boundary.vector_exact_limit = {limit}; SET LOCAL enable_sort = off; \
+                 SET LOCAL client_min_messages = debug1"
+            ))
+            .await
+            .unwrap();
+        let rows = agent
+            .query("SELECT id FROM boundary.vector_search('public.notes', $1, 10)", &[&Vector::from(query())])
+            .await
+            .unwrap();
+        agent.batch_execute("COMMIT").await.unwrap();
+        let ids: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        let plan = notices
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find_map(|n| n.strip_prefix("DEBUG: agent_boundary vector_search: ").map(str::to_string))
+            .unwrap_or_default();
+        assert_eq!((limit, plan.as_str()), (limit, expected));
+        assert_eq!(ids.len(), 10);
+        if expected.starts_with("exact") {
+            assert_eq!(set(&ids), set(&truth), "exact ranking of every candidate");
+        }
+    }
+}
+
 async fn an_index_that_comes_back_short_is_backed_by_an_exact_ranking() {
     let starved = "SET LOCAL agent_boundary.vector_exact_limit = 50; SET LOCAL enable_sort = off; \
                    SET LOCAL agent_boundary.vector_ef_search = 10; SET LOCAL hnsw.max_scan_tuples = 1";
@@ -246,6 +291,7 @@ fn main() {
         design_rows_closer_to_the_query_never_appear,
         k_above_the_visible_rows_returns_every_visible_row_once,
         a_datasource_outside_the_boundary_never_appears,
+        the_path_follows_the_candidate_count_whatever_the_backend_remembers,
         an_index_that_comes_back_short_is_backed_by_an_exact_ranking,
         a_tenant_with_its_own_index_is_searched_with_a_narrower_beam,
         bad_input_is_refused_with_its_sqlstate,

@@ -44,6 +44,11 @@ struct Target {
     /// per-tenant partial index can match.
     count_plan: RefCell<Option<Rc<OwnedPreparedStatement>>>,
     exact_plan: RefCell<Option<Rc<OwnedPreparedStatement>>>,
+    exact_counted_plan: RefCell<Option<Rc<OwnedPreparedStatement>>>,
+    /// Boundaries (by scope) last seen with more candidates than the exact cutoff: for them a
+    /// call counts first, for the others it ranks and counts in one pass (see `search`). A hint
+    /// for speed only; which path answers never depends on it. Emptied when full.
+    large_scopes: RefCell<HashSet<String>>,
     /// Tenants with their own HNSW index (made by vector_index) on this column and metric.
     tenant_indexes: HashSet<String>,
 }
@@ -197,6 +202,8 @@ fn resolve(key: &TargetKey) -> Result<Target> {
         dimensions,
         count_plan: RefCell::new(None),
         exact_plan: RefCell::new(None),
+        exact_counted_plan: RefCell::new(None),
+        large_scopes: RefCell::new(HashSet::new()),
         tenant_indexes: tenant_indexes(key)?,
     })
 }
@@ -249,6 +256,29 @@ type Hit = (Option<String>, Option<f64>);
 
 fn hits(table: pgrx::spi::SpiTupleTable) -> Result<Vec<Hit>> {
     table.map(|row| Ok((row.get::<String>(1)?, row.get::<f64>(2)?))).collect()
+}
+
+/// The rows of `exact_counted` and how many candidates they were ranked from (0 when none).
+fn counted_hits(table: pgrx::spi::SpiTupleTable) -> Result<(Vec<Hit>, i64)> {
+    let mut candidates = 0;
+    let hits = table
+        .map(|row| {
+            candidates = row.get::<i64>(3)?.unwrap_or(0);
+            Ok((row.get::<String>(1)?, row.get::<f64>(2)?))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((hits, candidates))
+}
+
+/// What decides a boundary's candidate rows: its scope fields.
+fn scope_key(boundary: &Boundary) -> String {
+    [
+        boundary.tenant_id.as_str(),
+        boundary.workspace_id.as_str(),
+        boundary.user_id.as_str(),
+        &boundary.datasource_ids.join("\u{1}"),
+    ]
+    .join("\u{0}")
 }
 
 fn arguments<'a>(query: &AnyElement, boundary: &'a Boundary, limit: i64) -> Vec<DatumWithOid<'a>> {
@@ -312,6 +342,8 @@ fn search(
     let cutoff = sql::exact_cutoff(k, gucs::vector_exact_limit());
     let counting = arguments(&query, &boundary, cutoff + 1);
     let ranking = arguments(&query, &boundary, i64::from(k));
+    let scope = scope_key(&boundary);
+    let seen_large = target.large_scopes.borrow().contains(&scope);
     Spi::connect(|client| {
         let exact = || {
             hits(crate::pg::spi_plans::select_in(
@@ -321,11 +353,30 @@ fn search(
                 &ranking,
             )?)
         };
-        let candidates =
+        // Either way the answer is exact ranking when the boundary has at most `cutoff`
+        // candidates: in one pass that ranks up to cutoff + 1 of them and counts them (most
+        // boundaries), or, for one seen with more before, a count first (so a large tenant does
+        // not pay for ranking rows it will not use).
+        let candidates = if seen_large {
             crate::pg::spi_plans::select_in(client, &target.count_plan, &target.statements.count, &counting)?
                 .first()
                 .get_one::<i64>()?
-                .unwrap_or(0);
+                .unwrap_or(0)
+        } else {
+            let mut ranked_and_counted = arguments(&query, &boundary, i64::from(k));
+            ranked_and_counted.push((cutoff + 1).into());
+            let (ranked, candidates) = counted_hits(crate::pg::spi_plans::select_in(
+                client,
+                &target.exact_counted_plan,
+                &target.statements.exact_counted,
+                &ranked_and_counted,
+            )?)?;
+            if candidates <= cutoff {
+                return Ok((ranked, Path::Exact));
+            }
+            candidates
+        };
+        remember_scope_size(&target, scope, candidates > cutoff);
         if candidates <= cutoff {
             return Ok((exact()?, Path::Exact));
         }
@@ -345,6 +396,19 @@ fn search(
         }
         Ok((exact()?, Path::ApproximateThenExact { ef_search }))
     })
+}
+
+/// Notes whether a boundary's scope had more candidates than the exact cutoff.
+fn remember_scope_size(target: &Target, scope: String, large: bool) {
+    let mut large_scopes = target.large_scopes.borrow_mut();
+    if !large {
+        large_scopes.remove(&scope);
+        return;
+    }
+    if large_scopes.len() >= gucs::remembered_tokens() {
+        large_scopes.clear();
+    }
+    large_scopes.insert(scope);
 }
 
 /// The k rows of `tbl` nearest to `query` among those the current boundary may see (its

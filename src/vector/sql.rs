@@ -103,6 +103,10 @@ pub struct SearchTable {
 pub struct SearchStatements {
     /// Counts the candidate rows, up to `$6`.
     pub count: String,
+    /// Ranks up to `$7` candidate rows exactly and says how many there were (each row carries
+    /// the count): one pass for a boundary with few candidates. Past `$7` the ranking is not
+    /// exact and is discarded.
+    pub exact_counted: String,
     /// Ranks every candidate row by exact distance: the fence (OFFSET 0) keeps the ORDER BY
     /// from reaching an approximate index.
     pub exact: String,
@@ -139,6 +143,11 @@ impl SearchTable {
         );
         SearchStatements {
             count: format!("SELECT count(*) FROM (SELECT FROM {t} WHERE {filter} LIMIT $6) AS candidates"),
+            exact_counted: format!(
+                "SELECT id::text, distance, candidates FROM (SELECT id, distance, count(*) OVER () AS candidates \
+                 FROM (SELECT {id} AS id, {distance} AS distance FROM {t} WHERE {filter} LIMIT $7) AS bounded) \
+                 AS counted ORDER BY distance LIMIT $6"
+            ),
             exact: format!(
                 "SELECT id::text, distance FROM (SELECT {id} AS id, {distance} AS distance FROM {t} \
                  WHERE {filter} OFFSET 0) AS candidates ORDER BY distance LIMIT $6"
@@ -349,6 +358,10 @@ mod tests {
         assert!(s.approximate.contains("LIMIT $6 * 4)"), "{}", s.approximate);
         assert!(s.approximate.ends_with("FROM nearest ORDER BY distance LIMIT $6"));
         assert!(s.count.ends_with("LIMIT $6) AS candidates"));
+        // No ORDER BY inside: the window and the bounded scan keep the ranking off the index.
+        assert!(s.exact_counted.contains("count(*) OVER () AS candidates"), "{}", s.exact_counted);
+        assert!(s.exact_counted.ends_with("LIMIT $7) AS bounded) AS counted ORDER BY distance LIMIT $6"));
+        assert_eq!(s.exact_counted.matches("ORDER BY").count(), 1);
     }
 
     #[test]
