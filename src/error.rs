@@ -40,6 +40,8 @@ pub enum BoundaryError {
     WrongType(String),
     /// The object is not ready for the operation (e.g. a table that is not protected).
     NotPrepared(String),
+    /// As `NotPrepared`, with what to set up first.
+    NotPreparedWithHint { what: String, hint: String },
     /// A tool asked for something outside the boundary: "resource public.tickets:7", "tool crm".
     /// The same for "belongs to another tenant" and "does not exist", so it is no oracle.
     OutsideBoundary(String),
@@ -74,7 +76,9 @@ impl BoundaryError {
             Self::DuplicateObject(_) => ERRCODE_DUPLICATE_OBJECT,
             Self::NullArgument(_) => ERRCODE_NULL_VALUE_NOT_ALLOWED,
             Self::WrongType(_) => ERRCODE_DATATYPE_MISMATCH,
-            Self::NotPrepared(_) => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            Self::NotPrepared(_) | Self::NotPreparedWithHint { .. } => {
+                ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
+            }
             Self::ReadOnly(_) => ERRCODE_READ_ONLY_SQL_TRANSACTION,
             Self::Busy(_) => ERRCODE_LOCK_NOT_AVAILABLE,
             Self::Internal(_) => ERRCODE_INTERNAL_ERROR,
@@ -91,7 +95,9 @@ impl BoundaryError {
                 "Run BEGIN first (turn autocommit off in the driver), then enter and the queries it guards."
                     .into(),
             ),
-            Self::NotAllowed { hint, .. } | Self::TokenRefusedWithHint { hint, .. } => Some(hint.clone()),
+            Self::NotAllowed { hint, .. }
+            | Self::TokenRefusedWithHint { hint, .. }
+            | Self::NotPreparedWithHint { hint, .. } => Some(hint.clone()),
             _ => None,
         }
     }
@@ -134,7 +140,7 @@ impl fmt::Display for BoundaryError {
                 write!(f, "agent boundary token refused: {why}")
             }
             Self::PrincipalRefused(why) => write!(f, "agent boundary refused: {why}"),
-            Self::NotAllowed { what, .. } => f.write_str(what),
+            Self::NotAllowed { what, .. } | Self::NotPreparedWithHint { what, .. } => f.write_str(what),
             Self::OutsideBoundary(what) => write!(f, "{what} is outside current boundary"),
             Self::JobRefused { .. } => f.write_str("resume refused: permissions changed during execution"),
             Self::OutsideTransactionBlock(why)

@@ -26,6 +26,9 @@ static MAX_JOB_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(24 * 3600);
 static CLOCK_SKEW: GucSetting<i32> = GucSetting::<i32>::new(30);
 static MAX_AUDIT_ROWS_PER_TRANSACTION: GucSetting<i32> = GucSetting::<i32>::new(100);
 static AUTO_PROTECT_SCHEMAS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+static AUTO_PROTECT_ADD_COLUMNS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+static AUTO_PROTECT_SHARED_TABLES: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c""));
 static VECTOR_EXACT_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(3000);
 static VECTOR_EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(400);
 static VECTOR_EF_SEARCH_TENANT_INDEX: GucSetting<i32> = GucSetting::<i32>::new(100);
@@ -192,6 +195,24 @@ pub fn init() {
         GucFlags::default(),
     );
     GucRegistry::define_string_guc(
+        c"agent_boundary.auto_protect_add_columns",
+        c"Scope columns added to every new table in auto_protect_schemas that lacks the tenant column: tenant, workspace, user.",
+        c"Comma-separated (the tenant is required); empty turns it off. The table's unique keys \
+          then lead with these columns, so tenants can hold the same key. Needs the library \
+          loaded before the CREATE TABLE (shared_preload_libraries or session_preload_libraries).",
+        &AUTO_PROTECT_ADD_COLUMNS,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"agent_boundary.auto_protect_shared_tables",
+        c"Tables in auto_protect_schemas that every tenant shares (a framework's migration log): never given scope columns or auto-protected.",
+        c"Comma-separated table names, schema-qualified or not.",
+        &AUTO_PROTECT_SHARED_TABLES,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
         c"agent_boundary.tenant_column",
         c"Name of the tenant column for auto-protection and the unprotected_tables() lint.",
         c"",
@@ -292,6 +313,14 @@ fn string_setting(setting: &GucSetting<Option<CString>>) -> String {
 
 pub fn auto_protect_schemas() -> String {
     string_setting(&AUTO_PROTECT_SCHEMAS)
+}
+
+pub fn auto_protect_add_columns() -> String {
+    string_setting(&AUTO_PROTECT_ADD_COLUMNS)
+}
+
+pub fn auto_protect_shared_tables() -> String {
+    string_setting(&AUTO_PROTECT_SHARED_TABLES)
 }
 
 pub fn tenant_column() -> String {

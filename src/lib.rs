@@ -32,6 +32,7 @@ pub extern "C-unwind" fn _PG_init() {
     gucs::init();
     boundary::verdicts::init();
     vector::init();
+    policy::init();
     audit::init();
 }
 

@@ -152,7 +152,7 @@ AS 'MODULE_PATHNAME', 'assert_tool_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/auto.rs:127
+-- src/policy/auto.rs:133
 -- agent_boundary::policy::auto::auto_protect_object
 CREATE  FUNCTION "auto_protect_object"(
 	"objid" oid, /* pg_sys :: Oid */
@@ -175,7 +175,7 @@ AS 'MODULE_PATHNAME', 'blocked_events_total_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/cache.rs:121
+-- src/stores/cache.rs:120
 -- agent_boundary::stores::cache::cache_get
 
 CREATE FUNCTION boundary.cache_get(key text) RETURNS jsonb
@@ -185,7 +185,7 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'cache_get_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/cache.rs:84
+-- src/stores/cache.rs:83
 -- agent_boundary::stores::cache::cache_key
 CREATE  FUNCTION "cache_key"(
 	"namespace" TEXT, /* & str */
@@ -208,7 +208,7 @@ AS 'MODULE_PATHNAME', 'cache_prefix_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/cache.rs:94
+-- src/stores/cache.rs:93
 -- agent_boundary::stores::cache::cache_put
 
 CREATE FUNCTION boundary.cache_put(key text, value jsonb, ttl interval DEFAULT '1 hour')
@@ -294,7 +294,7 @@ AS 'MODULE_PATHNAME', 'generate_signing_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/guard.rs:124
+-- src/policy/guard.rs:126
 -- agent_boundary::policy::guard::guard_ddl
 CREATE  FUNCTION "guard_ddl"(
 	"event" TEXT, /* & str */
@@ -307,7 +307,7 @@ AS 'MODULE_PATHNAME', 'guard_ddl_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:272
+-- src/policy/mod.rs:278
 -- agent_boundary::policy::installed
 CREATE  FUNCTION "installed"() RETURNS bool /* bool */
 IMMUTABLE STRICT PARALLEL SAFE
@@ -433,7 +433,7 @@ AS 'MODULE_PATHNAME', 'outer_role_bypasses_rls_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:30
+-- src/policy/mod.rs:36
 -- requires:
 --   auto::auto_protect_object
 --   guard::guard_ddl
@@ -539,10 +539,12 @@ WITH RECURSIVE settings AS (
     SELECT coalesce(nullif(current_setting('agent_boundary.tenant_column', true), ''), 'tenant_id')
            AS tenant_column,
            ARRAY(SELECT trim(s) FROM unnest(string_to_array(current_setting('agent_boundary.auto_protect_schemas', true), ',')) s
-                  WHERE trim(s) <> '') AS auto_protect_schemas
+                  WHERE trim(s) <> '') AS auto_protect_schemas,
+           ARRAY(SELECT trim(s) FROM unnest(string_to_array(current_setting('agent_boundary.auto_protect_shared_tables', true), ',')) s
+                  WHERE trim(s) <> '') AS shared_tables
 ),
 user_tables AS (
-    SELECT c.oid, c.oid::regclass::text AS name, n.nspname AS schema, c.relispartition, c.relowner,
+    SELECT c.oid, c.oid::regclass::text AS name, n.nspname AS schema, c.relname, c.relispartition, c.relowner,
            c.relrowsecurity, c.relforcerowsecurity
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.relkind IN ('r', 'p')
@@ -791,10 +793,11 @@ findings (object, problem, fix) AS (
     UNION ALL
     -- 14. A table auto-protection skipped: it is in auto_protect_schemas but has no tenant column.
     SELECT t.name, format('is in agent_boundary.auto_protect_schemas but has no %I column, so it is not protected', s.tenant_column),
-           format('add a %I column and SELECT boundary.protect(%L); or move the table out of schema %I',
+           format('add a %I column and SELECT boundary.protect(%L); or move the table out of schema %I; or, if every tenant shares it, name it in agent_boundary.auto_protect_shared_tables',
                   s.tenant_column, t.name, t.schema)
       FROM user_tables t CROSS JOIN settings s
      WHERE t.schema = ANY (s.auto_protect_schemas) AND NOT t.relispartition
+       AND NOT ARRAY[t.relname::text, t.schema || '.' || t.relname] && s.shared_tables
        AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = t.oid AND p.polname = 'boundary_select')
        AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = t.oid AND a.attname = s.tenant_column
                           AND a.attnum > 0 AND NOT a.attisdropped)
@@ -896,7 +899,7 @@ AS 'MODULE_PATHNAME', 'prompt_version_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:283
+-- src/policy/mod.rs:289
 -- agent_boundary::policy::protect
 CREATE  FUNCTION "protect"(
 	"tbl" regclass, /* PgRelation */
@@ -963,7 +966,7 @@ AS 'MODULE_PATHNAME', 'register_principal_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:313
+-- src/policy/mod.rs:319
 -- agent_boundary::policy::reprotect
 CREATE  FUNCTION "reprotect"(
 	"tbl" regclass /* PgRelation */
@@ -1105,7 +1108,7 @@ AS 'MODULE_PATHNAME', 'trace_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:347
+-- src/policy/mod.rs:353
 -- agent_boundary::policy::unprotect
 CREATE  FUNCTION "unprotect"(
 	"tbl" regclass /* PgRelation */
@@ -1126,7 +1129,7 @@ AS 'MODULE_PATHNAME', 'user_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/guard.rs:143
+-- src/policy/guard.rs:145
 -- agent_boundary::policy::guard::validate_constraint
 CREATE  FUNCTION "validate_constraint"(
 	"tbl" regclass, /* pgrx :: PgRelation */
@@ -1139,7 +1142,7 @@ AS 'MODULE_PATHNAME', 'validate_constraint_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/vector/mod.rs:396
+-- src/vector/mod.rs:460
 -- agent_boundary::vector::vector_index
 CREATE  FUNCTION "vector_index"(
 	"tbl" regclass, /* PgRelation */
@@ -1157,7 +1160,7 @@ AS 'MODULE_PATHNAME', 'vector_index_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/vector/mod.rs:355
+-- src/vector/mod.rs:419
 -- agent_boundary::vector::vector_search
 
 CREATE FUNCTION boundary.vector_search(

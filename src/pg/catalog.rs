@@ -36,6 +36,22 @@ pub fn validate_identifier(what: &str, ident: &str) -> std::result::Result<(), S
     Ok(())
 }
 
+/// `InvalidSubTransactionId` (a macro in C, not in pgrx's bindings).
+const INVALID_SUBTRANSACTION_ID: pg_sys::SubTransactionId = 0;
+
+/// Whether the relation was created in the running transaction (so it holds no rows but this
+/// transaction's).
+pub fn created_in_this_transaction(oid: pg_sys::Oid) -> bool {
+    // SAFETY: the caller names an existing relation; the lock is kept to the end of the
+    // transaction, as any reader's would be.
+    unsafe {
+        let rel = pg_sys::relation_open(oid, pg_sys::AccessShareLock as _);
+        let created = (*rel).rd_createSubid != INVALID_SUBTRANSACTION_ID;
+        pg_sys::relation_close(rel, pg_sys::NoLock as _);
+        created
+    }
+}
+
 /// A resolved column: its name and its type as `format_type()` prints it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Column {

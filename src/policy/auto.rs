@@ -1,9 +1,11 @@
 //! Auto-protection, called by the `boundary_auto_protect` event trigger (policy.sql): new tables
-//! with the tenant column in `agent_boundary.auto_protect_schemas`, new partitions and children
+//! with the tenant column in `agent_boundary.auto_protect_schemas` (framework tables get it from
+//! `auto_protect_add_columns`, scope_columns.rs), new partitions and children
 //! of protected tables, repairs after ALTER TABLE, and `security_invoker` on views over
 //! protected tables.
 
 use super::ddl::{self, ColumnChoice, ProtectOptions};
+use super::scope_columns;
 use super::{
     audit_table_event, muting_event_trigger, parents, protect_tree, stored_options, RUNNING_OWN_DDL,
 };
@@ -57,9 +59,13 @@ fn auto_protect_table(oid: pg_sys::Oid) -> Result<()> {
         return Ok(());
     }
     let inherited = ancestors_options(oid)?;
-    let configured = !table.temporary
+    let in_auto_schema = !table.temporary
         && auto_protect_schemas().contains(&table.schema)
-        && column(&table, &gucs::tenant_column())?.is_some();
+        && !scope_columns::is_shared_table(&table.schema, &table.name);
+    let configured = in_auto_schema && column(&table, &gucs::tenant_column())?.is_some();
+    if in_auto_schema && !configured && inherited.is_none() {
+        scope_columns::refuse_unscoped_new_table(&table)?;
+    }
     let options = match (inherited, configured) {
         (Some(options), _) => options,
         (None, true) => ProtectOptions {
@@ -114,7 +120,7 @@ fn secure_view(oid: pg_sys::Oid) -> Result<()> {
 /// they arrive would make its own CREATE POLICY statements fail. Superusers only, so a table
 /// owner cannot turn off the repair of a protected table this way (a superuser bypasses row
 /// level security anyway). A table a restore leaves unprotected is reported by the lint.
-fn restoring_a_dump() -> bool {
+pub(super) fn restoring_a_dump() -> bool {
     // SAFETY: reads a setting and the session's role of this backend.
     unsafe { !pg_sys::check_function_bodies && pg_sys::superuser() }
 }

@@ -69,7 +69,9 @@ fn guard_commands(tag: &str, inside: bool) -> Result<()> {
             continue;
         }
         let display = table(relid)?.display;
-        if inside {
+        // A table this transaction created holds only this boundary's rows: a framework may
+        // create (and index) its tables lazily inside a request.
+        if inside && !crate::pg::catalog::created_in_this_transaction(relid) {
             return Err(refused_inside(tag, &display));
         }
         // (CREATE POLICY of the generated names is how pg_restore brings them back.)

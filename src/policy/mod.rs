@@ -9,6 +9,12 @@ mod auto;
 pub mod ddl;
 mod guard;
 pub mod scope;
+mod scope_columns;
+
+/// Installs the hooks that give framework tables their scope columns (scope_columns.rs).
+pub fn init() {
+    scope_columns::init();
+}
 
 #[cfg(any(test, feature = "pg_test"))]
 #[pgrx::pg_schema]

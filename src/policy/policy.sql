@@ -96,10 +96,12 @@ WITH RECURSIVE settings AS (
     SELECT coalesce(nullif(current_setting('agent_boundary.tenant_column', true), ''), 'tenant_id')
            AS tenant_column,
            ARRAY(SELECT trim(s) FROM unnest(string_to_array(current_setting('agent_boundary.auto_protect_schemas', true), ',')) s
-                  WHERE trim(s) <> '') AS auto_protect_schemas
+                  WHERE trim(s) <> '') AS auto_protect_schemas,
+           ARRAY(SELECT trim(s) FROM unnest(string_to_array(current_setting('agent_boundary.auto_protect_shared_tables', true), ',')) s
+                  WHERE trim(s) <> '') AS shared_tables
 ),
 user_tables AS (
-    SELECT c.oid, c.oid::regclass::text AS name, n.nspname AS schema, c.relispartition, c.relowner,
+    SELECT c.oid, c.oid::regclass::text AS name, n.nspname AS schema, c.relname, c.relispartition, c.relowner,
            c.relrowsecurity, c.relforcerowsecurity
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.relkind IN ('r', 'p')
@@ -348,10 +350,11 @@ findings (object, problem, fix) AS (
     UNION ALL
     -- 14. A table auto-protection skipped: it is in auto_protect_schemas but has no tenant column.
     SELECT t.name, format('is in agent_boundary.auto_protect_schemas but has no %I column, so it is not protected', s.tenant_column),
-           format('add a %I column and SELECT boundary.protect(%L); or move the table out of schema %I',
+           format('add a %I column and SELECT boundary.protect(%L); or move the table out of schema %I; or, if every tenant shares it, name it in agent_boundary.auto_protect_shared_tables',
                   s.tenant_column, t.name, t.schema)
       FROM user_tables t CROSS JOIN settings s
      WHERE t.schema = ANY (s.auto_protect_schemas) AND NOT t.relispartition
+       AND NOT ARRAY[t.relname::text, t.schema || '.' || t.relname] && s.shared_tables
        AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = t.oid AND p.polname = 'boundary_select')
        AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = t.oid AND a.attname = s.tenant_column
                           AND a.attnum > 0 AND NOT a.attisdropped)
