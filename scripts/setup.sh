@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing need, idempotently; each step checks before it acts and says
 # what it does. The README's two commands run it first; nothing else changes the machine.
-#   Debian packages, the 'postgres' system user, traverse permission on the checkout's ancestors,
+#   Debian packages (and Node.js when missing), the 'postgres' system user, traverse permission on the checkout's ancestors,
 #   the project virtualenv with the embedded PostgreSQL, cargo-pgrx and `cargo pgrx init`.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -18,6 +18,12 @@ ensure_debian_packages() {
     export DEBIAN_FRONTEND=noninteractive
     as_root apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 \
       || { as_root apt-get update -q >/dev/null && as_root apt-get install -y -q "${missing[@]}" >/dev/null; }
+  fi
+  # The Node.js helper tests need node and npm; machines that ship their own keep it.
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    say "installing Debian packages: nodejs npm"
+    as_root apt-get install -y -q nodejs npm >/dev/null 2>&1 \
+      || { as_root apt-get update -q >/dev/null && as_root apt-get install -y -q nodejs npm >/dev/null; }
   fi
   # The Debian pgbouncer package starts a system service on :6432; tests run their own instance.
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet pgbouncer 2>/dev/null; then

@@ -5,8 +5,9 @@
 #   1. pure-Rust unit tests and #[pg_test] units inside PostgreSQL (cargo pgrx test)
 #   2. the schema check (scripts/schema.sh) and the SQL regression files, the user-visible
 #      contract (scripts/regress.sh)
-#   3. integration tests from a real client, with pgbouncer (cargo test --test ...), and the
-#      Python client adapters with the real drivers (scripts/python_clients.sh)
+#   3. integration tests from a real client, with pgbouncer (cargo test --test ...), the Python
+#      client adapters with the real drivers (scripts/python_clients.sh) and the Node.js helpers
+#      with node-postgres and postgres.js (scripts/node_clients.sh)
 #   4. the RLS benchmark's quick run (bench/rls_overhead.sh --quick): pgbench arms A, E, C, Q, F,
 #      checking that they agree and that inserts land in the entered tenant (correctness, not speed)
 set -euo pipefail
@@ -72,15 +73,22 @@ python_log="$logs/python-clients.log"
 step "$python_log" '==>|passed|failed|error|Error' bash "$ROOT/scripts/python_clients.sh" \
   || { echo "the Python adapter tests failed; see $python_log" >&2; exit 1; }
 python_clients=$(grep -Eo '^[0-9]+ passed' "$python_log" | awk '{s += $1} END {print s + 0}')
+# The Node.js helpers, driven by node-postgres and postgres.js.
+node_log="$logs/node-clients.log"
+: > "$node_log"
+step "$node_log" '==>|^not ok|^# (pass|fail)' bash "$ROOT/scripts/node_clients.sh" \
+  || { echo "the Node.js helper tests failed; see $node_log" >&2; exit 1; }
+node_clients=$(grep -Eo '^# pass [0-9]+' "$node_log" | awk '{s += $3} END {print s + 0}')
 
 say "4/4 RLS benchmark, quick run (bench/rls_overhead.sh --quick)"
 : > "$logs/bench-quick.log"
 step "$logs/bench-quick.log" '==> (checking|arms agree|inserts|quick run)' bash "$ROOT/bench/rls_overhead.sh" --quick \
   || { echo "the quick benchmark run failed; see $logs/bench-quick.log" >&2; exit 1; }
 
-total=$((units + regress + integration + python_clients + 1))
+total=$((units + regress + integration + python_clients + node_clients + 1))
 echo
 echo "All tests passed: $total in total"
 echo "  $units unit + #[pg_test] tests, $regress SQL regression files, $integration integration tests,"
 echo "  $python_clients Python adapter tests (psycopg, psycopg_pool, SQLAlchemy, asyncpg),"
+echo "  $node_clients Node.js helper tests (node-postgres, postgres.js),"
 echo "  1 quick benchmark run (5 arms x 4 kinds of transaction, checked for agreement and attribution)"
