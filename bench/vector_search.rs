@@ -9,7 +9,9 @@
 //! * post-filter HNSW at ef_search 40 and 200 (the index ranks, row level security filters);
 //! * iterative index scans, strict and relaxed order (pgvector 0.8, ef_search 40);
 //! * exact ranking of the tenant's rows (the ground truth);
-//! * `boundary.vector_search`.
+//! * `boundary.vector_search`;
+//! * a framework's own `ORDER BY embedding <=> $1 LIMIT 10` on the table with the default
+//!   settings (approximate indexes withheld from plans over protected tables).
 //!
 //! Then it builds per-tenant partial HNSW indexes for the tenants of the two large buckets and
 //! compares a direct query on the partial index with vector_search (which now uses it too).
@@ -140,7 +142,9 @@ struct Arm {
 }
 
 /// RLS (the boundary) does the tenant filtering in every post-filter arm, as it would for an
-/// app that relies on it; enable_sort = off keeps the planner on the HNSW index for them.
+/// app that relies on it; they opt in to approximate indexes on protected tables
+/// (agent_boundary.approximate_direct_vector_queries), and enable_sort = off keeps the planner on
+/// the HNSW index for them.
 const POST_FILTER: &str = "SELECT id::text FROM bench_docs ORDER BY embedding <=> $1 LIMIT 10";
 const EXACT: &str = "SELECT id::text FROM (SELECT id, embedding <=> $1 AS d FROM bench_docs \
                      WHERE tenant_id = $2 OFFSET 0) AS s ORDER BY d LIMIT 10";
@@ -148,36 +152,38 @@ const VECTOR_SEARCH: &str = "SELECT id FROM boundary.vector_search('bench_docs',
 const PARTIAL: &str =
     "SELECT id::text FROM bench_docs WHERE tenant_id = $2 ORDER BY embedding <=> $1 LIMIT 10";
 
-const SHARED_ARMS: [Arm; 6] = [
+const SHARED_ARMS: [Arm; 7] = [
     Arm { name: "exact per-tenant scan (truth)", settings: "", sql: EXACT },
     Arm {
         name: "post-filter HNSW, ef_search 40",
-        settings: "SET LOCAL enable_sort = off; SET LOCAL hnsw.iterative_scan = off; SET LOCAL hnsw.ef_search = 40",
+        settings: "SET LOCAL agent_boundary.approximate_direct_vector_queries = on; SET LOCAL enable_sort = off; SET LOCAL hnsw.iterative_scan = off; SET LOCAL hnsw.ef_search = 40",
         sql: POST_FILTER,
     },
     Arm {
         name: "post-filter HNSW, ef_search 200",
-        settings: "SET LOCAL enable_sort = off; SET LOCAL hnsw.iterative_scan = off; SET LOCAL hnsw.ef_search = 200",
+        settings: "SET LOCAL agent_boundary.approximate_direct_vector_queries = on; SET LOCAL enable_sort = off; SET LOCAL hnsw.iterative_scan = off; SET LOCAL hnsw.ef_search = 200",
         sql: POST_FILTER,
     },
     Arm {
         name: "iterative scan, strict order",
-        settings: "SET LOCAL enable_sort = off; SET LOCAL hnsw.iterative_scan = strict_order; SET LOCAL hnsw.ef_search = 40",
+        settings: "SET LOCAL agent_boundary.approximate_direct_vector_queries = on; SET LOCAL enable_sort = off; SET LOCAL hnsw.iterative_scan = strict_order; SET LOCAL hnsw.ef_search = 40",
         sql: POST_FILTER,
     },
     Arm {
         name: "iterative scan, relaxed order",
-        settings: "SET LOCAL enable_sort = off; SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL hnsw.ef_search = 40",
+        settings: "SET LOCAL agent_boundary.approximate_direct_vector_queries = on; SET LOCAL enable_sort = off; SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL hnsw.ef_search = 40",
         sql: POST_FILTER,
     },
     Arm { name: "boundary.vector_search", settings: "SET LOCAL client_min_messages = debug1", sql: VECTOR_SEARCH },
+    Arm { name: "a framework's own query, default settings", settings: "", sql: POST_FILTER },
 ];
 
 const PARTIAL_ARMS: [Arm; 3] = [
     Arm { name: "exact per-tenant scan (truth)", settings: "", sql: EXACT },
     Arm {
         name: "per-tenant partial HNSW, ef_search 100",
-        settings: "SET LOCAL hnsw.ef_search = 100",
+        settings:
+            "SET LOCAL agent_boundary.approximate_direct_vector_queries = on; SET LOCAL hnsw.ef_search = 100",
         sql: PARTIAL,
     },
     Arm {
@@ -460,7 +466,10 @@ fn main() {
         .unwrap();
         let probe = format!("'[{}]'", vec!["1"; s.dimensions].join(","));
         let sql = PARTIAL.replace("$2", &format!("'{}'", large[0])).replace("$1", &probe);
+        // As the arm runs it: with approximate indexes offered on the protected table.
+        admin.batch_execute("SET agent_boundary.approximate_direct_vector_queries = on").await.unwrap();
         let plan = column(&admin, &format!("EXPLAIN (COSTS OFF) {sql}")).await.unwrap().join("\n");
+        admin.batch_execute("RESET agent_boundary.approximate_direct_vector_queries").await.unwrap();
         assert!(
             partial_index.len() == 1 && plan.contains(&format!("Index Scan using {} ", partial_index[0])),
             "the partial-index arm must use {partial_index:?}:\n{plan}"

@@ -89,6 +89,7 @@ total=$((units + regress + integration + python_clients + node_clients + 1))
 echo
 echo "All tests passed: $total in total"
 echo "  $units unit + #[pg_test] tests, $regress SQL regression files, $integration integration tests,"
-echo "  $python_clients Python adapter tests (psycopg, psycopg_pool, SQLAlchemy, asyncpg),"
+echo "  $python_clients Python adapter and framework tests (psycopg, psycopg_pool, SQLAlchemy, asyncpg;"
+echo "    LangGraph, langchain-postgres, LlamaIndex, mem0),"
 echo "  $node_clients Node.js helper tests (node-postgres, postgres.js),"
 echo "  1 quick benchmark run (5 arms x 4 kinds of transaction, checked for agreement and attribution)"

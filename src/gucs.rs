@@ -30,6 +30,7 @@ static AUTO_PROTECT_ADD_COLUMNS: GucSetting<Option<CString>> = GucSetting::<Opti
 static AUTO_PROTECT_SHARED_TABLES: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c""));
 static VECTOR_EXACT_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(3000);
+static APPROXIMATE_DIRECT_VECTOR_QUERIES: GucSetting<bool> = GucSetting::<bool>::new(false);
 static VECTOR_EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(400);
 static VECTOR_EF_SEARCH_TENANT_INDEX: GucSetting<i32> = GucSetting::<i32>::new(100);
 static TENANT_COLUMN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"tenant_id"));
@@ -91,6 +92,17 @@ pub fn init() {
         c"Refuse boundary.enter() and boundary.resume() outside a transaction block (SQLSTATE 25P01).",
         c"Off, they warn: the boundary ends with the statement, as on an autocommit connection.",
         &ENTER_REQUIRES_TRANSACTION_BLOCK,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"agent_boundary.approximate_direct_vector_queries",
+        c"Let a query's own ORDER BY distance LIMIT k on a protected table use an approximate \
+          (HNSW, IVFFlat) index.",
+        c"Off, such indexes are left out of its plan, so it ranks the boundary's rows exactly and \
+          returns min(k, visible) rows. On, the index ranks before row level security filters and \
+          can return fewer rows, or none, for a small tenant. boundary.vector_search is not affected.",
+        &APPROXIMATE_DIRECT_VECTOR_QUERIES,
         GucContext::Userset,
         GucFlags::default(),
     );
@@ -281,6 +293,10 @@ pub fn audit_queue_bytes() -> usize {
 
 pub fn audit_flush_interval_ms() -> i32 {
     AUDIT_FLUSH_INTERVAL.get()
+}
+
+pub fn approximate_direct_vector_queries() -> bool {
+    APPROXIMATE_DIRECT_VECTOR_QUERIES.get()
 }
 
 pub fn enter_requires_transaction_block() -> bool {

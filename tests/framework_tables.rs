@@ -334,6 +334,53 @@ async fn a_table_the_hook_cannot_scope_is_refused_not_left_open() {
     );
 }
 
+/// Frameworks' tables made before (or outside) the scoped schemas: the lint names them and the
+/// framework; the scoped ones in `agents` have no finding.
+async fn unscoped_framework_tables_elsewhere_are_reported_by_the_lint() {
+    let admin = cluster().connect("postgres").await;
+    admin
+        .batch_execute(
+            "CREATE SCHEMA legacy;
+             CREATE TABLE legacy.checkpoints (thread_id text, checkpoint_ns text, checkpoint_id text, checkpoint jsonb);
+             CREATE TABLE legacy.store (prefix text, key text, value jsonb, PRIMARY KEY (prefix, key));
+             CREATE TABLE legacy.langchain_pg_embedding (id varchar PRIMARY KEY, embedding vector(3), document varchar);
+             CREATE TABLE legacy.data_docs (id bigserial PRIMARY KEY, text varchar, metadata_ json, node_id varchar, embedding vector(3));
+             CREATE TABLE legacy.mem0 (id uuid PRIMARY KEY, vector vector(3), payload jsonb);
+             CREATE TABLE legacy.countries (id int PRIMARY KEY, name text);",
+        )
+        .await
+        .unwrap();
+    let findings = column(
+        &admin,
+        "SELECT object || ': ' || split_part(problem, ' and has no', 1) FROM boundary.unprotected_tables()
+          WHERE object LIKE 'legacy.%'
+             OR (object LIKE 'agents.%' AND problem NOT LIKE 'no role but its owner%') ORDER BY 1",
+    )
+    .await
+    .unwrap();
+    // The app role created (so owns) the scoped tables; the lint says what that allows, as the
+    // deployment rule in docs/drivers.md does (migrations as an owner role, requests as another).
+    let owned = column(
+        &admin,
+        "SELECT object FROM boundary.unprotected_tables()
+          WHERE object = 'agents.store' AND problem LIKE 'no role but its owner agent %'",
+    )
+    .await
+    .unwrap();
+    admin.batch_execute("DROP SCHEMA legacy CASCADE").await.unwrap();
+    assert_eq!(owned, ["agents.store"]);
+    assert_eq!(
+        findings,
+        [
+            "legacy.checkpoints: looks like LangGraph (PostgresSaver)'s table",
+            "legacy.data_docs: looks like LlamaIndex (PGVectorStore)'s table",
+            "legacy.langchain_pg_embedding: looks like langchain-postgres (PGVector)'s table",
+            "legacy.mem0: looks like mem0 (pgvector)'s table",
+            "legacy.store: looks like LangGraph (PostgresStore)'s table",
+        ]
+    );
+}
+
 fn main() {
     let mut args = Arguments::from_args();
     args.test_threads = Some(1);
@@ -344,6 +391,7 @@ fn main() {
         pgvector_collections_and_document_ids_repeat_across_tenants,
         unique_keys_added_later_are_per_tenant_too,
         a_table_the_hook_cannot_scope_is_refused_not_left_open,
+        unscoped_framework_tables_elsewhere_are_reported_by_the_lint,
     ];
     let conclusion = libtest_mimic::run(&args, trials);
     stop_shared_cluster();

@@ -283,6 +283,78 @@ async fn bad_input_is_refused_with_its_sqlstate() {
     );
 }
 
+const DIRECT: &str = "SELECT id::text FROM public.notes ORDER BY embedding <=> $1 LIMIT 10";
+
+/// A framework's own search, `ORDER BY embedding <=> $1 LIMIT k` on the table (no vector_search),
+/// as `token`'s boundary after `settings`: the ids and the plan.
+async fn direct(agent: &Client, token: &str, settings: &str) -> (Vec<String>, String) {
+    agent.batch_execute("BEGIN").await.unwrap();
+    enter(agent, token).await.unwrap();
+    agent.batch_execute(settings).await.unwrap();
+    let q = Vector::from(query());
+    let ids = agent.query(DIRECT, &[&q]).await.unwrap().iter().map(|r| r.get::<_, String>(0)).collect();
+    let plan: Vec<String> = agent
+        .query(&format!("EXPLAIN (COSTS OFF) {DIRECT}"), &[&q])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect();
+    agent.batch_execute("COMMIT").await.unwrap();
+    (ids, plan.join("\n"))
+}
+
+/// The HNSW index on Design's 6,000 rows, all nearer the query than any of Dental's, ranks a beam
+/// of Design's rows: row level security then leaves Dental nothing. The planner is not offered
+/// it on a protected table, so the query ranks Dental's own rows exactly, under any plan cache.
+async fn a_frameworks_own_search_ranks_the_boundarys_rows_exactly() {
+    let admin = cluster().connect("postgres").await;
+    let hnsw = column(&admin, "SELECT indexrelid::regclass::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                                JOIN pg_am a ON a.oid = c.relam WHERE i.indrelid = 'public.notes'::regclass AND a.amname = 'hnsw'")
+        .await
+        .unwrap();
+    assert_eq!(hnsw.len(), 1, "{hnsw:?}");
+    let agent = cluster().connect("agent").await;
+    let truth = dental_truth(10);
+    // enable_sort = off would push the planner onto the HNSW index if it were on offer.
+    for settings in ["SELECT 1", "SET LOCAL enable_sort = off"] {
+        let (ids, plan) = direct(&agent, &dental_alice(), settings).await;
+        assert_eq!(ids, truth, "{settings}: {plan}");
+        assert!(!plan.contains(&hnsw[0]), "{settings}: {plan}");
+    }
+    // Offered the index (the opt-in setting), the same query comes back short: the gap closed.
+    let (ids, plan) = direct(
+        &agent,
+        &dental_alice(),
+        "SET LOCAL agent_boundary.approximate_direct_vector_queries = on; SET LOCAL enable_sort = off",
+    )
+    .await;
+    assert!(plan.contains(&hnsw[0]), "{plan}");
+    assert!(ids.len() < 10, "{ids:?}");
+    // One prepared statement, its generic plan reused across tenants and transactions.
+    let prepared = agent.prepare(DIRECT).await.unwrap();
+    let design_ids: HashSet<String> = (10_001..=10_000 + DESIGN_ROWS).map(|id| id.to_string()).collect();
+    for round in 0..8 {
+        let (token, dental) = if round % 2 == 0 { (dental_alice(), true) } else { (design_alice(), false) };
+        agent.batch_execute("BEGIN").await.unwrap();
+        enter(&agent, &token).await.unwrap();
+        let ids: Vec<String> = agent
+            .query(&prepared, &[&Vector::from(query())])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        agent.batch_execute("COMMIT").await.unwrap();
+        if dental {
+            assert_eq!(ids, truth, "round {round}");
+        } else {
+            assert_eq!(ids.len(), 10, "round {round}");
+            assert!(ids.iter().all(|id| design_ids.contains(id)), "round {round}: {ids:?}");
+        }
+    }
+}
+
 fn main() {
     let args = Arguments::from_args();
     start_shared_cluster("vector_search", FIXTURE);
@@ -295,6 +367,7 @@ fn main() {
         an_index_that_comes_back_short_is_backed_by_an_exact_ranking,
         a_tenant_with_its_own_index_is_searched_with_a_narrower_beam,
         bad_input_is_refused_with_its_sqlstate,
+        a_frameworks_own_search_ranks_the_boundarys_rows_exactly,
     ];
     let conclusion = libtest_mimic::run(&args, trials);
     stop_shared_cluster();

@@ -307,7 +307,7 @@ AS 'MODULE_PATHNAME', 'guard_ddl_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:278
+-- src/policy/mod.rs:297
 -- agent_boundary::policy::installed
 CREATE  FUNCTION "installed"() RETURNS bool /* bool */
 IMMUTABLE STRICT PARALLEL SAFE
@@ -433,7 +433,7 @@ AS 'MODULE_PATHNAME', 'outer_role_bypasses_rls_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:36
+-- src/policy/mod.rs:55
 -- requires:
 --   auto::auto_protect_object
 --   guard::guard_ddl
@@ -825,6 +825,32 @@ findings (object, problem, fix) AS (
      WHERE NOT r.rolsuper
      GROUP BY m.rolname, r.rolname
     UNION ALL
+    -- 16. An agent framework's table (LangGraph, langchain-postgres, LlamaIndex, mem0), known by
+    -- its name or columns, with no tenant column: every tenant's agent reads every row.
+    SELECT t.name, format('looks like %s''s table and has no %I column: every tenant''s agent reads and overwrites every row', f.framework, s.tenant_column),
+           format('list schema %I in agent_boundary.auto_protect_schemas, set agent_boundary.auto_protect_add_columns = ''tenant'' and let the framework create the table again (it is born scoped); or, if every tenant shares it, name it in agent_boundary.auto_protect_shared_tables',
+                  t.schema)
+      FROM user_tables t CROSS JOIN settings s
+      CROSS JOIN LATERAL (
+          SELECT CASE
+              WHEN t.relname IN ('store', 'store_vectors') AND cols @> ARRAY['prefix', 'key'] THEN 'LangGraph (PostgresStore)'
+              WHEN cols @> ARRAY['thread_id', 'checkpoint_ns'] THEN 'LangGraph (PostgresSaver)'
+              WHEN t.relname LIKE 'langchain\_pg\_%' THEN 'langchain-postgres (PGVector)'
+              WHEN cols @> ARRAY['langchain_id', 'content', 'embedding'] THEN 'langchain-postgres (PGVectorStore)'
+              WHEN cols @> ARRAY['node_id', 'metadata_', 'embedding'] THEN 'LlamaIndex (PGVectorStore)'
+              WHEN cols @> ARRAY['id', 'vector', 'payload'] THEN 'mem0 (pgvector)'
+          END AS framework
+            FROM (SELECT array_agg(a.attname::text) AS cols FROM pg_attribute a
+                   WHERE a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped) c
+      ) f
+     WHERE f.framework IS NOT NULL AND NOT t.relispartition
+       AND NOT ARRAY[t.relname::text, t.schema || '.' || t.relname] && s.shared_tables
+       AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = t.oid AND p.polname = 'boundary_select')
+       AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = t.oid AND a.attname = s.tenant_column
+                          AND a.attnum > 0 AND NOT a.attisdropped)
+       -- Finding 14 already names tables in auto_protect_schemas.
+       AND NOT t.schema = ANY (s.auto_protect_schemas)
+    UNION ALL
     -- Advisories: what PostgreSQL scopes by role or cannot close, listed only on request.
     -- TEMPORARY: boundary.enter() refuses a session holding temporary objects made before it, so
     -- they cannot answer another boundary; a connection left holding some fails its next request.
@@ -899,7 +925,7 @@ AS 'MODULE_PATHNAME', 'prompt_version_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:289
+-- src/policy/mod.rs:308
 -- agent_boundary::policy::protect
 CREATE  FUNCTION "protect"(
 	"tbl" regclass, /* PgRelation */
@@ -966,7 +992,7 @@ AS 'MODULE_PATHNAME', 'register_principal_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:319
+-- src/policy/mod.rs:338
 -- agent_boundary::policy::reprotect
 CREATE  FUNCTION "reprotect"(
 	"tbl" regclass /* PgRelation */
@@ -1108,7 +1134,7 @@ AS 'MODULE_PATHNAME', 'trace_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:353
+-- src/policy/mod.rs:372
 -- agent_boundary::policy::unprotect
 CREATE  FUNCTION "unprotect"(
 	"tbl" regclass /* PgRelation */
@@ -1142,7 +1168,7 @@ AS 'MODULE_PATHNAME', 'validate_constraint_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/vector/mod.rs:460
+-- src/vector/mod.rs:462
 -- agent_boundary::vector::vector_index
 CREATE  FUNCTION "vector_index"(
 	"tbl" regclass, /* PgRelation */
@@ -1160,7 +1186,7 @@ AS 'MODULE_PATHNAME', 'vector_index_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/vector/mod.rs:419
+-- src/vector/mod.rs:421
 -- agent_boundary::vector::vector_search
 
 CREATE FUNCTION boundary.vector_search(

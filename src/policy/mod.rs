@@ -16,6 +16,25 @@ pub fn init() {
     scope_columns::init();
 }
 
+/// Whether an open relation carries protect()'s policies, read from its relcache entry (no
+/// query, so planner and parser hooks can ask).
+///
+/// # Safety
+/// `rel` is an open relation.
+pub unsafe fn has_boundary_policies(rel: pg_sys::Relation) -> bool {
+    // SAFETY: the caller holds `rel` open; rd_rsdesc is null or the cached policy list.
+    unsafe {
+        !(*rel).rd_rsdesc.is_null()
+            && pgrx::PgList::<pg_sys::RowSecurityPolicy>::from_pg((*(*rel).rd_rsdesc).policies)
+                .iter_ptr()
+                .any(|p| {
+                    !(*p).policy_name.is_null()
+                        && std::ffi::CStr::from_ptr((*p).policy_name).to_bytes()
+                            == ddl::SELECT_POLICY.as_bytes()
+                })
+    }
+}
+
 #[cfg(any(test, feature = "pg_test"))]
 #[pgrx::pg_schema]
 mod tests {

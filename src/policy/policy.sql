@@ -382,6 +382,32 @@ findings (object, problem, fix) AS (
      WHERE NOT r.rolsuper
      GROUP BY m.rolname, r.rolname
     UNION ALL
+    -- 16. An agent framework's table (LangGraph, langchain-postgres, LlamaIndex, mem0), known by
+    -- its name or columns, with no tenant column: every tenant's agent reads every row.
+    SELECT t.name, format('looks like %s''s table and has no %I column: every tenant''s agent reads and overwrites every row', f.framework, s.tenant_column),
+           format('list schema %I in agent_boundary.auto_protect_schemas, set agent_boundary.auto_protect_add_columns = ''tenant'' and let the framework create the table again (it is born scoped); or, if every tenant shares it, name it in agent_boundary.auto_protect_shared_tables',
+                  t.schema)
+      FROM user_tables t CROSS JOIN settings s
+      CROSS JOIN LATERAL (
+          SELECT CASE
+              WHEN t.relname IN ('store', 'store_vectors') AND cols @> ARRAY['prefix', 'key'] THEN 'LangGraph (PostgresStore)'
+              WHEN cols @> ARRAY['thread_id', 'checkpoint_ns'] THEN 'LangGraph (PostgresSaver)'
+              WHEN t.relname LIKE 'langchain\_pg\_%' THEN 'langchain-postgres (PGVector)'
+              WHEN cols @> ARRAY['langchain_id', 'content', 'embedding'] THEN 'langchain-postgres (PGVectorStore)'
+              WHEN cols @> ARRAY['node_id', 'metadata_', 'embedding'] THEN 'LlamaIndex (PGVectorStore)'
+              WHEN cols @> ARRAY['id', 'vector', 'payload'] THEN 'mem0 (pgvector)'
+          END AS framework
+            FROM (SELECT array_agg(a.attname::text) AS cols FROM pg_attribute a
+                   WHERE a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped) c
+      ) f
+     WHERE f.framework IS NOT NULL AND NOT t.relispartition
+       AND NOT ARRAY[t.relname::text, t.schema || '.' || t.relname] && s.shared_tables
+       AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = t.oid AND p.polname = 'boundary_select')
+       AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = t.oid AND a.attname = s.tenant_column
+                          AND a.attnum > 0 AND NOT a.attisdropped)
+       -- Finding 14 already names tables in auto_protect_schemas.
+       AND NOT t.schema = ANY (s.auto_protect_schemas)
+    UNION ALL
     -- Advisories: what PostgreSQL scopes by role or cannot close, listed only on request.
     -- TEMPORARY: boundary.enter() refuses a session holding temporary objects made before it, so
     -- they cannot answer another boundary; a connection left holding some fails its next request.

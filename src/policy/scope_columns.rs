@@ -563,11 +563,7 @@ unsafe fn protected_keys(relid: pg_sys::Oid) -> Option<(BTreeSet<i16>, Vec<BTree
     // here (AccessShareLock kept to the end of the transaction, as inference itself does).
     unsafe {
         let rel = pg_sys::relation_open(relid, pg_sys::NoLock as _);
-        let protected = !(*rel).rd_rsdesc.is_null()
-            && PgList::<pg_sys::RowSecurityPolicy>::from_pg((*(*rel).rd_rsdesc).policies)
-                .iter_ptr()
-                .any(|p| cstr((*p).policy_name) == super::ddl::SELECT_POLICY);
-        if !protected {
+        if !super::has_boundary_policies(rel) {
             pg_sys::relation_close(rel, pg_sys::NoLock as _);
             return None;
         }

@@ -8,6 +8,7 @@
 //! them exactly if few, else scan the HNSW index iteratively and fall back to exact ranking if
 //! it comes back short.
 
+mod direct_queries;
 pub mod sql;
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -100,6 +101,7 @@ fn forget_stale_targets() {
 
 pub fn init() {
     crate::pg::invalidation::subscribe(note_invalidation);
+    direct_queries::init();
 }
 
 /// The hnsw.* settings belong to pgvector's library, which may not be loaded in this backend yet.
@@ -248,7 +250,7 @@ fn with_index_settings<T>(ef_search: i32, f: impl FnOnce() -> Result<T>) -> Resu
         {
             guc::set(name, value, pg_sys::GucContext::PGC_USERSET, pg_sys::GucAction::GUC_ACTION_SAVE);
         }
-        f()
+        direct_queries::with_approximate_indexes(f)
     })
 }
 

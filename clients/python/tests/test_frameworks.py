@@ -6,6 +6,7 @@ Each test: the frameworks create their tables as the app role, both tenants writ
 / thread ids / document ids, each reads back only its own, rows land with the right tenant, and
 a call without a request fails closed."""
 
+import asyncio
 import os
 import uuid
 from typing import List, TypedDict
@@ -222,6 +223,41 @@ def test_mem0_memories_of_the_same_user_in_both_tenants(dental, design, admin, t
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match=NO_BOUNDARY):
             memory.search("crown", filters={"user_id": "alice"})
     assert tenant_of(admin, "mem0_memories", "payload->>'user_id' = %s", ["alice"]) == [
+        "northstar-dental",
+        "northstar-design",
+    ]
+
+
+def test_langchain_pgvectorstore_same_ids_through_the_async_engine(dental, design, admin):
+    from langchain_postgres import PGEngine, PGVectorStore
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    doc_id = "00000000-0000-0000-0000-0000000000d1"
+
+    async def run():
+        url = APP_DSN.replace("postgresql://", "postgresql+psycopg://", 1)
+        # The one line. from_engine, not from_connection_string: PGEngine then runs in the
+        # caller's event loop, where the request's token is (its own loop thread never sees it).
+        engine = PGEngine.from_engine(agent_boundary.sqlalchemy.install(create_async_engine(url, hide_parameters=True)))
+        try:
+            await engine.ainit_vectorstore_table("lc_docs", 3, schema_name="agents")
+            for tok, text in [(dental, "dental crown notes"), (design, "design brand notes")]:
+                with agent_boundary.request(tok):
+                    store = await PGVectorStore.create(engine, FixedEmbeddings(), "lc_docs", schema_name="agents")
+                    await store.aadd_documents([Document(page_content=text)], ids=[doc_id])
+                    await store.aadd_documents([Document(page_content=text + " v2")], ids=[doc_id])
+            for tok, expected in [(dental, "dental crown notes v2"), (design, "design brand notes v2")]:
+                with agent_boundary.request(tok):
+                    store = await PGVectorStore.create(engine, FixedEmbeddings(), "lc_docs", schema_name="agents")
+                    # "crown" is nearer to dental's document; design still gets only its own.
+                    assert [d.page_content for d in await store.asimilarity_search("crown", k=4)] == [expected]
+            with pytest.raises(sqlalchemy.exc.ProgrammingError, match=NO_BOUNDARY):
+                await store.asimilarity_search("crown", k=4)
+        finally:
+            await engine.close()
+
+    asyncio.run(run())
+    assert tenant_of(admin, "lc_docs", "langchain_id::text = %s", [doc_id]) == [
         "northstar-dental",
         "northstar-design",
     ]
