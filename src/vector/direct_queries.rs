@@ -120,10 +120,12 @@ fn is_approximate(method: pg_sys::Oid) -> bool {
 
 /// A protected table, or a partition of one (scanned through its parent, whose policies apply).
 fn protected_or_partition_of_protected(relation: pg_sys::Oid) -> bool {
-    // SAFETY: the planner holds a lock on `relation` and, for a partition, on its ancestors.
+    // SAFETY: the planner holds a lock on `relation`; a partition queried directly has
+    // unlocked ancestors, so they are locked as any reader would (kept to the transaction's end).
     unsafe {
         let open = |oid: pg_sys::Oid| {
-            let rel = pg_sys::relation_open(oid, pg_sys::NoLock as _);
+            let lock = if oid == relation { pg_sys::NoLock } else { pg_sys::AccessShareLock };
+            let rel = pg_sys::relation_open(oid, lock as _);
             let protected = crate::policy::has_boundary_policies(rel);
             let partition = (*(*rel).rd_rel).relispartition;
             pg_sys::relation_close(rel, pg_sys::NoLock as _);
