@@ -44,3 +44,27 @@ install_extension() {
   say "building and installing agent_boundary ${1:+($1) }into the embedded PostgreSQL"
   cargo pgrx install "$@" --pg-config "$PG_CONFIG" >/dev/null
 }
+
+# seed_client_fixture PORT KID [SQL]: what the client adapter tests read: the extension, the
+# lookalike tenants, login role app (then SQL, e.g. its schema), a protected table of one note per
+# tenant and a signing key KID; exports the DSNs, the secret (base64) and the kid.
+seed_client_fixture() {
+  local port="$1" kid="$2" extra="${3:-}" secret
+  secret="$("$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres -d postgres <<SQL
+CREATE EXTENSION agent_boundary CASCADE;
+\i $ROOT/tests/fixtures/lookalike_tenants.sql
+CREATE ROLE app LOGIN;
+$extra
+CREATE TABLE public.notes (id bigserial PRIMARY KEY, tenant_id text NOT NULL, body text NOT NULL);
+INSERT INTO public.notes (tenant_id, body) VALUES ('northstar-dental', 'dental: crown follow-up'),
+                                                  ('northstar-design', 'design: brand refresh');
+SELECT count(*) FROM boundary.protect('public.notes') \\g /dev/null
+GRANT SELECT, INSERT ON public.notes TO app;
+GRANT USAGE ON SEQUENCE public.notes_id_seq TO app;
+SELECT boundary.generate_signing_key('$kid');
+SQL
+)"
+  export AGENT_BOUNDARY_APP_DSN="postgresql://app@127.0.0.1:$port/postgres"
+  export AGENT_BOUNDARY_ADMIN_DSN="postgresql://postgres@127.0.0.1:$port/postgres"
+  export AGENT_BOUNDARY_SECRET="${secret##*$'\n'}" AGENT_BOUNDARY_KID="$kid"
+}

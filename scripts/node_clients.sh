@@ -19,23 +19,7 @@ cluster_stop "$dir"; rm -rf "$dir"
 port="$(free_port)"
 cluster_start "$dir" "$port"
 trap 'cluster_stop "$dir"' EXIT
-psql=("$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres -d postgres)
-secret="$("${psql[@]}" <<SQL
-CREATE EXTENSION agent_boundary CASCADE;
-\i $ROOT/tests/fixtures/lookalike_tenants.sql
-CREATE ROLE app LOGIN;
-CREATE TABLE notes (id bigserial PRIMARY KEY, tenant_id text NOT NULL, body text NOT NULL);
-INSERT INTO notes (tenant_id, body) VALUES ('northstar-dental', 'dental: crown follow-up'),
-                                           ('northstar-design', 'design: brand refresh');
-SELECT count(*) FROM boundary.protect('notes') \\g /dev/null
-GRANT SELECT, INSERT ON notes TO app;
-GRANT USAGE ON SEQUENCE notes_id_seq TO app;
-SELECT boundary.generate_signing_key('node-2026');
-SQL
-)"
-export AGENT_BOUNDARY_APP_DSN="postgresql://app@127.0.0.1:$port/postgres"
-export AGENT_BOUNDARY_ADMIN_DSN="postgresql://postgres@127.0.0.1:$port/postgres"
-export AGENT_BOUNDARY_SECRET="${secret##*$'\n'}" AGENT_BOUNDARY_KID="node-2026"
+seed_client_fixture "$port" node-2026
 cd "$ROOT/clients/node"
 # One file at a time: the files share the seeded tables, and their writes would show in the
 # other files' exact reads.

@@ -20,24 +20,7 @@ cluster_start "$dir" "$port" "shared_preload_libraries = 'agent_boundary'" \
   "agent_boundary.auto_protect_schemas = 'agents'" "agent_boundary.auto_protect_add_columns = 'tenant'" \
   "agent_boundary.auto_protect_shared_tables = 'checkpoint_migrations, store_migrations, vector_migrations'"
 trap 'cluster_stop "$dir"' EXIT
-psql=("$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres -d postgres)
-secret="$("${psql[@]}" <<SQL
-CREATE EXTENSION agent_boundary CASCADE;
-\i $ROOT/tests/fixtures/lookalike_tenants.sql
-CREATE ROLE app LOGIN;
-CREATE SCHEMA agents AUTHORIZATION app;
-ALTER ROLE app SET search_path = agents, public;
-CREATE TABLE notes (id bigserial PRIMARY KEY, tenant_id text NOT NULL, body text NOT NULL);
-INSERT INTO notes (tenant_id, body) VALUES ('northstar-dental', 'dental: crown follow-up'),
-                                           ('northstar-design', 'design: brand refresh');
-SELECT count(*) FROM boundary.protect('notes') \\g /dev/null
-GRANT SELECT, INSERT ON notes TO app;
-GRANT USAGE ON SEQUENCE notes_id_seq TO app;
-SELECT boundary.generate_signing_key('python-2026');
-SQL
-)"
-export AGENT_BOUNDARY_APP_DSN="postgresql://app@127.0.0.1:$port/postgres"
-export AGENT_BOUNDARY_ADMIN_DSN="postgresql://postgres@127.0.0.1:$port/postgres"
-export AGENT_BOUNDARY_SECRET="${secret##*$'\n'}" AGENT_BOUNDARY_KID="python-2026"
+seed_client_fixture "$port" python-2026 \
+  "CREATE SCHEMA agents AUTHORIZATION app; ALTER ROLE app SET search_path = agents, public;"
 cd "$ROOT/clients/python"
 PYTHONPATH="$ROOT/clients/python" "$VENV/bin/python" -m pytest -p no:cacheprovider -q tests "$@"

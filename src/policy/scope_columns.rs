@@ -323,6 +323,29 @@ fn scope_column_defs(scope: &[String]) -> Result<Vec<*mut pg_sys::Node>> {
     }
 }
 
+/// The existing relation `relation` names, if any.
+unsafe fn existing_relation(relation: *mut pg_sys::RangeVar) -> Option<pg_sys::Oid> {
+    // SAFETY: a RangeVar from the parser; a missing relation is None, not an error.
+    let oid = unsafe {
+        pg_sys::RangeVarGetRelidExtended(
+            relation,
+            pg_sys::NoLock as _,
+            pg_sys::RVROption::RVR_MISSING_OK,
+            None,
+            std::ptr::null_mut(),
+        )
+    };
+    (oid != pg_sys::InvalidOid).then_some(oid)
+}
+
+fn has_scope_columns(oid: pg_sys::Oid, scope: &[String]) -> bool {
+    scope.iter().all(|column| {
+        let column = CString::new(column.as_str()).expect("identifiers have no NUL");
+        // SAFETY: a syscache lookup of an existing relation's column.
+        unsafe { pg_sys::get_attnum(oid, column.as_ptr()) != pg_sys::InvalidAttrNumber as i16 }
+    })
+}
+
 /// Whether the relation `relation` names (if it exists) has every scope column, or is the table
 /// being created (`creating`).
 unsafe fn is_scoped_relation(
@@ -330,22 +353,10 @@ unsafe fn is_scoped_relation(
     scope: &[String],
     creating: Option<&str>,
 ) -> bool {
-    // SAFETY: a RangeVar from the parser; lookups with missing_ok.
-    unsafe {
-        let oid = pg_sys::RangeVarGetRelidExtended(
-            relation,
-            pg_sys::NoLock as _,
-            pg_sys::RVROption::RVR_MISSING_OK,
-            None,
-            std::ptr::null_mut(),
-        );
-        if oid == pg_sys::InvalidOid {
-            return creating.is_some_and(|name| cstr((*relation).relname) == name);
-        }
-        scope.iter().all(|column| {
-            let column = CString::new(column.as_str()).expect("identifiers have no NUL");
-            pg_sys::get_attnum(oid, column.as_ptr()) != pg_sys::InvalidAttrNumber as i16
-        })
+    // SAFETY: a RangeVar from the parser.
+    match unsafe { existing_relation(relation) } {
+        Some(oid) => has_scope_columns(oid, scope),
+        None => creating.is_some_and(|name| cstr(unsafe { (*relation).relname }) == name),
     }
 }
 
@@ -444,22 +455,13 @@ unsafe fn scope_create(stmt: *mut pg_sys::CreateStmt, scope: &[String]) -> Resul
 /// Whether an existing table is one whose keys this setting scopes: in an auto-protected
 /// schema, not shared, with every scope column.
 unsafe fn scopes_existing(relation: *mut pg_sys::RangeVar, scope: &[String]) -> bool {
-    // SAFETY: a RangeVar from the parser.
+    // SAFETY: a RangeVar from the parser; catalog lookups of the relation it names.
     unsafe {
-        let oid = pg_sys::RangeVarGetRelidExtended(
-            relation,
-            pg_sys::NoLock as _,
-            pg_sys::RVROption::RVR_MISSING_OK,
-            None,
-            std::ptr::null_mut(),
-        );
-        if oid == pg_sys::InvalidOid {
-            return false;
-        }
+        let Some(oid) = existing_relation(relation) else { return false };
         let schema = cstr(pg_sys::get_namespace_name(pg_sys::get_rel_namespace(oid)));
         in_auto_schema(&schema)
             && !is_shared_table(&schema, &cstr(pg_sys::get_rel_name(oid)))
-            && is_scoped_relation(relation, scope, None)
+            && has_scope_columns(oid, scope)
     }
 }
 
