@@ -170,6 +170,75 @@ async fn a_clean_shutdown_writes_the_queue() {
     set_flush_interval(&admin, "50ms").await;
 }
 
+/// A batch of queued rows is written by one INSERT: each row arrives whole and in order, with
+/// tool and datasource ids that look like array syntax (commas, braces, quotes, backslashes,
+/// the word NULL), absent fields absent, and lists of any length.
+async fn a_batch_keeps_every_field_of_every_row() {
+    let admin = cluster().connect("postgres").await;
+    writer_pid(cluster(), &admin).await;
+    let odd: Vec<String> = ["a,b", "{x}", r#"say "hi""#, r"back\slash", "NULL", " sp ", "\u{e9}\u{1F600}"]
+        .map(String::from)
+        .to_vec();
+    admin
+        .execute(
+            "SELECT boundary.register_principal('northstar-dental', 'support', 'odd-ids', 'member', 'pro', 'us', $1, $2)",
+            &[&odd, &vec!["{}".to_string()]],
+        )
+        .await
+        .unwrap();
+    set_flush_interval(&admin, "60s").await;
+    let agent = cluster().connect("agent").await;
+    let odd_token = |trace: &str| {
+        app_token(
+            "northstar-dental",
+            "support",
+            "odd-ids",
+            "member",
+            json!({ "trace_id": trace, "run_id": r#"r"1"# }),
+        )
+    };
+    request(&agent, &odd_token("batch-0"), "COMMIT").await;
+    request(&agent, &traced("northstar-design", "batch-1"), "ROLLBACK").await;
+    request(&agent, &odd_token("batch-2"), "COMMIT").await;
+    assert!(traces(&admin, "batch-%").await.is_empty(), "queued, not yet written");
+    admin.batch_execute("SELECT boundary.flush_audit_log()").await.unwrap();
+    type AuditRow = (String, String, String, Option<String>, Vec<String>, Vec<String>, String, i32);
+    let got: Vec<AuditRow> = admin
+        .query(
+            "SELECT trace_id, tenant_id, user_id, run_id, tool_ids, datasource_ids, event, repeats
+               FROM boundary.audit_log WHERE trace_id LIKE 'batch-%' ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6), r.get(7)))
+        .collect();
+    let mut sorted = odd.clone();
+    sorted.sort();
+    let odd_row = |trace: &str| -> AuditRow {
+        (
+            trace.into(),
+            "northstar-dental".into(),
+            "odd-ids".into(),
+            Some(r#"r"1"#.into()),
+            sorted.clone(),
+            vec!["{}".into()],
+            "enter".into(),
+            0,
+        )
+    };
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(got[0], odd_row("batch-0"));
+    assert_eq!(
+        (got[1].0.as_str(), got[1].1.as_str(), got[1].3.as_deref(), got[1].4.as_slice()),
+        ("batch-1", "northstar-design", None, &["search".to_string()][..]),
+        "absent fields stay absent"
+    );
+    assert_eq!(got[2], odd_row("batch-2"));
+    set_flush_interval(&admin, "50ms").await;
+}
+
 /// Four connections entering as fast as they can into a queue of 64 kB (the smallest): rows
 /// the queue cannot take are written inline, and every enter is in the trail exactly once.
 async fn under_load_with_the_smallest_queue_every_enter_is_written_exactly_once() {
@@ -238,6 +307,7 @@ fn main() {
         a_tenant_reads_only_its_own_queued_rows,
         a_stopped_writer_writes_its_queue_first_and_another_takes_over,
         a_clean_shutdown_writes_the_queue,
+        a_batch_keeps_every_field_of_every_row,
         under_load_with_the_smallest_queue_every_enter_is_written_exactly_once,
     ];
     let conclusion = libtest_mimic::run(&args, trials);

@@ -210,6 +210,28 @@ fn copy_out(buf: &[u8], at: u64, out: &mut [u8]) {
     out[first..].copy_from_slice(&buf[..rest]);
 }
 
+/// `items` as a PostgreSQL text[] literal: every element quoted, so commas, braces, quotes,
+/// backslashes, spaces and the word NULL inside an id come back as they went in.
+pub fn array_literal(items: &[String]) -> String {
+    let mut out = String::with_capacity(2 + items.iter().map(|i| i.len() + 3).sum::<usize>());
+    out.push('{');
+    for (n, item) in items.iter().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        for c in item.chars() {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('"');
+    }
+    out.push('}');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,6 +251,17 @@ mod tests {
             resource: None,
             ..Row::default()
         }
+    }
+
+    #[test]
+    fn an_array_literal_quotes_every_element() {
+        let items = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(array_literal(&[]), "{}");
+        assert_eq!(array_literal(&items(&["search", ""])), r#"{"search",""}"#);
+        assert_eq!(
+            array_literal(&items(&[r#"a,b"#, r#"{x}"#, r#"say "hi""#, r#"back\slash"#, "NULL", " sp "])),
+            r#"{"a,b","{x}","say \"hi\"","back\\slash","NULL"," sp "}"#
+        );
     }
 
     #[test]
