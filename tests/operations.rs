@@ -164,6 +164,43 @@ async fn pg_restore_create_with_auto_protection_on_replays_the_dump_without_erro
     admin.batch_execute("DROP DATABASE agents WITH (FORCE)").await.unwrap();
 }
 
+// Auto-protection turned off with boundary.set_auto_protection(false) stays off through
+// pg_dump and pg_restore -C (an event trigger's disabled state is not dumped: before, the
+// documented ALTER EVENT TRIGGER ... DISABLE came back enabled and new tables were protected).
+async fn auto_protection_turned_off_stays_off_after_a_restore() {
+    let admin = cluster().connect("postgres").await;
+    admin.batch_execute("CREATE DATABASE quiet").await.unwrap();
+    let source = cluster().connect_to("postgres", "quiet").await;
+    source
+        .batch_execute(&format!(
+            "{BASE_FIXTURE}
+             ALTER DATABASE quiet SET agent_boundary.auto_protect_schemas = 'public';
+             ALTER EVENT TRIGGER boundary_auto_protect DISABLE;"
+        ))
+        .await
+        .unwrap();
+    drop(source);
+    let policies = |table: &'static str| {
+        format!("SELECT count(*) FROM pg_catalog.pg_policy WHERE polrelid = 'public.{table}'::regclass")
+    };
+    let dump = PathBuf::from(&cluster().dir).join("quiet.dump");
+    run_ok(client_program("pg_dump", "quiet").args(["-Fc", "-f"]).arg(&dump), "pg_dump");
+    admin.batch_execute("DROP DATABASE quiet WITH (FORCE)").await.unwrap();
+    run_ok(
+        client_program("pg_restore", "postgres").args(["-C", "--exit-on-error"]).arg(&dump),
+        "pg_restore -C",
+    );
+
+    let restored = cluster().connect_to("postgres", "quiet").await;
+    restored.batch_execute("CREATE TABLE public.drafts (tenant_id text NOT NULL, body text)").await.unwrap();
+    assert_eq!(column(&restored, &policies("drafts")).await.unwrap(), ["0"], "still off after the restore");
+    restored.batch_execute("SELECT boundary.set_auto_protection(true)").await.unwrap();
+    restored.batch_execute("CREATE TABLE public.notes (tenant_id text NOT NULL, body text)").await.unwrap();
+    assert_eq!(column(&restored, &policies("notes")).await.unwrap(), ["5"], "and on again when turned on");
+    drop(restored);
+    admin.batch_execute("DROP DATABASE quiet WITH (FORCE)").await.unwrap();
+}
+
 // Restored by another superuser, owners kept (pg_restore's default): the extension's schema
 // arrives first, empty and owned by the original superuser, and CREATE EXTENSION adopts it;
 // every protected table then comes back with its rows (before, CREATE EXTENSION refused the
@@ -226,6 +263,7 @@ fn main() {
     let trials = trials![
         a_restored_database_keeps_tokens_rows_and_counters,
         pg_restore_create_with_auto_protection_on_replays_the_dump_without_errors,
+        auto_protection_turned_off_stays_off_after_a_restore,
         another_superuser_restores_with_owners_kept,
         a_plain_sql_dump_replays_into_a_fresh_cluster,
     ];

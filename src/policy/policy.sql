@@ -48,6 +48,31 @@ CREATE EVENT TRIGGER boundary_guard_ddl ON ddl_command_end
 CREATE EVENT TRIGGER boundary_guard_drop ON sql_drop
     EXECUTE FUNCTION boundary.guard_ddl_event();
 
+-- Auto-protection's on/off switch: off while this table has its row. Extension configuration,
+-- so pg_dump keeps the choice (it does not keep an event trigger's disabled state).
+CREATE TABLE boundary.auto_protection_off (
+    off     boolean PRIMARY KEY DEFAULT true CHECK (off),
+    since   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    by_role name NOT NULL DEFAULT CURRENT_USER
+);
+SELECT pg_catalog.pg_extension_config_dump('boundary.auto_protection_off', '');
+-- Whoever runs DDL runs the event trigger, and the lint reads it too.
+GRANT SELECT ON boundary.auto_protection_off TO PUBLIC;
+
+CREATE FUNCTION boundary.set_auto_protection(enabled boolean) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF enabled THEN
+        DELETE FROM boundary.auto_protection_off;
+    ELSE
+        INSERT INTO boundary.auto_protection_off DEFAULT VALUES ON CONFLICT DO NOTHING;
+    END IF;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION boundary.set_auto_protection(boolean) FROM PUBLIC;
+
 CREATE FUNCTION boundary.auto_protect_event() RETURNS event_trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -55,6 +80,9 @@ AS $$
 DECLARE
     command record;
 BEGIN
+    IF EXISTS (SELECT FROM boundary.auto_protection_off) THEN
+        RETURN;
+    END IF;
     FOR command IN
         SELECT DISTINCT objid, object_type FROM pg_catalog.pg_event_trigger_ddl_commands()
          WHERE object_type IN ('table', 'view')
@@ -64,8 +92,8 @@ BEGIN
 END
 $$;
 
--- Turn it off with ALTER EVENT TRIGGER boundary_auto_protect DISABLE (superuser). Which schemas
--- it protects new tables in is agent_boundary.auto_protect_schemas (empty by default).
+-- Turn it off with boundary.set_auto_protection(false) (superuser; kept by pg_dump). Which
+-- schemas it protects new tables in is agent_boundary.auto_protect_schemas (empty by default).
 CREATE EVENT TRIGGER boundary_auto_protect ON ddl_command_end
     WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE',
                  'CREATE VIEW', 'ALTER VIEW')
@@ -440,6 +468,14 @@ findings (object, problem, fix) AS (
        AND NOT EXISTS (SELECT 1 FROM pg_db_role_setting s CROSS JOIN unnest(s.setconfig) c
                         WHERE s.setrole = r.oid AND c LIKE 'transaction\_timeout=%')
      GROUP BY r.rolname
+    UNION ALL
+    -- An event trigger's disabled state is not dumped: the restored database protects again.
+    SELECT 'event trigger boundary_auto_protect',
+           'advisory: auto-protection is disabled with ALTER EVENT TRIGGER, which pg_dump does not keep: a restored database protects new tables again',
+           'ALTER EVENT TRIGGER boundary_auto_protect ENABLE; SELECT boundary.set_auto_protection(false);'
+      FROM pg_event_trigger e
+     WHERE include_advisories AND e.evtname = 'boundary_auto_protect' AND e.evtenabled = 'D'
+       AND NOT EXISTS (SELECT 1 FROM boundary.auto_protection_off)
     UNION ALL
     SELECT p.name, 'advisory: pg_class.reltuples, EXPLAIN estimates and EXPLAIN ANALYZE of a sequential scan ("Rows Removed by Filter") reveal how many rows all tenants hold',
            'show agents no EXPLAIN output; lead indexes with the tenant column so plans never visit other tenants'' rows'

@@ -79,6 +79,28 @@ SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity,
        (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid) AS policies
   FROM pg_class c WHERE c.oid IN ('public.memories'::regclass, 'public.lookup'::regclass) ORDER BY c.relname;
 
+-- Turned off (a choice pg_dump keeps), new tables stay as they are made; on again, protected.
+SELECT boundary.set_auto_protection(false);
+SELECT boundary.set_auto_protection(false);
+SET agent_boundary.auto_protect_schemas = 'public';
+CREATE TABLE drafts (tenant_id text NOT NULL, note text);
+SELECT boundary.set_auto_protection(true);
+CREATE TABLE notes_later (tenant_id text NOT NULL, note text);
+RESET agent_boundary.auto_protect_schemas;
+SELECT c.relname, c.relrowsecurity, (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid) AS policies
+  FROM pg_class c WHERE c.oid IN ('public.drafts'::regclass, 'public.notes_later'::regclass) ORDER BY c.relname;
+DROP TABLE drafts, notes_later;
+-- Superusers switch it (and roles they grant EXECUTE).
+SET ROLE regress_agent;
+SELECT boundary.set_auto_protection(false);
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+-- Disabled with ALTER EVENT TRIGGER instead: the lint says a restore turns it on again.
+ALTER EVENT TRIGGER boundary_auto_protect DISABLE;
+SELECT object, problem FROM boundary.unprotected_tables(include_advisories => true) WHERE object LIKE 'event trigger%';
+ALTER EVENT TRIGGER boundary_auto_protect ENABLE;
+SELECT count(*) FROM boundary.unprotected_tables(include_advisories => true) WHERE object LIKE 'event trigger%';
+
 -- unprotect() undoes protect().
 SELECT boundary.unprotect('orders');
 SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = 'orders'::regclass;
