@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The schema check: the install script the build generates must equal the committed snapshot
-# sql/install/agent_boundary--<version>.sql, which upgrade scripts are written against. pgrx
+# sql/install/agent_boundary--<version>.sql, which upgrade scripts are written against, and each
+# committed release has an upgrade script to the next (sql/agent_boundary--<old>--<new>.sql). pgrx
 # orders statements by a dependency graph and annotates them with Rust paths and types, so both
 # are compared as sorted sets of statement blocks without comments.
 #   bash scripts/schema.sh            compare (exit 1 and show the difference)
@@ -18,6 +19,13 @@ if [ "${1:-}" = "--accept" ]; then
   exit 0
 fi
 [ -f "$snapshot" ] || { echo "schema: no snapshot ${snapshot#"$ROOT"/}; run scripts/schema.sh --accept" >&2; exit 1; }
+# Every earlier release needs its step to the next one (ALTER EXTENSION ... UPDATE follows them).
+mapfile -t releases < <(find "$ROOT/sql/install" -name 'agent_boundary--*.sql' -printf '%f\n' \
+  | sed 's/^agent_boundary--\(.*\)\.sql$/\1/' | sort -V)
+for ((i = 1; i < ${#releases[@]}; i++)); do
+  step="sql/agent_boundary--${releases[i - 1]}--${releases[i]}.sql"
+  [ -f "$ROOT/$step" ] || { echo "schema: no upgrade script $step" >&2; exit 1; }
+done
 python3 - "$snapshot" "$generated" <<'PY'
 import difflib, re, sys
 

@@ -175,7 +175,7 @@ async fn auto_protection_turned_off_stays_off_after_a_restore() {
         .batch_execute(&format!(
             "{BASE_FIXTURE}
              ALTER DATABASE quiet SET agent_boundary.auto_protect_schemas = 'public';
-             ALTER EVENT TRIGGER boundary_auto_protect DISABLE;"
+             SELECT boundary.set_auto_protection(false);"
         ))
         .await
         .unwrap();
@@ -256,6 +256,147 @@ async fn a_plain_sql_dump_replays_into_a_fresh_cluster() {
     fresh.stop();
 }
 
+/// Every object of the extension as text, for comparing two installs: functions with their
+/// definitions and privileges, relations, columns, constraints, indexes, policies, triggers,
+/// event triggers, comments, configuration-dump marks and the schema's privileges. Columns are
+/// listed by name (an upgrade adds a column at the end, a fresh install where the script says).
+const EXTENSION_CATALOG: &str = r#"
+WITH ext AS (SELECT oid, extconfig, extcondition FROM pg_catalog.pg_extension WHERE extname = 'agent_boundary'),
+members AS (
+    SELECT d.classid, d.objid FROM pg_catalog.pg_depend d, ext
+     WHERE d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.refobjid = ext.oid AND d.deptype = 'e'
+),
+rels AS (SELECT objid AS oid FROM members WHERE classid = 'pg_catalog.pg_class'::regclass)
+SELECT 'member ' || pg_catalog.pg_describe_object(classid, objid, 0) FROM members
+UNION ALL
+SELECT 'function ' || p.oid::regprocedure || ' ' || pg_catalog.pg_get_functiondef(p.oid)
+       || ' acl ' || coalesce(p.proacl::text, 'default')
+  FROM pg_catalog.pg_proc p JOIN members m ON m.classid = 'pg_catalog.pg_proc'::regclass AND m.objid = p.oid
+UNION ALL
+SELECT 'relation ' || c.oid::regclass || ' ' || c.relkind::text || ' acl ' || coalesce(c.relacl::text, 'default')
+       || ' rls ' || c.relrowsecurity || ' forced ' || c.relforcerowsecurity
+  FROM pg_catalog.pg_class c JOIN rels USING (oid)
+UNION ALL
+SELECT 'column ' || a.attrelid::regclass || '.' || a.attname || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod)
+       || ' not null ' || a.attnotnull || ' identity ' || a.attidentity::text
+       || ' default ' || coalesce(pg_catalog.pg_get_expr(d.adbin, d.adrelid), '')
+       || ' acl ' || coalesce(a.attacl::text, 'default')
+  FROM pg_catalog.pg_attribute a JOIN rels ON rels.oid = a.attrelid
+  LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+ WHERE a.attnum > 0 AND NOT a.attisdropped
+UNION ALL
+SELECT 'constraint ' || conrelid::regclass || ' ' || conname || ' ' || pg_catalog.pg_get_constraintdef(oid)
+  FROM pg_catalog.pg_constraint WHERE conrelid IN (SELECT oid FROM rels)
+UNION ALL
+SELECT 'index ' || pg_catalog.pg_get_indexdef(indexrelid) FROM pg_catalog.pg_index WHERE indrelid IN (SELECT oid FROM rels)
+UNION ALL
+SELECT 'policy ' || polrelid::regclass || ' ' || polname || ' ' || polcmd::text || ' ' || polpermissive
+       || ' ' || polroles::regrole[]::text || ' ' || coalesce(pg_catalog.pg_get_expr(polqual, polrelid), '')
+       || ' ' || coalesce(pg_catalog.pg_get_expr(polwithcheck, polrelid), '')
+  FROM pg_catalog.pg_policy WHERE polrelid IN (SELECT oid FROM rels)
+UNION ALL
+SELECT 'trigger ' || pg_catalog.pg_get_triggerdef(oid) || ' enabled ' || tgenabled::text
+  FROM pg_catalog.pg_trigger WHERE NOT tgisinternal AND tgrelid IN (SELECT oid FROM rels)
+UNION ALL
+SELECT 'event trigger ' || evtname || ' ' || evtevent || ' ' || evtfoid::regproc || ' ' || evtenabled::text
+       || ' ' || coalesce(evttags::text, '')
+  FROM pg_catalog.pg_event_trigger e JOIN members m ON m.classid = 'pg_catalog.pg_event_trigger'::regclass AND m.objid = e.oid
+UNION ALL
+SELECT 'comment ' || pg_catalog.pg_describe_object(d.classoid, d.objoid, d.objsubid) || ' ' || d.description
+  FROM pg_catalog.pg_description d JOIN members m ON m.classid = d.classoid AND m.objid = d.objoid
+UNION ALL
+SELECT 'configuration ' || c.rel::regclass || ' ' || coalesce(c.cond, '')
+  FROM ext, unnest(ext.extconfig, ext.extcondition) AS c(rel, cond)
+UNION ALL
+SELECT 'schema boundary acl ' || coalesce(nspacl::text, 'default') FROM pg_catalog.pg_namespace WHERE nspname = 'boundary'
+ORDER BY 1
+"#;
+
+/// The released versions' install scripts, committed under sql/install/, oldest first.
+fn released_versions() -> Vec<String> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sql/install");
+    let mut versions: Vec<Vec<u32>> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            let version = name.strip_prefix("agent_boundary--")?.strip_suffix(".sql")?.to_string();
+            Some(version.split('.').map(|n| n.parse().unwrap()).collect())
+        })
+        .collect();
+    versions.sort();
+    versions.iter().map(|v| v.iter().map(u32::to_string).collect::<Vec<_>>().join(".")).collect()
+}
+
+/// The previous release installed from its committed script and served by this build's library
+/// (as after replacing the library under a running database), with protected rows, tokens and
+/// audit rows; then ALTER EXTENSION ... UPDATE: the catalog equals a fresh install's, and the
+/// data, tokens and the new version's functions work.
+async fn the_previous_release_serves_and_updates_to_a_fresh_install() {
+    let versions = released_versions();
+    let [.., previous, current] = versions.as_slice() else {
+        panic!("need the previous release's install script in sql/install, found {versions:?}")
+    };
+    assert_eq!(current.as_str(), env!("CARGO_PKG_VERSION"), "the newest snapshot is this build's version");
+    let sharedir = run_ok(Command::new(pg_bin_dir().join("pg_config")).arg("--sharedir"), "pg_config");
+    let script = format!("agent_boundary--{previous}.sql");
+    std::fs::copy(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sql/install").join(&script),
+        PathBuf::from(sharedir.trim()).join("extension").join(&script),
+    )
+    .unwrap();
+
+    let admin = cluster().connect("postgres").await;
+    for database in ["upgraded", "fresh"] {
+        admin.batch_execute(&format!("CREATE DATABASE {database}")).await.unwrap();
+    }
+    let old = cluster().connect_to("postgres", "upgraded").await;
+    let base = BASE_FIXTURE.replace(
+        "CREATE EXTENSION agent_boundary CASCADE;",
+        &format!("CREATE EXTENSION agent_boundary VERSION '{previous}' CASCADE;"),
+    );
+    old.batch_execute(&format!("{base}\n{}", FIXTURE.replace("CREATE ROLE agent LOGIN NOBYPASSRLS;", "")))
+        .await
+        .unwrap();
+    const INSTALLED: &str = "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'agent_boundary'";
+    assert_eq!(column(&old, INSTALLED).await.unwrap(), std::slice::from_ref(previous));
+    let agent = cluster().connect_to("agent", "upgraded").await;
+    // This build's library serves the previous version's SQL.
+    assert_eq!(read_tickets(&agent, &dental_alice()).await, ["northstar-dental Crown fitting follow-up"]);
+    assert_eq!(read_tickets(&agent, &design_alice()).await, ["northstar-design Logo refresh for spring"]);
+    let (audit_before, _) = counters(&old).await;
+
+    old.batch_execute("ALTER EXTENSION agent_boundary UPDATE").await.unwrap();
+    assert_eq!(column(&old, INSTALLED).await.unwrap(), std::slice::from_ref(current));
+    let new = cluster().connect_to("postgres", "fresh").await;
+    new.batch_execute("CREATE EXTENSION agent_boundary CASCADE").await.unwrap();
+    let (updated, fresh) =
+        (column(&old, EXTENSION_CATALOG).await.unwrap(), column(&new, EXTENSION_CATALOG).await.unwrap());
+    let only = |a: &[String], b: &[String]| a.iter().filter(|x| !b.contains(x)).cloned().collect::<Vec<_>>();
+    assert!(
+        updated == fresh,
+        "the updated extension differs from a fresh install\nonly after the update:\n{}\nonly in a fresh install:\n{}",
+        only(&updated, &fresh).join("\n"),
+        only(&fresh, &updated).join("\n")
+    );
+
+    // Data, tokens, the audit trail and the lint carry on; the new version's functions work.
+    let agent = cluster().connect_to("agent", "upgraded").await;
+    assert_eq!(read_tickets(&agent, &dental_alice()).await, ["northstar-dental Crown fitting follow-up"]);
+    assert_eq!(read_tickets(&agent, &design_alice()).await, ["northstar-design Logo refresh for spring"]);
+    let (audit_after, _) = counters(&old).await;
+    assert!(audit_after > audit_before, "the trail goes on: {audit_before} -> {audit_after}");
+    assert_eq!(column(&old, "SELECT count(*) FROM boundary.unprotected_tables()").await.unwrap(), ["0"]);
+    old.batch_execute(
+        "SELECT boundary.set_auto_protection(false); SELECT boundary.set_auto_protection(true)",
+    )
+    .await
+    .unwrap();
+    drop((old, new, agent));
+    for database in ["upgraded", "fresh"] {
+        admin.batch_execute(&format!("DROP DATABASE {database} WITH (FORCE)")).await.unwrap();
+    }
+}
+
 fn main() {
     let mut args = Arguments::from_args();
     args.test_threads = Some(1);
@@ -266,6 +407,7 @@ fn main() {
         auto_protection_turned_off_stays_off_after_a_restore,
         another_superuser_restores_with_owners_kept,
         a_plain_sql_dump_replays_into_a_fresh_cluster,
+        the_previous_release_serves_and_updates_to_a_fresh_install,
     ];
     let conclusion = libtest_mimic::run(&args, trials);
     stop_shared_cluster();

@@ -40,25 +40,6 @@ $bootstrap$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/keys.rs:21
-
-CREATE TABLE boundary.signing_keys (
-    kid         text PRIMARY KEY CHECK (kid ~ '^[A-Za-z0-9._-]{1,64}$'),
-    alg         text NOT NULL CHECK (alg IN ('HS256', 'HS384', 'HS512', 'EdDSA', 'ES256', 'RS256')),
-    verify_key  bytea NOT NULL,
-    signing_key bytea,
-    created_at  timestamptz NOT NULL DEFAULT now(),
-    retired_at  timestamptz,
-    CHECK (signing_key IS NULL OR alg NOT LIKE 'HS%')
-);
-COMMENT ON TABLE boundary.signing_keys IS
-  'Keys that verify boundary tokens. verify_key: the HMAC secret, or a public key (PEM). '
-  'signing_key: a private key (PEM), only when the database itself must sign. '
-  'No ordinary role can read this table.';
-SELECT pg_catalog.pg_extension_config_dump('boundary.signing_keys', '');
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- src/boundary/registry.rs:11
 
 CREATE TABLE boundary.principals (
@@ -82,6 +63,25 @@ COMMENT ON TABLE boundary.principals IS
   'What each (tenant, workspace, user) may currently do. boundary.enter() refuses principals '
   'that are missing or revoked and narrows a token''s role, tools and datasources to this row.';
 SELECT pg_catalog.pg_extension_config_dump('boundary.principals', '');
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/boundary/keys.rs:21
+
+CREATE TABLE boundary.signing_keys (
+    kid         text PRIMARY KEY CHECK (kid ~ '^[A-Za-z0-9._-]{1,64}$'),
+    alg         text NOT NULL CHECK (alg IN ('HS256', 'HS384', 'HS512', 'EdDSA', 'ES256', 'RS256')),
+    verify_key  bytea NOT NULL,
+    signing_key bytea,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    retired_at  timestamptz,
+    CHECK (signing_key IS NULL OR alg NOT LIKE 'HS%')
+);
+COMMENT ON TABLE boundary.signing_keys IS
+  'Keys that verify boundary tokens. verify_key: the HMAC secret, or a public key (PEM). '
+  'signing_key: a private key (PEM), only when the database itself must sign. '
+  'No ordinary role can read this table.';
+SELECT pg_catalog.pg_extension_config_dump('boundary.signing_keys', '');
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -165,7 +165,7 @@ AS 'MODULE_PATHNAME', 'auto_protect_object_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/audit/mod.rs:693
+-- src/audit/mod.rs:633
 -- agent_boundary::audit::blocked_events_total
 CREATE  FUNCTION "blocked_events_total"() RETURNS bigint /* SqlResult < i64 > */
 STRICT STABLE SECURITY DEFINER PARALLEL SAFE
@@ -271,7 +271,7 @@ AS 'MODULE_PATHNAME', 'exit_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/audit/mod.rs:633
+-- src/audit/mod.rs:573
 -- agent_boundary::audit::flush_audit_log
 CREATE  FUNCTION "flush_audit_log"() RETURNS VOID /* SqlResult < () > */
 STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
@@ -491,31 +491,6 @@ CREATE EVENT TRIGGER boundary_guard_ddl ON ddl_command_end
 CREATE EVENT TRIGGER boundary_guard_drop ON sql_drop
     EXECUTE FUNCTION boundary.guard_ddl_event();
 
--- Auto-protection's on/off switch: off while this table has its row. Extension configuration,
--- so pg_dump keeps the choice (it does not keep an event trigger's disabled state).
-CREATE TABLE boundary.auto_protection_off (
-    off     boolean PRIMARY KEY DEFAULT true CHECK (off),
-    since   timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    by_role name NOT NULL DEFAULT CURRENT_USER
-);
-SELECT pg_catalog.pg_extension_config_dump('boundary.auto_protection_off', '');
--- Whoever runs DDL runs the event trigger, and the lint reads it too.
-GRANT SELECT ON boundary.auto_protection_off TO PUBLIC;
-
-CREATE FUNCTION boundary.set_auto_protection(enabled boolean) RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF enabled THEN
-        DELETE FROM boundary.auto_protection_off;
-    ELSE
-        INSERT INTO boundary.auto_protection_off DEFAULT VALUES ON CONFLICT DO NOTHING;
-    END IF;
-END
-$$;
-REVOKE EXECUTE ON FUNCTION boundary.set_auto_protection(boolean) FROM PUBLIC;
-
 CREATE FUNCTION boundary.auto_protect_event() RETURNS event_trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -523,9 +498,6 @@ AS $$
 DECLARE
     command record;
 BEGIN
-    IF EXISTS (SELECT FROM boundary.auto_protection_off) THEN
-        RETURN;
-    END IF;
     FOR command IN
         SELECT DISTINCT objid, object_type FROM pg_catalog.pg_event_trigger_ddl_commands()
          WHERE object_type IN ('table', 'view')
@@ -535,8 +507,8 @@ BEGIN
 END
 $$;
 
--- Turn it off with boundary.set_auto_protection(false) (superuser; kept by pg_dump). Which
--- schemas it protects new tables in is agent_boundary.auto_protect_schemas (empty by default).
+-- Turn it off with ALTER EVENT TRIGGER boundary_auto_protect DISABLE (superuser). Which schemas
+-- it protects new tables in is agent_boundary.auto_protect_schemas (empty by default).
 CREATE EVENT TRIGGER boundary_auto_protect ON ddl_command_end
     WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE',
                  'CREATE VIEW', 'ALTER VIEW')
@@ -912,14 +884,6 @@ findings (object, problem, fix) AS (
                         WHERE s.setrole = r.oid AND c LIKE 'transaction\_timeout=%')
      GROUP BY r.rolname
     UNION ALL
-    -- An event trigger's disabled state is not dumped: the restored database protects again.
-    SELECT 'event trigger boundary_auto_protect',
-           'advisory: auto-protection is disabled with ALTER EVENT TRIGGER, which pg_dump does not keep: a restored database protects new tables again',
-           'ALTER EVENT TRIGGER boundary_auto_protect ENABLE; SELECT boundary.set_auto_protection(false);'
-      FROM pg_event_trigger e
-     WHERE include_advisories AND e.evtname = 'boundary_auto_protect' AND e.evtenabled = 'D'
-       AND NOT EXISTS (SELECT 1 FROM boundary.auto_protection_off)
-    UNION ALL
     SELECT p.name, 'advisory: pg_class.reltuples, EXPLAIN estimates and EXPLAIN ANALYZE of a sequential scan ("Rows Removed by Filter") reveal how many rows all tenants hold',
            'show agents no EXPLAIN output; lead indexes with the tenant column so plans never visit other tenants'' rows'
       FROM protected p
@@ -978,7 +942,7 @@ AS 'MODULE_PATHNAME', 'protect_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/audit/mod.rs:663
+-- src/audit/mod.rs:603
 -- agent_boundary::audit::purge_audit_log
 CREATE  FUNCTION "purge_audit_log"(
 	"older_than" interval /* pgrx :: datum :: Interval */
