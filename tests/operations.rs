@@ -21,6 +21,76 @@ INSERT INTO public.tickets VALUES
     ('northstar-design', 'support', 1, 'Logo refresh for spring');
 "#;
 
+/// What the dumped database holds beyond the tickets, so a restore is checked on every
+/// capability: a view over a protected table (the event trigger makes it security_invoker), a
+/// vector table with its b-tree and HNSW indexes where Design's 300 rows lie nearer the query
+/// than Dental's 3, and one durable memory per tenant written inside its boundary.
+fn every_capability_fixture() -> String {
+    let memory = |token: String, note: &str| {
+        format!(
+            "BEGIN; SELECT boundary.enter('{token}'); SELECT boundary.memory_set('renewal', to_jsonb('{note}'::text)); COMMIT;"
+        )
+    };
+    format!(
+        r#"
+CREATE VIEW public.ticket_subjects AS SELECT tenant_id, subject FROM public.tickets;
+GRANT SELECT ON public.ticket_subjects TO agent;
+CREATE TABLE public.kb (tenant_id text NOT NULL, workspace_id text NOT NULL, id bigint NOT NULL,
+                        embedding vector(3) NOT NULL, PRIMARY KEY (tenant_id, id));
+SELECT count(*) FROM boundary.protect('public.kb');
+INSERT INTO public.kb SELECT 'northstar-dental', 'support', g, ('[1,' || (0.2 * g) || ',0]')::vector
+  FROM generate_series(1, 3) g;
+INSERT INTO public.kb SELECT 'northstar-design', 'support', g, ('[1,' || (0.0001 * g) || ',0]')::vector
+  FROM generate_series(101, 400) g;
+SELECT count(*) FROM boundary.vector_index('public.kb');
+ANALYZE public.kb;
+GRANT SELECT ON public.kb TO agent;
+SET ROLE agent;
+{}
+{}
+RESET ROLE;
+"#,
+        memory(dental_alice(), "dental memory"),
+        memory(design_alice(), "design memory")
+    )
+}
+
+/// Every capability of a (restored) database answers each lookalike tenant with its own rows
+/// only: the protected table, the view over it, vector search (exactly min(k, visible)), durable
+/// memory; and the lint is clean.
+async fn every_capability_answers(agent: &Client, admin: &Client) {
+    for (token, ticket, vector_ids, memory) in [
+        (dental_alice(), "northstar-dental Crown fitting follow-up", vec!["1", "2", "3"], "dental memory"),
+        (
+            design_alice(),
+            "northstar-design Logo refresh for spring",
+            vec!["101", "102", "103", "104", "105"],
+            "design memory",
+        ),
+    ] {
+        assert_eq!(read_tickets(agent, &token).await, [ticket]);
+        agent.batch_execute("BEGIN").await.unwrap();
+        enter(agent, &token).await.unwrap();
+        let view =
+            column(agent, "SELECT tenant_id || ' ' || subject FROM public.ticket_subjects").await.unwrap();
+        let mut nearest =
+            column(agent, "SELECT id FROM boundary.vector_search('public.kb', '[1,0,0]'::vector, 5)")
+                .await
+                .unwrap();
+        nearest.sort_by_key(|id| id.parse::<i64>().unwrap());
+        let remembered = column(agent, "SELECT boundary.memory_get('renewal') #>> '{}'").await.unwrap();
+        agent.batch_execute("COMMIT").await.unwrap();
+        assert_eq!(view, [ticket], "the view reads with the caller's policies");
+        assert_eq!(nearest, vector_ids, "vector search ranks only the boundary's rows");
+        assert_eq!(remembered, [memory]);
+    }
+    assert_eq!(
+        column(admin, "SELECT count(*) FROM boundary.unprotected_tables()").await.unwrap(),
+        ["0"],
+        "the lint is clean"
+    );
+}
+
 fn client_program(name: &str, database: &str) -> Command {
     client_program_as(name, "postgres", database)
 }
@@ -87,25 +157,13 @@ async fn a_restored_database_keeps_tokens_rows_and_counters() {
 
     let restored_admin = cluster().connect_to("postgres", "restored").await;
     let restored_agent = cluster().connect_to("agent", "restored").await;
-    assert_eq!(
-        read_tickets(&restored_agent, &dental_alice()).await,
-        ["northstar-dental Crown fitting follow-up"]
-    );
-    assert_eq!(
-        read_tickets(&restored_agent, &design_alice()).await,
-        ["northstar-design Logo refresh for spring"]
-    );
+    every_capability_answers(&restored_agent, &restored_admin).await;
     let (restored_audit_id, restored_blocked) = counters(&restored_admin).await;
     assert!(
         restored_audit_id > last_audit_id,
         "the audit log goes on: {restored_audit_id} after {last_audit_id}"
     );
     assert_eq!(restored_blocked, blocked, "the refusal counter goes on");
-    assert_eq!(
-        column(&restored_admin, "SELECT count(*) FROM boundary.unprotected_tables()").await.unwrap(),
-        ["0"],
-        "the lint is clean"
-    );
     drop((restored_admin, restored_agent));
     admin.batch_execute("DROP DATABASE restored WITH (FORCE)").await.unwrap();
 }
@@ -216,9 +274,9 @@ async fn another_superuser_restores_with_owners_kept() {
         "pg_restore as another superuser",
     );
     let agent = cluster().connect_to("agent", "handed_over").await;
-    assert_eq!(read_tickets(&agent, &dental_alice()).await, ["northstar-dental Crown fitting follow-up"]);
-    assert_eq!(read_tickets(&agent, &design_alice()).await, ["northstar-design Logo refresh for spring"]);
-    drop(agent);
+    let restorer = cluster().connect_to("restorer", "handed_over").await;
+    every_capability_answers(&agent, &restorer).await;
+    drop((agent, restorer));
     admin.batch_execute("DROP DATABASE handed_over WITH (FORCE)").await.unwrap();
     admin.batch_execute("DROP ROLE restorer").await.unwrap();
 }
@@ -248,10 +306,8 @@ async fn a_plain_sql_dump_replays_into_a_fresh_cluster() {
         "psql -f plain.sql",
     );
     let agent = fresh.connect("agent").await;
-    assert_eq!(read_tickets(&agent, &dental_alice()).await, ["northstar-dental Crown fitting follow-up"]);
-    assert_eq!(read_tickets(&agent, &design_alice()).await, ["northstar-design Logo refresh for spring"]);
     let admin = fresh.connect("postgres").await;
-    assert_eq!(column(&admin, "SELECT count(*) FROM boundary.unprotected_tables()").await.unwrap(), ["0"]);
+    every_capability_answers(&agent, &admin).await;
     drop((agent, admin));
     fresh.stop();
 }
@@ -400,7 +456,7 @@ async fn the_previous_release_serves_and_updates_to_a_fresh_install() {
 fn main() {
     let mut args = Arguments::from_args();
     args.test_threads = Some(1);
-    start_shared_cluster("operations", FIXTURE);
+    start_shared_cluster("operations", &format!("{FIXTURE}{}", every_capability_fixture()));
     let trials = trials![
         a_restored_database_keeps_tokens_rows_and_counters,
         pg_restore_create_with_auto_protection_on_replays_the_dump_without_errors,

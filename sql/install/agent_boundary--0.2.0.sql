@@ -40,25 +40,6 @@ $bootstrap$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/keys.rs:21
-
-CREATE TABLE boundary.signing_keys (
-    kid         text PRIMARY KEY CHECK (kid ~ '^[A-Za-z0-9._-]{1,64}$'),
-    alg         text NOT NULL CHECK (alg IN ('HS256', 'HS384', 'HS512', 'EdDSA', 'ES256', 'RS256')),
-    verify_key  bytea NOT NULL,
-    signing_key bytea,
-    created_at  timestamptz NOT NULL DEFAULT now(),
-    retired_at  timestamptz,
-    CHECK (signing_key IS NULL OR alg NOT LIKE 'HS%')
-);
-COMMENT ON TABLE boundary.signing_keys IS
-  'Keys that verify boundary tokens. verify_key: the HMAC secret, or a public key (PEM). '
-  'signing_key: a private key (PEM), only when the database itself must sign. '
-  'No ordinary role can read this table.';
-SELECT pg_catalog.pg_extension_config_dump('boundary.signing_keys', '');
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- src/boundary/registry.rs:11
 
 CREATE TABLE boundary.principals (
@@ -82,6 +63,25 @@ COMMENT ON TABLE boundary.principals IS
   'What each (tenant, workspace, user) may currently do. boundary.enter() refuses principals '
   'that are missing or revoked and narrows a token''s role, tools and datasources to this row.';
 SELECT pg_catalog.pg_extension_config_dump('boundary.principals', '');
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/boundary/keys.rs:21
+
+CREATE TABLE boundary.signing_keys (
+    kid         text PRIMARY KEY CHECK (kid ~ '^[A-Za-z0-9._-]{1,64}$'),
+    alg         text NOT NULL CHECK (alg IN ('HS256', 'HS384', 'HS512', 'EdDSA', 'ES256', 'RS256')),
+    verify_key  bytea NOT NULL,
+    signing_key bytea,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    retired_at  timestamptz,
+    CHECK (signing_key IS NULL OR alg NOT LIKE 'HS%')
+);
+COMMENT ON TABLE boundary.signing_keys IS
+  'Keys that verify boundary tokens. verify_key: the HMAC secret, or a public key (PEM). '
+  'signing_key: a private key (PEM), only when the database itself must sign. '
+  'No ordinary role can read this table.';
+SELECT pg_catalog.pg_extension_config_dump('boundary.signing_keys', '');
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -499,8 +499,13 @@ CREATE TABLE boundary.auto_protection_off (
     by_role name NOT NULL DEFAULT CURRENT_USER
 );
 SELECT pg_catalog.pg_extension_config_dump('boundary.auto_protection_off', '');
--- Whoever runs DDL runs the event trigger, and the lint reads it too.
-GRANT SELECT ON boundary.auto_protection_off TO PUBLIC;
+
+-- Whether auto-protection is on: the event trigger runs as whoever runs DDL, and the lint as
+-- whoever calls it; neither needs to read the switch's table.
+CREATE FUNCTION boundary.auto_protection_enabled() RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT NOT EXISTS (SELECT FROM boundary.auto_protection_off) $$;
 
 CREATE FUNCTION boundary.set_auto_protection(enabled boolean) RETURNS void
 LANGUAGE plpgsql
@@ -523,7 +528,7 @@ AS $$
 DECLARE
     command record;
 BEGIN
-    IF EXISTS (SELECT FROM boundary.auto_protection_off) THEN
+    IF NOT boundary.auto_protection_enabled() THEN
         RETURN;
     END IF;
     FOR command IN
@@ -918,7 +923,7 @@ findings (object, problem, fix) AS (
            'ALTER EVENT TRIGGER boundary_auto_protect ENABLE; SELECT boundary.set_auto_protection(false);'
       FROM pg_event_trigger e
      WHERE include_advisories AND e.evtname = 'boundary_auto_protect' AND e.evtenabled = 'D'
-       AND NOT EXISTS (SELECT 1 FROM boundary.auto_protection_off)
+       AND boundary.auto_protection_enabled()
     UNION ALL
     SELECT p.name, 'advisory: pg_class.reltuples, EXPLAIN estimates and EXPLAIN ANALYZE of a sequential scan ("Rows Removed by Filter") reveal how many rows all tenants hold',
            'show agents no EXPLAIN output; lead indexes with the tenant column so plans never visit other tenants'' rows'

@@ -56,8 +56,13 @@ CREATE TABLE boundary.auto_protection_off (
     by_role name NOT NULL DEFAULT CURRENT_USER
 );
 SELECT pg_catalog.pg_extension_config_dump('boundary.auto_protection_off', '');
--- Whoever runs DDL runs the event trigger, and the lint reads it too.
-GRANT SELECT ON boundary.auto_protection_off TO PUBLIC;
+
+-- Whether auto-protection is on: the event trigger runs as whoever runs DDL, and the lint as
+-- whoever calls it; neither needs to read the switch's table.
+CREATE FUNCTION boundary.auto_protection_enabled() RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT NOT EXISTS (SELECT FROM boundary.auto_protection_off) $$;
 
 CREATE FUNCTION boundary.set_auto_protection(enabled boolean) RETURNS void
 LANGUAGE plpgsql
@@ -80,7 +85,7 @@ AS $$
 DECLARE
     command record;
 BEGIN
-    IF EXISTS (SELECT FROM boundary.auto_protection_off) THEN
+    IF NOT boundary.auto_protection_enabled() THEN
         RETURN;
     END IF;
     FOR command IN
@@ -475,7 +480,7 @@ findings (object, problem, fix) AS (
            'ALTER EVENT TRIGGER boundary_auto_protect ENABLE; SELECT boundary.set_auto_protection(false);'
       FROM pg_event_trigger e
      WHERE include_advisories AND e.evtname = 'boundary_auto_protect' AND e.evtenabled = 'D'
-       AND NOT EXISTS (SELECT 1 FROM boundary.auto_protection_off)
+       AND boundary.auto_protection_enabled()
     UNION ALL
     SELECT p.name, 'advisory: pg_class.reltuples, EXPLAIN estimates and EXPLAIN ANALYZE of a sequential scan ("Rows Removed by Filter") reveal how many rows all tenants hold',
            'show agents no EXPLAIN output; lead indexes with the tenant column so plans never visit other tenants'' rows'
