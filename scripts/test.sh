@@ -17,6 +17,7 @@ source "$ROOT/scripts/cluster.sh"
 cd "$ROOT"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 unset RUST_BACKTRACE   # the test servers inherit it and would print backtraces in error DETAIL
+export AGENT_BOUNDARY_PGBIN="$PGBIN"   # the integration tests' servers
 logs="$ROOT/target/test-logs"
 mkdir -p "$logs"
 
@@ -38,13 +39,13 @@ step "$logs/clippy.log" '^(warning|error)' \
   || { echo "clippy failed; see $logs/clippy.log" >&2; exit 1; }
 shellcheck scripts/*.sh bench/*.sh .ci/run || { echo "shellcheck failed" >&2; exit 1; }
 
-say "1/4 unit tests and #[pg_test] units (cargo pgrx test pg18)"
+say "1/4 unit tests and #[pg_test] units (cargo pgrx test pg$PG_MAJOR)"
 pgdata="$ROOT/target/pgrx-test-data"
 mkdir -p "$pgdata" && { [ "$(id -u)" != 0 ] || chown postgres "$pgdata"; }
 runas=(); [ "$(id -u)" = 0 ] && runas=(--runas postgres)
 : > "$logs/pgrx-test.log"
 step "$logs/pgrx-test.log" '^ *(Compiling|Finished|Running)|^test |test result' \
-  cargo pgrx test pg18 "${runas[@]}" --pgdata "$pgdata/pg18" \
+  cargo pgrx test "pg$PG_MAJOR" "${runas[@]}" --pgdata "$pgdata/pg$PG_MAJOR" \
   || { echo "cargo pgrx test failed; see $logs/pgrx-test.log" >&2; exit 1; }
 units=$(count "$logs/pgrx-test.log")
 
@@ -61,8 +62,9 @@ integration_log="$logs/integration.log"
 : > "$integration_log"
 for target in tests/*.rs; do
   name="$(basename "$target" .rs)"
+  # shellcheck disable=SC2086  # PG_FEATURES is a list of cargo arguments
   step "$integration_log" '^ *(Compiling|Finished|Running)|^test |test result|panicked|left:|right:' \
-    cargo test --features integration --test "$name" \
+    cargo test $PG_FEATURES --features integration --test "$name" \
     || { echo "integration tests $name failed; see $integration_log" >&2; exit 1; }
 done
 integration=$(count "$integration_log")

@@ -26,3 +26,19 @@ BEGIN
     END IF;
 END
 $bootstrap$;
+
+-- pgvector 0.5.0 brought HNSW indexes, which vector_index() builds and vector_search() plans
+-- with; older releases are refused here rather than at the first large tenant's search.
+-- (Iterative index scans, 0.8.0, are used when present: see vector_search.)
+DO $pgvector$
+DECLARE
+    installed text := (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'vector');
+BEGIN
+    IF pg_catalog.string_to_array(pg_catalog.substring(installed, '^[0-9]+(?:\.[0-9]+)*'), '.')::int[]
+       < ARRAY[0, 5, 0] THEN
+        RAISE EXCEPTION 'agent_boundary needs pgvector 0.5.0 or later; this database has pgvector %', installed
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Install a newer pgvector, run ALTER EXTENSION vector UPDATE, then CREATE EXTENSION agent_boundary again.';
+    END IF;
+END
+$pgvector$;

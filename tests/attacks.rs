@@ -649,9 +649,25 @@ async fn what_one_role_shares_across_tenants_is_reported() {
     // PostgreSQL has no finer privilege, so the advisory asks for a transaction_timeout.
     let locks = "agent | advisory: can LOCK protected table public.ticket_notes IN ACCESS EXCLUSIVE MODE (it holds UPDATE or DELETE, as every role does on boundary.memories, run_state and cache) and stall every tenant until its transaction ends; PostgreSQL has no finer lock privilege";
     assert!(lint(&admin, true).await.contains(&locks.to_string()), "{:#?}", lint(&admin, true).await);
-    admin.batch_execute("ALTER ROLE agent SET transaction_timeout = '30s'").await.unwrap();
+    // transaction_timeout is PostgreSQL 17's; before it the fix is a statement and an idle limit.
+    let version: i32 = column(&admin, "SHOW server_version_num").await.unwrap()[0].parse().unwrap();
+    let timeouts: &[&str] = if version >= 170000 {
+        &["transaction_timeout"]
+    } else {
+        &["statement_timeout", "idle_in_transaction_session_timeout"]
+    };
+    for (i, setting) in timeouts.iter().enumerate() {
+        assert_eq!(
+            lint(&admin, true).await.contains(&locks.to_string()),
+            i < timeouts.len(),
+            "the advisory stays until every limit is set"
+        );
+        admin.batch_execute(&format!("ALTER ROLE agent SET {setting} = '30s'")).await.unwrap();
+    }
     assert!(!lint(&admin, true).await.contains(&locks.to_string()), "the fix clears it");
-    admin.batch_execute("ALTER ROLE agent RESET transaction_timeout").await.unwrap();
+    for setting in timeouts {
+        admin.batch_execute(&format!("ALTER ROLE agent RESET {setting}")).await.unwrap();
+    }
 }
 
 // 30 ------------------------------------------------------------------------------------------

@@ -37,6 +37,22 @@ BEGIN
     END IF;
 END
 $bootstrap$;
+
+-- pgvector 0.5.0 brought HNSW indexes, which vector_index() builds and vector_search() plans
+-- with; older releases are refused here rather than at the first large tenant's search.
+-- (Iterative index scans, 0.8.0, are used when present: see vector_search.)
+DO $pgvector$
+DECLARE
+    installed text := (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'vector');
+BEGIN
+    IF pg_catalog.string_to_array(pg_catalog.substring(installed, '^[0-9]+(?:\.[0-9]+)*'), '.')::int[]
+       < ARRAY[0, 5, 0] THEN
+        RAISE EXCEPTION 'agent_boundary needs pgvector 0.5.0 or later; this database has pgvector %', installed
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Install a newer pgvector, run ALTER EXTENSION vector UPDATE, then CREATE EXTENSION agent_boundary again.';
+    END IF;
+END
+$pgvector$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -230,7 +246,7 @@ AS 'MODULE_PATHNAME', 'compose_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:408
+-- src/boundary/mod.rs:413
 -- agent_boundary::boundary::current
 CREATE  FUNCTION "current"() RETURNS jsonb /* SqlResult < BoundaryJsonb > */
 STRICT STABLE PARALLEL SAFE
@@ -239,7 +255,7 @@ AS 'MODULE_PATHNAME', 'current_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:381
+-- src/boundary/mod.rs:386
 -- agent_boundary::boundary::datasource_ids
 CREATE  FUNCTION "datasource_ids"() RETURNS TEXT[] /* SqlResult < Vec < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -248,7 +264,7 @@ AS 'MODULE_PATHNAME', 'datasource_ids_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:303
+-- src/boundary/mod.rs:308
 -- agent_boundary::boundary::enter
 CREATE  FUNCTION "enter"(
 	"token" TEXT, /* & str */
@@ -261,7 +277,7 @@ AS 'MODULE_PATHNAME', 'enter_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:323
+-- src/boundary/mod.rs:328
 -- agent_boundary::boundary::exit
 CREATE  FUNCTION "exit"() RETURNS VOID /* SqlResult < () > */
 STRICT VOLATILE PARALLEL UNSAFE
@@ -316,7 +332,7 @@ AS 'MODULE_PATHNAME', 'installed_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:337
+-- src/boundary/mod.rs:342
 -- agent_boundary::boundary::is_active
 CREATE  FUNCTION "is_active"() RETURNS bool /* bool */
 STRICT STABLE PARALLEL SAFE
@@ -405,7 +421,7 @@ AS 'MODULE_PATHNAME', 'memory_list_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:386
+-- src/boundary/mod.rs:391
 -- agent_boundary::boundary::memory_namespace
 CREATE  FUNCTION "memory_namespace"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
@@ -908,13 +924,22 @@ findings (object, problem, fix) AS (
     SELECT r.rolname::text,
            format('advisory: can LOCK protected table %s IN ACCESS EXCLUSIVE MODE (it holds UPDATE or DELETE, as every role does on boundary.memories, run_state and cache) and stall every tenant until its transaction ends; PostgreSQL has no finer lock privilege',
                   min(p.name)),
-           format('ALTER ROLE %I SET transaction_timeout = ''30s''; ALTER ROLE %I SET idle_in_transaction_session_timeout = ''10s''; give other sessions a lock_timeout',
-                  r.rolname, r.rolname)
+           -- transaction_timeout is PostgreSQL 17's; before it, a statement and an idle limit.
+           CASE WHEN current_setting('server_version_num')::int >= 170000
+                THEN format('ALTER ROLE %I SET transaction_timeout = ''30s''; ALTER ROLE %I SET idle_in_transaction_session_timeout = ''10s''; give other sessions a lock_timeout',
+                            r.rolname, r.rolname)
+                ELSE format('ALTER ROLE %I SET statement_timeout = ''30s''; ALTER ROLE %I SET idle_in_transaction_session_timeout = ''10s''; give other sessions a lock_timeout',
+                            r.rolname, r.rolname)
+           END
       FROM pg_roles r CROSS JOIN app_protected p
      WHERE include_advisories AND NOT r.rolsuper AND r.rolname !~ '^pg_'
        AND has_table_privilege(r.oid, p.oid, 'UPDATE, DELETE')
        AND NOT EXISTS (SELECT 1 FROM pg_db_role_setting s CROSS JOIN unnest(s.setconfig) c
-                        WHERE s.setrole = r.oid AND c LIKE 'transaction\_timeout=%')
+                        WHERE s.setrole = r.oid
+                          AND (c LIKE 'transaction\_timeout=%'
+                               OR (current_setting('server_version_num')::int < 170000
+                                   AND c LIKE 'statement\_timeout=%'
+                                   AND 'idle_in_transaction_session_timeout' = ANY (SELECT split_part(o, '=', 1) FROM unnest(s.setconfig) o))))
      GROUP BY r.rolname
     UNION ALL
     -- An event trigger's disabled state is not dumped: the restored database protects again.
@@ -935,7 +960,7 @@ $lint$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:366
+-- src/boundary/mod.rs:371
 -- agent_boundary::boundary::plan
 CREATE  FUNCTION "plan"() RETURNS TEXT /* SqlResult < & '_ str > */
 STRICT STABLE PARALLEL SAFE
@@ -957,7 +982,7 @@ AS 'MODULE_PATHNAME', 'promote_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:401
+-- src/boundary/mod.rs:406
 -- agent_boundary::boundary::prompt_version
 CREATE  FUNCTION "prompt_version"() RETURNS TEXT /* SqlResult < Option < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -1005,7 +1030,7 @@ AS 'MODULE_PATHNAME', 'purge_expired_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:371
+-- src/boundary/mod.rs:376
 -- agent_boundary::boundary::region
 CREATE  FUNCTION "region"() RETURNS TEXT /* SqlResult < & '_ str > */
 STRICT STABLE PARALLEL SAFE
@@ -1083,7 +1108,7 @@ AS 'MODULE_PATHNAME', 'revoke_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:361
+-- src/boundary/mod.rs:366
 -- agent_boundary::boundary::role
 CREATE  FUNCTION "role"() RETURNS TEXT /* SqlResult < & '_ str > */
 STRICT STABLE PARALLEL SAFE
@@ -1092,7 +1117,7 @@ AS 'MODULE_PATHNAME', 'role_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:396
+-- src/boundary/mod.rs:401
 -- agent_boundary::boundary::run_id
 CREATE  FUNCTION "run_id"() RETURNS TEXT /* SqlResult < Option < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -1148,7 +1173,7 @@ AS 'MODULE_PATHNAME', 'snapshot_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:346
+-- src/boundary/mod.rs:351
 -- agent_boundary::boundary::tenant_id
 CREATE  FUNCTION "tenant_id"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
@@ -1157,7 +1182,7 @@ AS 'MODULE_PATHNAME', 'tenant_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:376
+-- src/boundary/mod.rs:381
 -- agent_boundary::boundary::tool_ids
 CREATE  FUNCTION "tool_ids"() RETURNS TEXT[] /* SqlResult < Vec < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -1166,7 +1191,7 @@ AS 'MODULE_PATHNAME', 'tool_ids_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:391
+-- src/boundary/mod.rs:396
 -- agent_boundary::boundary::trace_id
 CREATE  FUNCTION "trace_id"() RETURNS TEXT /* SqlResult < Option < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -1187,7 +1212,7 @@ AS 'MODULE_PATHNAME', 'unprotect_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:356
+-- src/boundary/mod.rs:361
 -- agent_boundary::boundary::user_id
 CREATE  FUNCTION "user_id"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
@@ -1209,7 +1234,7 @@ AS 'MODULE_PATHNAME', 'validate_constraint_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/vector/mod.rs:462
+-- src/vector/mod.rs:467
 -- agent_boundary::vector::vector_index
 CREATE  FUNCTION "vector_index"(
 	"tbl" regclass, /* PgRelation */
@@ -1227,7 +1252,7 @@ AS 'MODULE_PATHNAME', 'vector_index_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/vector/mod.rs:421
+-- src/vector/mod.rs:426
 -- agent_boundary::vector::vector_search
 
 CREATE FUNCTION boundary.vector_search(
@@ -1246,7 +1271,7 @@ COMMENT ON FUNCTION boundary.vector_search(regclass, vector, integer, text, text
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:351
+-- src/boundary/mod.rs:356
 -- agent_boundary::boundary::workspace_id
 CREATE  FUNCTION "workspace_id"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
@@ -1368,6 +1393,42 @@ CREATE FUNCTION "guard_store_write"()
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/stores/cache.rs:16
+-- requires:
+--   policy::protect
+--   boundary::tenant_id
+--   boundary::workspace_id
+--   boundary::role
+--   cache_prefix
+--   stores::compose_key
+--   stores::guard::guard_store_write
+--   policy_sql
+
+
+CREATE TABLE boundary.cache (
+    tenant_id    text NOT NULL,
+    workspace_id text NOT NULL,
+    key          text NOT NULL,
+    value        jsonb NOT NULL,
+    expires_at   timestamptz NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, key),
+    CHECK (starts_with(key, boundary.compose_key(VARIADIC ARRAY['agent-cache', tenant_id, workspace_id]) || ':'))
+);
+COMMENT ON TABLE boundary.cache IS
+  'Cached agent results, keyed by boundary.cache_key(); a role or datasource set sees only its own entries.';
+DO $protect$ BEGIN
+    PERFORM boundary.protect('boundary.cache', write_roles => '{owner,admin,member,viewer}');
+END $protect$;
+CREATE POLICY cache_current_boundary ON boundary.cache AS RESTRICTIVE FOR ALL
+    USING (starts_with(key, boundary.cache_prefix()) AND expires_at > statement_timestamp())
+    WITH CHECK (starts_with(key, boundary.cache_prefix()));
+CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundary.cache
+    FOR EACH ROW EXECUTE FUNCTION boundary.guard_store_write();
+GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.cache TO PUBLIC;
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/stores/memory.rs:22
 -- requires:
 --   policy::protect
@@ -1441,42 +1502,6 @@ CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundar
 CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundary.run_state
     FOR EACH ROW EXECUTE FUNCTION boundary.guard_store_write();
 GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.memories, boundary.run_state TO PUBLIC;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/stores/cache.rs:16
--- requires:
---   policy::protect
---   boundary::tenant_id
---   boundary::workspace_id
---   boundary::role
---   cache_prefix
---   stores::compose_key
---   stores::guard::guard_store_write
---   policy_sql
-
-
-CREATE TABLE boundary.cache (
-    tenant_id    text NOT NULL,
-    workspace_id text NOT NULL,
-    key          text NOT NULL,
-    value        jsonb NOT NULL,
-    expires_at   timestamptz NOT NULL,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (tenant_id, key),
-    CHECK (starts_with(key, boundary.compose_key(VARIADIC ARRAY['agent-cache', tenant_id, workspace_id]) || ':'))
-);
-COMMENT ON TABLE boundary.cache IS
-  'Cached agent results, keyed by boundary.cache_key(); a role or datasource set sees only its own entries.';
-DO $protect$ BEGIN
-    PERFORM boundary.protect('boundary.cache', write_roles => '{owner,admin,member,viewer}');
-END $protect$;
-CREATE POLICY cache_current_boundary ON boundary.cache AS RESTRICTIVE FOR ALL
-    USING (starts_with(key, boundary.cache_prefix()) AND expires_at > statement_timestamp())
-    WITH CHECK (starts_with(key, boundary.cache_prefix()));
-CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundary.cache
-    FOR EACH ROW EXECUTE FUNCTION boundary.guard_store_write();
-GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.cache TO PUBLIC;
 /* </end connected objects> */
 
 /* <begin connected objects> */

@@ -244,8 +244,13 @@ pub unsafe extern "C-unwind" fn agent_boundary_audit_writer(arg: pg_sys::Datum) 
     let database = pg_sys::Oid::from(arg.value() as u32);
     // SAFETY: the handlers set a flag and the latch; the worker acts on them in its loop.
     unsafe {
-        pg_sys::pqsignal_be(pg_sys::SIGHUP as i32, Some(on_sighup));
-        pg_sys::pqsignal_be(pg_sys::SIGTERM as i32, Some(on_sigterm));
+        // The backend's signal installer: pqsignal before PostgreSQL 17, pqsignal_be since.
+        #[cfg(any(feature = "pg15", feature = "pg16"))]
+        use pg_sys::pqsignal as install_handler;
+        #[cfg(not(any(feature = "pg15", feature = "pg16")))]
+        use pg_sys::pqsignal_be as install_handler;
+        install_handler(pg_sys::SIGHUP as i32, Some(on_sighup));
+        install_handler(pg_sys::SIGTERM as i32, Some(on_sigterm));
         pg_sys::BackgroundWorkerUnblockSignals();
         pg_sys::BackgroundWorkerInitializeConnectionByOid(database, pg_sys::InvalidOid, 0);
     }

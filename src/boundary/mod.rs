@@ -160,7 +160,12 @@ fn principal_of(boundary: &claims::Boundary) -> Principal {
 pub(crate) fn local_transaction_id() -> pg_sys::LocalTransactionId {
     // SAFETY: MyProc is this backend's PGPROC for the life of the backend; enter and resume
     // run only in client backends (they are PARALLEL UNSAFE).
-    unsafe { (*pg_sys::MyProc).vxid.lxid }
+    unsafe {
+        #[cfg(any(feature = "pg15", feature = "pg16"))]
+        return (*pg_sys::MyProc).lxid;
+        #[cfg(not(any(feature = "pg15", feature = "pg16")))]
+        return (*pg_sys::MyProc).vxid.lxid;
+    }
 }
 
 /// Once a transaction has entered a principal (tenant, workspace, user), it never serves

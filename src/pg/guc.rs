@@ -25,6 +25,12 @@ pub fn set(name: &CStr, value: &CStr, context: pg_sys::GucContext::Type, action:
     }
 }
 
+/// Whether a setting called `name` exists (an extension's settings exist once it is loaded).
+pub fn exists(name: &CStr) -> bool {
+    // SAFETY: guc.c lookup by a NUL-terminated name; missing_ok returns NULL instead of raising.
+    unsafe { !pg_sys::GetConfigOption(name.as_ptr(), true, false).is_null() }
+}
+
 /// Runs `f` in a new GUC nest level: settings changed inside with `GUC_ACTION_SAVE` get their
 /// previous values back afterwards, as a function's `SET` clause does. On an ERROR inside `f`,
 /// the (sub)transaction abort pops the level instead.

@@ -465,13 +465,22 @@ findings (object, problem, fix) AS (
     SELECT r.rolname::text,
            format('advisory: can LOCK protected table %s IN ACCESS EXCLUSIVE MODE (it holds UPDATE or DELETE, as every role does on boundary.memories, run_state and cache) and stall every tenant until its transaction ends; PostgreSQL has no finer lock privilege',
                   min(p.name)),
-           format('ALTER ROLE %I SET transaction_timeout = ''30s''; ALTER ROLE %I SET idle_in_transaction_session_timeout = ''10s''; give other sessions a lock_timeout',
-                  r.rolname, r.rolname)
+           -- transaction_timeout is PostgreSQL 17's; before it, a statement and an idle limit.
+           CASE WHEN current_setting('server_version_num')::int >= 170000
+                THEN format('ALTER ROLE %I SET transaction_timeout = ''30s''; ALTER ROLE %I SET idle_in_transaction_session_timeout = ''10s''; give other sessions a lock_timeout',
+                            r.rolname, r.rolname)
+                ELSE format('ALTER ROLE %I SET statement_timeout = ''30s''; ALTER ROLE %I SET idle_in_transaction_session_timeout = ''10s''; give other sessions a lock_timeout',
+                            r.rolname, r.rolname)
+           END
       FROM pg_roles r CROSS JOIN app_protected p
      WHERE include_advisories AND NOT r.rolsuper AND r.rolname !~ '^pg_'
        AND has_table_privilege(r.oid, p.oid, 'UPDATE, DELETE')
        AND NOT EXISTS (SELECT 1 FROM pg_db_role_setting s CROSS JOIN unnest(s.setconfig) c
-                        WHERE s.setrole = r.oid AND c LIKE 'transaction\_timeout=%')
+                        WHERE s.setrole = r.oid
+                          AND (c LIKE 'transaction\_timeout=%'
+                               OR (current_setting('server_version_num')::int < 170000
+                                   AND c LIKE 'statement\_timeout=%'
+                                   AND 'idle_in_transaction_session_timeout' = ANY (SELECT split_part(o, '=', 1) FROM unnest(s.setconfig) o))))
      GROUP BY r.rolname
     UNION ALL
     -- An event trigger's disabled state is not dumped: the restored database protects again.

@@ -241,6 +241,9 @@ fn query_shape(query: &AnyElement) -> (i32, bool) {
 
 /// Runs `f` with the index-scan settings vector_search needs, then puts the session's own
 /// values back, as a function's SET clause would (on error, transaction abort restores them).
+/// pgvector before 0.8 has no iterative scan: its HNSW scan stops after ef_search candidates,
+/// comes back short more often, and the exact ranking that follows a short result still
+/// returns min(k, visible) rows.
 fn with_index_settings<T>(ef_search: i32, f: impl FnOnce() -> Result<T>) -> Result<T> {
     load_pgvector();
     let ef_search = CString::new(ef_search.to_string()).expect("digits have no NUL");
@@ -248,7 +251,9 @@ fn with_index_settings<T>(ef_search: i32, f: impl FnOnce() -> Result<T>) -> Resu
         for (name, value) in
             [(c"hnsw.iterative_scan", c"relaxed_order"), (c"hnsw.ef_search", ef_search.as_c_str())]
         {
-            guc::set(name, value, pg_sys::GucContext::PGC_USERSET, pg_sys::GucAction::GUC_ACTION_SAVE);
+            if guc::exists(name) {
+                guc::set(name, value, pg_sys::GucContext::PGC_USERSET, pg_sys::GucAction::GUC_ACTION_SAVE);
+            }
         }
         direct_queries::with_approximate_indexes(f)
     })
