@@ -89,7 +89,7 @@ step "$logs/bench-quick.log" '==> (checking|arms agree|inserts|quick run)' bash 
 
 total=$((units + regress + integration + python_clients + node_clients + 1))
 echo
-echo "All tests passed: $total in total"
+echo "All tests passed on PostgreSQL $PG_MAJOR: $total in total"
 echo "  $units unit + #[pg_test] tests, $regress SQL regression files, $integration integration tests,"
 echo "  $python_clients Python adapter and framework tests (psycopg, psycopg_pool, SQLAlchemy, asyncpg;"
 echo "    LangGraph, langchain-postgres, LlamaIndex, mem0),"
