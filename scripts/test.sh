@@ -34,8 +34,9 @@ step() {
 say "0/4 style gates: rustfmt, clippy (warnings are errors), shellcheck"
 cargo fmt --check || { echo "cargo fmt --check failed: run cargo fmt" >&2; exit 1; }
 : > "$logs/clippy.log"
+# shellcheck disable=SC2086  # PG_FEATURES is a list of cargo arguments
 step "$logs/clippy.log" '^(warning|error)' \
-  cargo clippy --all-targets --features "pg18 pg_test integration" -- -D warnings \
+  cargo clippy --all-targets $PG_FEATURES --features "pg_test integration" -- -D warnings \
   || { echo "clippy failed; see $logs/clippy.log" >&2; exit 1; }
 shellcheck scripts/*.sh bench/*.sh .ci/run || { echo "shellcheck failed" >&2; exit 1; }
 
