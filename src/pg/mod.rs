@@ -1,8 +1,9 @@
 //! PostgreSQL plumbing, written once: plans kept per backend, the relcache invalidation
 //! callback, shared memory for the preloaded library, setting changes from inside the
-//! extension, and catalog lookups. Nothing in here knows what a boundary is.
+//! extension, catalog lookups, and what Citus says about a table. Nothing in here knows what a boundary is.
 
 pub mod catalog;
+pub mod citus;
 pub mod flag;
 pub mod guc;
 pub mod invalidation;

@@ -17,6 +17,8 @@ pub const DELETE_POLICY: &str = "boundary_delete";
 pub const POLICIES: [&str; 5] = [ALLOW_POLICY, SELECT_POLICY, INSERT_POLICY, UPDATE_POLICY, DELETE_POLICY];
 /// What the permissive policy admits by: true, through a function of the extension.
 pub const ADMIT: &str = "boundary.installed()";
+/// What `boundary_allow` admits in the distributable shape: nothing.
+pub const ADMIT_NOTHING: &str = "NOT boundary.installed()";
 pub const TRUNCATE_TRIGGER: &str = "boundary_refuse_truncate";
 /// Refuses cascaded and trigger-made changes to rows outside the boundary (row level security
 /// does not check referential actions).
@@ -116,6 +118,18 @@ impl Existing {
     }
 }
 
+/// How the generated policies combine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// A permissive `boundary_allow` that admits every row, and restrictive per-command policies
+    /// ANDed with it and with any other policy, so no policy written later can widen them.
+    Restrictive,
+    /// For databases with Citus, which copies policies to shards without AS RESTRICTIVE: every
+    /// per-command policy permissive and carrying the whole predicate, and a `boundary_allow`
+    /// that admits nothing, so the shards' copies (all permissive) mean the same as the table's.
+    Distributable,
+}
+
 /// Everything needed to write the DDL for one table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProtectPlan {
@@ -123,6 +137,9 @@ pub struct ProtectPlan {
     pub table: String,
     pub scope: Scope,
     pub options: ProtectOptions,
+    pub shape: Shape,
+    /// A column whose default may not change (Citus' distribution column): left as it is.
+    pub fixed_default: Option<String>,
 }
 
 impl ProtectPlan {
@@ -160,26 +177,41 @@ impl ProtectPlan {
             format!("ALTER TABLE {t} FORCE ROW LEVEL SECURITY"),
         ];
         out.extend(existing.drop_policies(t));
+        // Restrictive policies are ANDed with everything else, so no other policy can widen
+        // them; PostgreSQL needs one permissive policy to admit rows at all. It says
+        // boundary.installed() (true) rather than true, so dropping the extension drops it too
+        // and the table denies every row instead of admitting every row. Where Citus copies the
+        // policies as permissive ones, each carries its whole predicate and the allow policy
+        // admits nothing (it stays, holding the fingerprint, so both shapes have the same five).
+        let (admit, per_command) = match self.shape {
+            Shape::Restrictive => (ADMIT, "RESTRICTIVE"),
+            Shape::Distributable => (ADMIT_NOTHING, "PERMISSIVE"),
+        };
         out.extend([
-            // Restrictive policies are ANDed with everything else, so no other policy can widen
-            // them; PostgreSQL needs one permissive policy to admit rows at all. It says
-            // boundary.installed() (true) rather than true, so dropping the extension drops it too
-            // and the table denies every row instead of admitting every row.
             format!(
-                "CREATE POLICY {ALLOW_POLICY} ON {t} AS PERMISSIVE FOR ALL USING ({ADMIT}) WITH CHECK ({ADMIT})"
+                "CREATE POLICY {ALLOW_POLICY} ON {t} AS PERMISSIVE FOR ALL USING ({admit}) WITH CHECK ({admit})"
             ),
-            format!("CREATE POLICY {SELECT_POLICY} ON {t} AS RESTRICTIVE FOR SELECT USING ({rows})"),
-            format!("CREATE POLICY {INSERT_POLICY} ON {t} AS RESTRICTIVE FOR INSERT WITH CHECK ({write})"),
-            format!("CREATE POLICY {UPDATE_POLICY} ON {t} AS RESTRICTIVE FOR UPDATE USING ({rows}) WITH CHECK ({write})"),
-            format!("CREATE POLICY {DELETE_POLICY} ON {t} AS RESTRICTIVE FOR DELETE USING ({write})"),
+            format!("CREATE POLICY {SELECT_POLICY} ON {t} AS {per_command} FOR SELECT USING ({rows})"),
+            format!("CREATE POLICY {INSERT_POLICY} ON {t} AS {per_command} FOR INSERT WITH CHECK ({write})"),
+            format!(
+                "CREATE POLICY {UPDATE_POLICY} ON {t} AS {per_command} FOR UPDATE USING ({rows}) WITH CHECK ({write})"
+            ),
+            format!("CREATE POLICY {DELETE_POLICY} ON {t} AS {per_command} FOR DELETE USING ({write})"),
             format!("COMMENT ON POLICY {SELECT_POLICY} ON {t} IS {}", quote_literal(&self.options.to_comment())),
         ]);
         // Every scope column but the datasource (a row names one of the boundary's several).
-        let defaults: Vec<(&Column, Field)> =
-            self.scope.columns().into_iter().filter(|(_, field)| *field != Field::Datasources).collect();
+        let fixed = |name: &str| self.fixed_default.as_deref() == Some(name);
+        let defaults: Vec<(&Column, Field)> = self
+            .scope
+            .columns()
+            .into_iter()
+            .filter(|(c, field)| *field != Field::Datasources && !fixed(&c.name))
+            .collect();
         // A column this protection no longer scopes keeps no boundary default.
-        for stale in
-            existing.accessor_defaults.iter().filter(|d| !defaults.iter().any(|(c, _)| &c.name == *d))
+        for stale in existing
+            .accessor_defaults
+            .iter()
+            .filter(|d| !fixed(d) && !defaults.iter().any(|(c, _)| &c.name == *d))
         {
             out.push(format!("ALTER TABLE {t} ALTER COLUMN {} DROP DEFAULT", quote_ident(stale)));
         }
@@ -252,6 +284,8 @@ mod tests {
                 user: None,
             },
             options: options(),
+            shape: Shape::Restrictive,
+            fixed_default: None,
         }
     }
 
@@ -298,6 +332,42 @@ mod tests {
         let ddl = p.statements(&Existing::default());
         assert!(ddl.contains(&"ALTER TABLE \"public\".\"tickets\" ALTER COLUMN \"owner \"\"x\"\"\" SET DEFAULT (boundary.user_id())::uuid".to_string()));
         assert!(!ddl.iter().any(|s| s.contains("\"source\" SET DEFAULT")), "no default for datasource");
+    }
+
+    /// Citus copies policies without AS RESTRICTIVE: every copy must then still mean the same,
+    /// and no policy may admit a row by itself.
+    #[test]
+    fn the_distributable_shape_means_the_same_when_every_policy_is_permissive() {
+        let p = ProtectPlan {
+            shape: Shape::Distributable,
+            fixed_default: Some("tenant_id".into()),
+            ..plan("text")
+        };
+        let existing = Existing { accessor_defaults: vec!["tenant_id".into()], ..Existing::default() };
+        let ddl = p.statements(&existing);
+        let policies: Vec<&String> = ddl.iter().filter(|s| s.starts_with("CREATE POLICY")).collect();
+        assert_eq!(policies.len(), POLICIES.len());
+        assert!(
+            policies.iter().all(|s| s.contains(" AS PERMISSIVE ") && !s.contains("RESTRICTIVE")),
+            "{policies:?}"
+        );
+        assert_eq!(
+            policies[0],
+            "CREATE POLICY boundary_allow ON \"public\".\"tickets\" AS PERMISSIVE FOR ALL \
+             USING (NOT boundary.installed()) WITH CHECK (NOT boundary.installed())"
+        );
+        for (policy, predicate) in [
+            (SELECT_POLICY, "USING (\"tenant_id\" = boundary.tenant_id())"),
+            (DELETE_POLICY, "boundary.role() = ANY"),
+        ] {
+            let create =
+                policies.iter().find(|s| s.starts_with(&format!("CREATE POLICY {policy} "))).unwrap();
+            assert!(create.contains(predicate), "{create}");
+        }
+        assert!(
+            !ddl.iter().any(|s| s.contains("ALTER COLUMN \"tenant_id\"")),
+            "Citus refuses to change the distribution column's default: it is left as it is"
+        );
     }
 
     #[test]

@@ -118,7 +118,17 @@ pub(crate) fn plan(table: &Table, options: &ProtectOptions) -> Result<ProtectPla
             return Err(BoundaryError::WrongType(why));
         }
     }
-    Ok(ProtectPlan { table: table.qualified.clone(), scope, options: options.clone() })
+    // Citus may be installed after a table is protected and may distribute it later, so the
+    // shape follows the database, not the table.
+    let shape =
+        if crate::pg::citus::installed() { ddl::Shape::Distributable } else { ddl::Shape::Restrictive };
+    Ok(ProtectPlan {
+        table: table.qualified.clone(),
+        scope,
+        options: options.clone(),
+        shape,
+        fixed_default: crate::pg::citus::distribution_column(table.oid)?,
+    })
 }
 
 /// Partitions and inheritance children of `oid`.
@@ -293,14 +303,16 @@ fn audit_table_event(event: &str, oid: pg_sys::Oid) -> Result<()> {
 /// True. The permissive policy protect() makes admits rows through this function rather than
 /// through a bare `true`, so the policy depends on the extension: `DROP EXTENSION agent_boundary
 /// CASCADE` drops it with the restrictive ones, and the table, its row level security still on
-/// and forced, then admits no row instead of every row. IMMUTABLE, so the planner folds it away.
+/// and forced, then admits no row instead of every row (in the distributable shape the policy
+/// admits through `NOT installed()`: nothing). IMMUTABLE, so the planner folds it away.
 #[pg_extern(immutable, parallel_safe)]
 fn installed() -> bool {
     true
 }
 
 /// Turns a table into a tenant table: ENABLE and FORCE row level security; a restrictive
-/// policy per command on the tenant column (and the workspace, datasource and user columns
+/// policy per command (permissive, each carrying the whole predicate, where Citus is installed:
+/// ddl::Shape) on the tenant column (and the workspace, datasource and user columns
 /// when the table has `workspace_id`, `datasource_id`, `user_id`, or the caller names them;
 /// '' turns one off); defaults that fill those columns from the boundary; only `write_roles`
 /// may write; TRUNCATE refused. Partitions and inheritance children are protected too.

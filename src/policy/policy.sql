@@ -118,6 +118,84 @@ AS $$
        AND polname = ANY ('{boundary_allow,boundary_select,boundary_insert,boundary_update,boundary_delete}')
 $$;
 
+-- Everything row level security does on one relation, comparable across nodes (roles by name):
+-- on Citus, each shard and each worker's copy of a table must give the table's own.
+CREATE FUNCTION boundary.policy_signature(tbl regclass) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT md5(format('%s %s|', c.relrowsecurity, c.relforcerowsecurity)
+               || coalesce((SELECT string_agg(format('%s %s %s %s %s %s', q.polname, q.polcmd, q.polpermissive,
+                                                     ARRAY(SELECT CASE WHEN r = 0 THEN 'public' ELSE r::regrole::text END
+                                                             FROM unnest(q.polroles) r ORDER BY 1),
+                                                     pg_get_expr(q.polqual, q.polrelid),
+                                                     pg_get_expr(q.polwithcheck, q.polrelid)),
+                                              ';' ORDER BY q.polname)
+                              FROM pg_policy q WHERE q.polrelid = tbl), ''))
+      FROM pg_class c
+     WHERE c.oid = tbl
+$$;
+
+-- The lint's view of a Citus cluster (nothing without Citus): every shard placement and every
+-- worker's copy of a protected Citus table must have the table's policies. Citus' own functions
+-- are reached through EXECUTE, since they exist only where it is installed.
+CREATE FUNCTION boundary.citus_policy_findings()
+RETURNS TABLE (object text, problem text, fix text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tbl regclass;
+    expected text;
+    copy record;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus') THEN
+        RETURN;
+    END IF;
+    FOR tbl IN EXECUTE
+        'SELECT d.logicalrelid FROM pg_catalog.pg_dist_partition d
+          WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_policy q
+                         WHERE q.polrelid = d.logicalrelid AND q.polname = ''boundary_select'')
+          ORDER BY d.logicalrelid::text'
+    LOOP
+        -- Restrictive on the coordinator, permissive on every shard (permissive ones are
+        -- finding 10 of the lint).
+        object := tbl::text;
+        FOR problem, fix IN
+            SELECT format('policy %I was not made by protect(): Citus copies it to the shards as a permissive policy, where it widens what every boundary sees', q.polname),
+                   format('DROP POLICY %I ON %s; (narrow access with protect()''s own scope columns instead)', q.polname, tbl)
+              FROM pg_catalog.pg_policy q
+             WHERE q.polrelid = tbl AND q.polname NOT LIKE 'boundary\_%' AND NOT q.polpermissive
+             ORDER BY q.polname
+        LOOP
+            RETURN NEXT;
+        END LOOP;
+        expected := boundary.policy_signature(tbl);
+        FOR copy IN EXECUTE
+            'SELECT pg_catalog.shard_name($1, p.shardid) || '' on '' || p.nodename || '':'' || p.nodeport AS name,
+                    p.success, p.result
+               FROM pg_catalog.run_command_on_placements($1,
+                      ''SELECT boundary.policy_signature($sig$%s$sig$)'') p
+             UNION ALL
+             SELECT format(''%s on worker %s:%s'', $1, w.nodename, w.nodeport), w.success, w.result
+               FROM pg_catalog.run_command_on_workers(
+                      format(''SELECT boundary.policy_signature(%L)'', $1::text)) w
+              ORDER BY 1'
+            USING tbl
+        LOOP
+            CONTINUE WHEN copy.success AND copy.result = expected;
+            object := copy.name;
+            problem := CASE WHEN copy.success
+                            THEN format('its row level security and policies differ from those of %s', tbl)
+                            ELSE format('its policies could not be read (%s)', copy.result) END;
+            fix := format('on that node, make them those of %s (drop policies added there), then SELECT boundary.reprotect(%L);',
+                          tbl, tbl::text);
+            RETURN NEXT;
+        END LOOP;
+    END LOOP;
+END
+$$;
+
 -- The lint: one row per way a tenant's rows could reach another tenant, with the fix.
 -- Returns nothing when clean, so CI can run: SELECT count(*) = 0 FROM boundary.unprotected_tables();
 CREATE FUNCTION boundary.unprotected_tables(include_advisories boolean DEFAULT false)
@@ -131,7 +209,8 @@ WITH RECURSIVE settings AS (
            ARRAY(SELECT trim(s) FROM unnest(string_to_array(current_setting('agent_boundary.auto_protect_schemas', true), ',')) s
                   WHERE trim(s) <> '') AS auto_protect_schemas,
            ARRAY(SELECT trim(s) FROM unnest(string_to_array(current_setting('agent_boundary.auto_protect_shared_tables', true), ',')) s
-                  WHERE trim(s) <> '') AS shared_tables
+                  WHERE trim(s) <> '') AS shared_tables,
+           EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') AS citus
 ),
 user_tables AS (
     SELECT c.oid, c.oid::regclass::text AS name, n.nspname AS schema, c.relname, c.relispartition, c.relowner,
@@ -336,11 +415,29 @@ findings (object, problem, fix) AS (
      WHERE NOT r.rolsuper AND r.rolname !~ '^pg_' AND NOT pg_has_role(r.oid, p.relowner, 'MEMBER')
        AND has_table_privilege(r.oid, p.oid, v.privilege)
     UNION ALL
-    -- 10. A permissive policy is ORed with boundary_allow (true), so it narrows nothing.
-    SELECT p.name, format('policy %I is permissive, so it has no effect next to boundary_allow', q.polname),
-           format('recreate policy %I AS RESTRICTIVE to narrow access further', q.polname)
+    -- 10. A permissive policy is ORed with boundary_allow (true), so it narrows nothing; next to
+    -- the permissive policies protect() makes where Citus is installed, it widens every boundary.
+    SELECT p.name,
+           CASE WHEN g.polpermissive
+                THEN format('policy %I is permissive, like the policies protect() makes in a database with Citus: it widens what every boundary sees', q.polname)
+                ELSE format('policy %I is permissive, so it has no effect next to boundary_allow', q.polname) END,
+           CASE WHEN g.polpermissive
+                THEN format('DROP POLICY %I ON %s; (narrow access with protect()''s own scope columns instead)', q.polname, p.name)
+                ELSE format('recreate policy %I AS RESTRICTIVE to narrow access further', q.polname) END
       FROM pg_policy q JOIN protected p ON p.oid = q.polrelid
+      JOIN pg_policy g ON g.polrelid = p.oid AND g.polname = 'boundary_select'
      WHERE q.polpermissive AND q.polname NOT LIKE 'boundary\_%'
+    UNION ALL
+    -- ... and a table protected before Citus came has restrictive policies next to a
+    -- boundary_allow that admits every row: copied to shards, they admit every tenant's rows.
+    SELECT p.name, 'it was protected before Citus was installed: Citus copies its policies to shards without AS RESTRICTIVE, and there boundary_allow admits every row',
+           format('SELECT boundary.reprotect(%L);', p.name)
+      FROM app_protected p CROSS JOIN settings s
+     WHERE s.citus
+       AND EXISTS (SELECT 1 FROM pg_policy q WHERE q.polrelid = p.oid AND q.polname LIKE 'boundary\_%' AND NOT q.polpermissive)
+    UNION ALL
+    -- Every shard and every worker's copy of a protected Citus table.
+    SELECT c.object, c.problem, c.fix FROM boundary.citus_policy_findings() c
     UNION ALL
     -- 11. Logical replication ignores row level security.
     SELECT r.rolname::text, 'has REPLICATION: logical replication streams every tenant''s rows of protected tables',
