@@ -202,7 +202,7 @@ async fn no_shard_admits_a_row_by_a_bare_true() {
 
 async fn the_lint_is_clean_only_when_every_shard_is_right() {
     let admin = coordinator().connect("postgres").await;
-    let lint = "SELECT object || ' | ' || problem FROM boundary.unprotected_tables() ORDER BY 1";
+    let lint = LINT;
     assert_eq!(column(&admin, lint).await.unwrap(), Vec::<String>::new());
     // One shard's policy widened by hand on its worker.
     let shard = column(
@@ -263,6 +263,101 @@ async fn tables_protected_before_citus_are_reported_until_reprotected() {
     admin.batch_execute("DROP DATABASE before_citus WITH (FORCE)").await.unwrap();
 }
 
+const LINT: &str = "SELECT object || ' | ' || problem FROM boundary.unprotected_tables() ORDER BY 1";
+
+/// A migration's ALTER TABLE on a protected distributed table: the event trigger re-protects it
+/// on the coordinator and Citus replays that on every worker, where the worker's own event
+/// triggers stand aside; reprotect() (the lint's fix) works the same way.
+async fn schema_changes_on_protected_distributed_tables_keep_every_shard_right() {
+    let admin = coordinator().connect("postgres").await;
+    admin.batch_execute("ALTER TABLE public.notes ADD COLUMN extra int").await.unwrap();
+    assert_eq!(column(&admin, LINT).await.unwrap(), Vec::<String>::new());
+    admin.batch_execute("SELECT count(*) FROM boundary.reprotect('public.later')").await.unwrap();
+    admin.batch_execute("ALTER TABLE public.notes DROP COLUMN extra").await.unwrap();
+    assert_eq!(column(&admin, LINT).await.unwrap(), Vec::<String>::new());
+    no_shard_admits_a_row_by_a_bare_true().await;
+    without_a_boundary_every_query_fails_on_every_shard().await;
+}
+
+/// Auto-protection configured on every node: a new table is protected on the coordinator and
+/// distributed (the workers do not protect its shards a second time); reference tables,
+/// protected or not, are created.
+async fn auto_protected_and_reference_tables_distribute() {
+    for node in &citus().nodes {
+        node.connect("postgres")
+            .await
+            .batch_execute(
+                "SET citus.enable_ddl_propagation = off;
+                 ALTER DATABASE postgres SET agent_boundary.auto_protect_schemas = 'public'",
+            )
+            .await
+            .unwrap();
+    }
+    let admin = coordinator().connect("postgres").await;
+    let created = admin
+        .batch_execute(
+            "SET citus.enable_unsafe_triggers = on;
+             CREATE TABLE public.auto_notes (tenant_id text NOT NULL, id bigint NOT NULL, PRIMARY KEY (tenant_id, id));
+             SELECT pg_catalog.create_distributed_table('public.auto_notes', 'tenant_id');
+             CREATE TABLE public.plans (code text PRIMARY KEY);
+             SELECT pg_catalog.create_reference_table('public.plans');
+             CREATE TABLE public.shared_kb (tenant_id text NOT NULL, id bigint NOT NULL, PRIMARY KEY (tenant_id, id));
+             SELECT pg_catalog.create_reference_table('public.shared_kb');",
+        )
+        .await;
+    for node in &citus().nodes {
+        node.connect("postgres")
+            .await
+            .batch_execute(
+                "SET citus.enable_ddl_propagation = off; ALTER DATABASE postgres RESET agent_boundary.auto_protect_schemas",
+            )
+            .await
+            .unwrap();
+    }
+    created.unwrap();
+    // (A new session: the old one still lists public, where plans has no tenant column.)
+    let admin = coordinator().connect("postgres").await;
+    assert_eq!(column(&admin, LINT).await.unwrap(), Vec::<String>::new());
+    for table in ["public.auto_notes", "public.shared_kb"] {
+        for shard in shard_policies(table).await {
+            assert!(
+                shard.contains("boundary_select true (tenant_id = boundary.tenant_id())"),
+                "{table}: {shard}"
+            );
+        }
+    }
+    let agent = agent().await;
+    admin.batch_execute("GRANT SELECT ON public.auto_notes, public.shared_kb TO agent").await.unwrap();
+    for probe in ["SELECT id FROM public.auto_notes", "SELECT id FROM public.shared_kb"] {
+        assert_refused(column(&agent, probe).await, "42501", "no agent boundary is set");
+    }
+}
+
+/// Citus' connections are known by application_name, which any session may set: inside a
+/// boundary a forged one changes nothing, and outside one the table it leaves unprotected is
+/// reported by the lint.
+async fn a_forged_citus_application_name_changes_nothing_inside_a_boundary() {
+    let mut config = coordinator().config("postgres");
+    config.application_name("citus_internal gpid=10000000001");
+    let forged = connect_with(config).await.unwrap();
+    forged.batch_execute("SET agent_boundary.auto_protect_schemas = 'public'; BEGIN").await.unwrap();
+    enter(&forged, &dental_alice()).await.unwrap();
+    forged.batch_execute("CREATE TABLE public.sneaky (tenant_id text NOT NULL, id int)").await.unwrap();
+    let policies = "SELECT count(*)::text FROM pg_policy WHERE polrelid = 'public.sneaky'::regclass";
+    assert_eq!(column(&forged, policies).await.unwrap(), ["5"]);
+    forged
+        .batch_execute("ROLLBACK; CREATE TABLE public.sneaky (tenant_id text NOT NULL, id int)")
+        .await
+        .unwrap();
+    assert_eq!(column(&forged, policies).await.unwrap(), ["0"]);
+    let admin = coordinator().connect("postgres").await;
+    assert_eq!(
+        column(&admin, LINT).await.unwrap(),
+        ["public.sneaky | has a tenant_id column but no agent boundary policies"]
+    );
+    admin.batch_execute("DROP TABLE public.sneaky").await.unwrap();
+}
+
 fn main() {
     let mut args = Arguments::from_args();
     args.test_threads = Some(1);
@@ -272,6 +367,9 @@ fn main() {
         no_shard_admits_a_row_by_a_bare_true,
         the_lint_is_clean_only_when_every_shard_is_right,
         tables_protected_before_citus_are_reported_until_reprotected,
+        schema_changes_on_protected_distributed_tables_keep_every_shard_right,
+        auto_protected_and_reference_tables_distribute,
+        a_forged_citus_application_name_changes_nothing_inside_a_boundary,
     ];
     let conclusion = match citus_installed() {
         Err(why) => {

@@ -6,9 +6,7 @@
 
 use super::ddl::{self, ColumnChoice, ProtectOptions};
 use super::scope_columns;
-use super::{
-    audit_table_event, muting_event_trigger, parents, protect_tree, stored_options, RUNNING_OWN_DDL,
-};
+use super::{audit_table_event, muting_event_trigger, parents, protect_tree, stored_options};
 use crate::boundary::claims::Role;
 use crate::error::{Result, SqlResult};
 use crate::gucs;
@@ -40,6 +38,16 @@ fn auto_protect_schemas() -> Vec<String> {
 }
 
 fn auto_protect_table(oid: pg_sys::Oid) -> Result<()> {
+    // Citus creates and drops relations within one command (create_reference_table), and a
+    // shard it creates on this node gets its table's policies from Citus.
+    let exists = Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE oid = $1)",
+        &[oid.into()],
+    )?
+    .unwrap_or(false);
+    if !exists || crate::pg::citus::is_shard(oid)? {
+        return Ok(());
+    }
     let table = table(oid)?;
     if !table.is_table() {
         return Ok(());
@@ -133,7 +141,7 @@ pub(super) fn restoring_a_dump() -> bool {
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn auto_protect_object(objid: pg_sys::Oid, object_type: &str) -> SqlResult<()> {
-    if crate::pg::flag::is_raised(&RUNNING_OWN_DDL) || restoring_a_dump() {
+    if super::auto_protection_stands_aside() {
         return Ok(());
     }
     match object_type {

@@ -122,7 +122,8 @@ fn guard_drops(tag: &str, inside: bool) -> Result<()> {
 }
 
 /// Called by the `boundary_guard_ddl` and `boundary_guard_drop` event triggers (policy.sql)
-/// with TG_EVENT and TG_TAG. protect(), reprotect() and unprotect() run their own DDL unguarded.
+/// with TG_EVENT and TG_TAG. protect(), reprotect() and unprotect() run their own DDL unguarded,
+/// and Citus applies theirs on the workers unguarded.
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn guard_ddl(event: &str, tag: &str) -> SqlResult<()> {
@@ -130,6 +131,10 @@ fn guard_ddl(event: &str, tag: &str) -> SqlResult<()> {
         return Ok(());
     }
     let inside = sealed_guc::current_if_any()?.is_some();
+    // Citus replaying protect()'s DDL from the coordinator on a worker's shards and copies.
+    if super::citus_replaying() {
+        return Ok(());
+    }
     match event {
         "sql_drop" => guard_drops(tag, inside)?,
         _ => guard_commands(tag, inside)?,

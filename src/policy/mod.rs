@@ -69,6 +69,21 @@ thread_local! {
     static RUNNING_OWN_DDL: Cell<bool> = const { Cell::new(false) };
 }
 
+/// Whether auto-protection and the scope-column hooks leave DDL alone: protect()'s own DDL, a
+/// dump being replayed (auto::restoring_a_dump), or Citus applying on a worker what the
+/// coordinator's protection already decided (reacting there would protect shards twice).
+pub(crate) fn auto_protection_stands_aside() -> bool {
+    crate::pg::flag::is_raised(&RUNNING_OWN_DDL) || auto::restoring_a_dump() || citus_replaying()
+}
+
+/// Citus applying a coordinator's DDL on this worker, outside any boundary. Citus knows its
+/// connections by application_name, which any session may set: inside a boundary (where a
+/// model's SQL runs) nothing stands aside for it.
+fn citus_replaying() -> bool {
+    crate::pg::citus::applying_coordinator_ddl()
+        && matches!(crate::boundary::sealed_guc::current_if_any(), Ok(None))
+}
+
 /// Runs `f` with the event trigger muted; restores the flag even when `f` raises.
 fn muting_event_trigger<T>(f: impl FnOnce() -> T) -> T {
     crate::pg::flag::raised(&RUNNING_OWN_DDL, f)
@@ -226,7 +241,7 @@ fn protect_tree(oid: pg_sys::Oid, options: &ProtectOptions, ran: &mut Vec<String
     }
     let mut statements = plan(&table, options)?.statements(&existing(oid)?);
     muting_event_trigger(|| -> Result<()> {
-        run_all(&statements)?;
+        crate::pg::citus::with_protection_triggers_allowed(|| run_all(&statements))?;
         // What the policies are now, so the lint sees any later change to them.
         let fingerprint =
             Spi::get_one_with_args::<String>("SELECT boundary.policies_fingerprint($1)", &[oid.into()])?

@@ -237,9 +237,8 @@ fn tag(node: *mut pg_sys::Node) -> pg_sys::NodeTag {
 fn wants_rewrite(stmt: *mut pg_sys::Node) -> bool {
     matches!(tag(stmt), pg_sys::NodeTag::T_CreateStmt | pg_sys::NodeTag::T_IndexStmt | pg_sys::NodeTag::T_AlterTableStmt)
         && !gucs::auto_protect_add_columns().trim().is_empty()
-        && !crate::pg::flag::is_raised(&super::RUNNING_OWN_DDL)
-        // A dump brings its tables with the columns and keys they had.
-        && !super::auto::restoring_a_dump()
+        // A dump brings its tables with the columns and keys they had, and Citus its shards.
+        && !super::auto_protection_stands_aside()
 }
 
 fn rewrite(stmt: *mut pg_sys::Node) -> Result<()> {
