@@ -6,6 +6,8 @@
 //! shards without their RESTRICTIVE flag, so protect() gives Citus databases permissive policies
 //! that each carry the whole predicate; no shard admits a row by a bare `true`, every query
 //! without a boundary fails, and the lint compares every shard's policies with the table's.
+//! Then Citus DDL on protected tables: ALTER TABLE, reprotect(), auto-protection configured on
+//! every node, reference tables, and a forged Citus application_name.
 
 #[macro_use]
 mod support;
