@@ -131,6 +131,18 @@ async fn counters(admin: &Client) -> (i64, i64) {
     (row.get(0), row.get(1))
 }
 
+/// `pg_dump -Fc` of `database`, the database dropped, then `pg_restore -C`, which brings it back
+/// with its `ALTER DATABASE ... SET` settings first.
+async fn dump_drop_and_restore_with_create(admin: &Client, database: &str) {
+    let dump = PathBuf::from(&cluster().dir).join(format!("{database}.dump"));
+    run_ok(client_program("pg_dump", database).args(["-Fc", "-f"]).arg(&dump), "pg_dump");
+    admin.batch_execute(&format!("DROP DATABASE {database} WITH (FORCE)")).await.unwrap();
+    run_ok(
+        client_program("pg_restore", "postgres").args(["-C", "--exit-on-error"]).arg(&dump),
+        "pg_restore -C",
+    );
+}
+
 // pg_dump -Fc of a database with a protected table, keys, principals, audit rows and a refusal,
 // pg_restore into a new database: old tokens enter there, each tenant reads exactly its rows,
 // and the audit log's ids and the refusal counter go on from where they were (before, the first
@@ -192,13 +204,7 @@ async fn pg_restore_create_with_auto_protection_on_replays_the_dump_without_erro
         .await
         .unwrap();
     drop(source);
-    let dump = PathBuf::from(&cluster().dir).join("agents.dump");
-    run_ok(client_program("pg_dump", "agents").args(["-Fc", "-f"]).arg(&dump), "pg_dump");
-    admin.batch_execute("DROP DATABASE agents WITH (FORCE)").await.unwrap();
-    run_ok(
-        client_program("pg_restore", "postgres").args(["-C", "--exit-on-error"]).arg(&dump),
-        "pg_restore -C",
-    );
+    dump_drop_and_restore_with_create(&admin, "agents").await;
 
     let restored = cluster().connect_to("postgres", "agents").await;
     let agent = cluster().connect_to("agent", "agents").await;
@@ -241,13 +247,7 @@ async fn auto_protection_turned_off_stays_off_after_a_restore() {
     let policies = |table: &'static str| {
         format!("SELECT count(*) FROM pg_catalog.pg_policy WHERE polrelid = 'public.{table}'::regclass")
     };
-    let dump = PathBuf::from(&cluster().dir).join("quiet.dump");
-    run_ok(client_program("pg_dump", "quiet").args(["-Fc", "-f"]).arg(&dump), "pg_dump");
-    admin.batch_execute("DROP DATABASE quiet WITH (FORCE)").await.unwrap();
-    run_ok(
-        client_program("pg_restore", "postgres").args(["-C", "--exit-on-error"]).arg(&dump),
-        "pg_restore -C",
-    );
+    dump_drop_and_restore_with_create(&admin, "quiet").await;
 
     let restored = cluster().connect_to("postgres", "quiet").await;
     restored.batch_execute("CREATE TABLE public.drafts (tenant_id text NOT NULL, body text)").await.unwrap();

@@ -512,6 +512,14 @@ pub fn record(event: &str, boundary: Option<&Boundary>, details: Event) -> Resul
 /// bench/RESULTS.md, Audit writer), and the arrays it passes stay a few hundred kilobytes.
 const ROWS_PER_INSERT: usize = 1000;
 
+/// The audit_log columns both INSERTs fill, in the order of their parameters.
+macro_rules! audit_columns {
+    () => {
+        "at, event, tenant_id, workspace_id, user_id, trace_id, run_id, prompt_version, \
+         retrieval_namespace, tool_ids, datasource_ids, memory_keys, blocked_count, resource, repeats"
+    };
+}
+
 /// Inserts `rows` (the inline path's one row, or the background writer's batch).
 fn insert(rows: &[Row]) -> Result<()> {
     Spi::connect_mut(|client| match rows {
@@ -548,10 +556,12 @@ fn insert_one(client: &mut pgrx::spi::SpiClient, row: &Row) -> Result<()> {
     ];
     crate::pg::spi_plans::update(
         client,
-        "INSERT INTO boundary.audit_log
-                (at, event, tenant_id, workspace_id, user_id, trace_id, run_id, prompt_version,
-                 retrieval_namespace, tool_ids, datasource_ids, memory_keys, blocked_count, resource, repeats)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        concat!(
+            "INSERT INTO boundary.audit_log (",
+            audit_columns!(),
+            ")
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        ),
         &args,
     )?;
     Ok(())
@@ -586,9 +596,7 @@ fn insert_chunk(client: &mut pgrx::spi::SpiClient, rows: &[Row]) -> Result<()> {
     ];
     crate::pg::spi_plans::update(
         client,
-        "INSERT INTO boundary.audit_log
-                (at, event, tenant_id, workspace_id, user_id, trace_id, run_id, prompt_version,
-                 retrieval_namespace, tool_ids, datasource_ids, memory_keys, blocked_count, resource, repeats)
+        concat!("INSERT INTO boundary.audit_log (", audit_columns!(), ")
          SELECT r.at, r.event, r.tenant_id, r.workspace_id, r.user_id, r.trace_id, r.run_id,
                 r.prompt_version, r.retrieval_namespace, r.tool_ids::pg_catalog.text[],
                 r.datasource_ids::pg_catalog.text[], r.memory_keys::pg_catalog.text[], r.blocked_count,
@@ -597,8 +605,7 @@ fn insert_chunk(client: &mut pgrx::spi::SpiClient, rows: &[Row]) -> Result<()> {
                 pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), pg_catalog.unnest($7),
                 pg_catalog.unnest($8), pg_catalog.unnest($9), pg_catalog.unnest($10), pg_catalog.unnest($11),
                 pg_catalog.unnest($12), pg_catalog.unnest($13), pg_catalog.unnest($14), pg_catalog.unnest($15))
-                AS r(at, event, tenant_id, workspace_id, user_id, trace_id, run_id, prompt_version,
-                     retrieval_namespace, tool_ids, datasource_ids, memory_keys, blocked_count, resource, repeats)",
+                AS r(", audit_columns!(), ")"),
         &args,
     )?;
     Ok(())
