@@ -5,7 +5,8 @@
 #   1. pure-Rust unit tests and #[pg_test] units inside PostgreSQL (cargo pgrx test)
 #   2. the schema check (scripts/schema.sh) and the SQL regression files, the user-visible
 #      contract (scripts/regress.sh)
-#   3. integration tests from a real client, with pgbouncer (cargo test --test ...), the Python
+#   3. integration tests from a real client, with pgbouncer (cargo test --test ...; the upgrade
+#      test gets the previous release's build from scripts/previous_release.sh), the Python
 #      client adapters with the real drivers (scripts/python_clients.sh) and the Node.js helpers
 #      with node-postgres and postgres.js (scripts/node_clients.sh)
 #   4. the RLS benchmark's quick run (bench/rls_overhead.sh --quick): pgbench arms A, E, C, Q, F,
@@ -59,6 +60,9 @@ step "$logs/regress.log" '^(ok|FAILED|regress:|[-+@ ])' bash "$ROOT/scripts/regr
 regress=$(grep -c '^ok ' "$logs/regress.log")
 
 say "3/4 integration tests from a real client (tokio-postgres, pgbouncer)"
+# The upgrade test replaces the previous release's own build with this one under a running server.
+AGENT_BOUNDARY_PREVIOUS_PGBIN="$(bash "$ROOT/scripts/previous_release.sh")" || exit 1
+export AGENT_BOUNDARY_PREVIOUS_PGBIN
 integration_log="$logs/integration.log"
 : > "$integration_log"
 for target in tests/*.rs; do

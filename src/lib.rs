@@ -8,7 +8,15 @@
 
 use pgrx::prelude::*;
 
-pgrx::pg_module_magic!(name, version);
+// pgrx 0.18's bare `version` key stores the version as the module's name, so both are spelled
+// out: pg_get_loaded_modules() (PostgreSQL 18) then tells which build a backend has loaded.
+pgrx::pg_module_magic!(name = c"agent_boundary", version = LIBRARY_VERSION);
+
+const LIBRARY_VERSION: &std::ffi::CStr =
+    match std::ffi::CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+        Ok(version) => version,
+        Err(_) => panic!("CARGO_PKG_VERSION has a NUL byte"),
+    };
 
 mod audit;
 mod boundary;

@@ -6,7 +6,7 @@
 mod support;
 
 use libtest_mimic::Arguments;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use support::*;
 
@@ -383,47 +383,141 @@ fn released_versions() -> Vec<String> {
     versions.iter().map(|v| v.iter().map(u32::to_string).collect::<Vec<_>>().join(".")).collect()
 }
 
-/// The previous release installed from its committed script and served by this build's library
-/// (as after replacing the library under a running database), with protected rows, tokens and
-/// audit rows; then ALTER EXTENSION ... UPDATE: the catalog equals a fresh install's, and the
-/// data, tokens and the new version's functions work.
-async fn the_previous_release_serves_and_updates_to_a_fresh_install() {
+/// Where the previous release comes from in an upgrade test.
+enum Previous {
+    /// Its committed install script, served by this build's library.
+    Script,
+    /// Its own build (scripts/previous_release.sh) in the PostgreSQL installation whose binaries
+    /// are in this directory; this build's files replace it under the running server.
+    Build(PathBuf),
+}
+
+/// The previous release's build, installed by scripts/previous_release.sh (scripts/test.sh sets
+/// AGENT_BOUNDARY_PREVIOUS_PGBIN), or why it is not there.
+fn previous_build() -> Result<PathBuf, String> {
+    let bin = std::env::var_os("AGENT_BOUNDARY_PREVIOUS_PGBIN").ok_or(
+        "AGENT_BOUNDARY_PREVIOUS_PGBIN is not set (scripts/previous_release.sh builds the previous release)",
+    )?;
+    let bin = PathBuf::from(bin);
+    match bin.join("pg_ctl").exists() {
+        true => Ok(bin),
+        false => Err(format!("no PostgreSQL in {} (AGENT_BOUNDARY_PREVIOUS_PGBIN)", bin.display())),
+    }
+}
+
+fn pg_config(bin: &Path, what: &str) -> PathBuf {
+    PathBuf::from(run_ok(Command::new(bin.join("pg_config")).arg(what), "pg_config").trim())
+}
+
+/// This build's library, control file and scripts copied over `previous`'s installation, the
+/// way a package upgrade replaces them: each file renamed into place, so a backend starting
+/// meanwhile loads the old library or the new one, never half of one.
+fn replace_with_this_build(previous: &Path) {
+    let (this, previous) = (pg_bin_dir(), previous);
+    let mut files = vec![(
+        pg_config(&this, "--pkglibdir"),
+        pg_config(previous, "--pkglibdir"),
+        "agent_boundary.so".into(),
+    )];
+    let (from, to) = (
+        pg_config(&this, "--sharedir").join("extension"),
+        pg_config(previous, "--sharedir").join("extension"),
+    );
+    for entry in std::fs::read_dir(&from).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.starts_with("agent_boundary") {
+            files.push((from.clone(), to.clone(), name));
+        }
+    }
+    for (from, to, name) in files {
+        let staged = to.join(format!(".{name}.new"));
+        std::fs::copy(from.join(&name), &staged).unwrap();
+        std::fs::rename(&staged, to.join(&name)).unwrap();
+    }
+}
+
+/// The agent_boundary library this backend has loaded, as pg_get_loaded_modules() names it
+/// ("name version"); nothing before PostgreSQL 18, which added that function.
+async fn loaded_library(client: &Client) -> Vec<String> {
+    let version = column(client, "SELECT pg_catalog.current_setting('server_version_num')").await.unwrap();
+    if version[0].parse::<u32>().unwrap() < 180000 {
+        return vec![];
+    }
+    column(
+        client,
+        "SELECT coalesce((SELECT concat_ws(' ', module_name, version) FROM pg_catalog.pg_get_loaded_modules() \
+                           WHERE file_name = 'agent_boundary.so'), 'none')",
+    )
+    .await
+    .unwrap()
+}
+
+/// The previous release with protected rows, tokens and audit rows; then ALTER EXTENSION ...
+/// UPDATE: the catalog equals a fresh install's, and the data, tokens and the new version's
+/// functions work. `previous` says where the old release comes from.
+async fn update_from_the_previous_release(previous: Previous) {
     let versions = released_versions();
-    let [.., previous, current] = versions.as_slice() else {
+    let [.., previous_version, current] = versions.as_slice() else {
         panic!("need the previous release's install script in sql/install, found {versions:?}")
     };
     assert_eq!(current.as_str(), env!("CARGO_PKG_VERSION"), "the newest snapshot is this build's version");
-    let sharedir = run_ok(Command::new(pg_bin_dir().join("pg_config")).arg("--sharedir"), "pg_config");
-    let script = format!("agent_boundary--{previous}.sql");
-    std::fs::copy(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sql/install").join(&script),
-        PathBuf::from(sharedir.trim()).join("extension").join(&script),
-    )
-    .unwrap();
+    let own_server;
+    let (server, fixture) = match &previous {
+        Previous::Script => {
+            let script = format!("agent_boundary--{previous_version}.sql");
+            std::fs::copy(
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sql/install").join(&script),
+                pg_config(&pg_bin_dir(), "--sharedir").join("extension").join(&script),
+            )
+            .unwrap();
+            // The shared cluster has the roles already.
+            (cluster(), FIXTURE.replace("CREATE ROLE agent LOGIN NOBYPASSRLS;", ""))
+        }
+        Previous::Build(bin) => {
+            own_server = Cluster::start_from(bin, "previous-build", &[]);
+            (&own_server, FIXTURE.to_string())
+        }
+    };
 
-    let admin = cluster().connect("postgres").await;
+    let admin = server.connect("postgres").await;
     for database in ["upgraded", "fresh"] {
         admin.batch_execute(&format!("CREATE DATABASE {database}")).await.unwrap();
     }
-    let old = cluster().connect_to("postgres", "upgraded").await;
+    let old = server.connect_to("postgres", "upgraded").await;
     let base = BASE_FIXTURE.replace(
         "CREATE EXTENSION agent_boundary CASCADE;",
-        &format!("CREATE EXTENSION agent_boundary VERSION '{previous}' CASCADE;"),
+        &format!("CREATE EXTENSION agent_boundary VERSION '{previous_version}' CASCADE;"),
     );
-    old.batch_execute(&format!("{base}\n{}", FIXTURE.replace("CREATE ROLE agent LOGIN NOBYPASSRLS;", "")))
-        .await
-        .unwrap();
+    old.batch_execute(&format!("{base}\n{fixture}")).await.unwrap();
     const INSTALLED: &str = "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'agent_boundary'";
-    assert_eq!(column(&old, INSTALLED).await.unwrap(), std::slice::from_ref(previous));
-    let agent = cluster().connect_to("agent", "upgraded").await;
-    // This build's library serves the previous version's SQL.
+    assert_eq!(column(&old, INSTALLED).await.unwrap(), std::slice::from_ref(previous_version));
+    let agent = server.connect_to("agent", "upgraded").await;
     assert_eq!(read_tickets(&agent, &dental_alice()).await, ["northstar-dental Crown fitting follow-up"]);
     assert_eq!(read_tickets(&agent, &design_alice()).await, ["northstar-design Logo refresh for spring"]);
+    let this_library = format!("agent_boundary {current}");
+    let loaded = loaded_library(&agent).await;
+    if let Previous::Build(bin) = &previous {
+        // The previous build's library (0.2.0 reports its version as its name).
+        assert!(
+            loaded.iter().all(|l| l.contains(previous_version.as_str())),
+            "not the previous build: {loaded:?}"
+        );
+        replace_with_this_build(bin);
+    } else {
+        assert!(loaded.iter().all(|l| *l == this_library), "not {this_library}: {loaded:?}");
+    }
+    // This build's library, in new backends, serves the previous version's SQL.
+    let (old, agent) =
+        (server.connect_to("postgres", "upgraded").await, server.connect_to("agent", "upgraded").await);
+    assert_eq!(read_tickets(&agent, &dental_alice()).await, ["northstar-dental Crown fitting follow-up"]);
+    assert_eq!(read_tickets(&agent, &design_alice()).await, ["northstar-design Logo refresh for spring"]);
+    let loaded = loaded_library(&agent).await;
+    assert!(loaded.iter().all(|l| *l == this_library), "new backends should load {this_library}: {loaded:?}");
     let (audit_before, _) = counters(&old).await;
 
     old.batch_execute("ALTER EXTENSION agent_boundary UPDATE").await.unwrap();
     assert_eq!(column(&old, INSTALLED).await.unwrap(), std::slice::from_ref(current));
-    let new = cluster().connect_to("postgres", "fresh").await;
+    let new = server.connect_to("postgres", "fresh").await;
     new.batch_execute("CREATE EXTENSION agent_boundary CASCADE").await.unwrap();
     let (updated, fresh) =
         (column(&old, EXTENSION_CATALOG).await.unwrap(), column(&new, EXTENSION_CATALOG).await.unwrap());
@@ -436,7 +530,7 @@ async fn the_previous_release_serves_and_updates_to_a_fresh_install() {
     );
 
     // Data, tokens, the audit trail and the lint carry on; the new version's functions work.
-    let agent = cluster().connect_to("agent", "upgraded").await;
+    let agent = server.connect_to("agent", "upgraded").await;
     assert_eq!(read_tickets(&agent, &dental_alice()).await, ["northstar-dental Crown fitting follow-up"]);
     assert_eq!(read_tickets(&agent, &design_alice()).await, ["northstar-design Logo refresh for spring"]);
     let (audit_after, _) = counters(&old).await;
@@ -453,6 +547,20 @@ async fn the_previous_release_serves_and_updates_to_a_fresh_install() {
     }
 }
 
+/// The previous release's SQL from its committed script, served by this build's library (as
+/// after a library replaced under a database not yet updated), then updated.
+async fn the_previous_release_serves_and_updates_to_a_fresh_install() {
+    update_from_the_previous_release(Previous::Script).await;
+}
+
+/// The previous release's own build serves a database; this build's files replace it under the
+/// running server, serve the old SQL in new backends, and ALTER EXTENSION ... UPDATE gives a
+/// fresh install's catalog.
+async fn the_previous_build_is_replaced_in_place_and_updates_to_a_fresh_install() {
+    let bin = previous_build().expect("checked in main");
+    update_from_the_previous_release(Previous::Build(bin)).await;
+}
+
 fn main() {
     let mut args = Arguments::from_args();
     args.test_threads = Some(1);
@@ -465,7 +573,12 @@ fn main() {
         a_plain_sql_dump_replays_into_a_fresh_cluster,
         the_previous_release_serves_and_updates_to_a_fresh_install,
     ];
-    let conclusion = libtest_mimic::run(&args, trials);
+    let mut upgrade = trials![the_previous_build_is_replaced_in_place_and_updates_to_a_fresh_install];
+    if let Err(why) = previous_build() {
+        println!("operations: skipped, not passed: the upgrade from the previous build: {why}");
+        upgrade = upgrade.into_iter().map(|t| t.with_ignored_flag(true)).collect();
+    }
+    let conclusion = libtest_mimic::run(&args, trials.into_iter().chain(upgrade).collect());
     stop_shared_cluster();
     conclusion.exit_if_failed();
 }

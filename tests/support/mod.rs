@@ -164,7 +164,16 @@ impl Cluster {
     /// [`Cluster::start`] with the server's address space limited to `address_space_kib`
     /// (`ulimit -v`, inherited by every backend), the way memory-limited servers run.
     pub fn start_limited(name: &str, extra_conf: &[&str], address_space_kib: Option<u64>) -> Cluster {
-        let bin = pg_bin_dir();
+        Cluster::launch(pg_bin_dir(), name, extra_conf, address_space_kib)
+    }
+
+    /// [`Cluster::start`] with the PostgreSQL whose binaries are in `bin` (another installation,
+    /// e.g. one holding an older build of the extension).
+    pub fn start_from(bin: &Path, name: &str, extra_conf: &[&str]) -> Cluster {
+        Cluster::launch(bin.to_path_buf(), name, extra_conf, None)
+    }
+
+    fn launch(bin: PathBuf, name: &str, extra_conf: &[&str], address_space_kib: Option<u64>) -> Cluster {
         let dir = manifest_dir().join("target/it-clusters").join(format!("{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
