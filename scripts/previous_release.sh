@@ -19,8 +19,12 @@ root="$(cd "$PGBIN/.." && pwd)" site="$(cd "$PGBIN/../../.." && pwd)"
 tree="$out/site/${root#"$site"/}"
 pkglibdir="$("$PG_CONFIG" --pkglibdir)" sharedir="$("$PG_CONFIG" --sharedir)"
 if [ ! -f "$out/built-from" ] || [ "$(cat "$out/built-from")" != "$commit $PG_CONFIG" ]; then
-  git cat-file -e "$commit^{commit}" 2>/dev/null \
-    || { echo "previous_release: commit $commit of release $version is not in this clone's history (git fetch --unshallow)" >&2; exit 1; }
+  if ! git cat-file -e "$commit^{commit}" 2>/dev/null; then
+    say "release $version's commit is not in this clone; fetching it from origin"
+    git fetch --quiet origin "$commit" 2>/dev/null || git fetch --quiet --unshallow origin 2>/dev/null || true
+    git cat-file -e "$commit^{commit}" 2>/dev/null \
+      || { echo "previous_release: commit $commit of release $version is not in this clone's history, nor could it be fetched from origin" >&2; exit 1; }
+  fi
   say "building release $version (commit ${commit:0:10}) for the upgrade test"
   rm -rf "$out"
   mkdir -p "$out/src"
