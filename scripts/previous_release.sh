@@ -15,7 +15,7 @@ read -r version commit < <(grep -Ev '^(#|$)' sql/install/RELEASES | awk -v c="$c
 out="$ROOT/target/previous-release/$version-pg$PG_MAJOR"
 # The wheel's binaries find their shared libraries through an $ORIGIN-relative rpath into the
 # site-packages directory two levels above the installation: the copy keeps that layout.
-root="$(cd "$PGBIN/.." && pwd)" site="$(cd "$PGBIN/../../.." && pwd)"
+root="$(cd "$PGBIN/.." && pwd -P)" site="$(cd "$PGBIN/../../.." && pwd -P)"
 tree="$out/site/${root#"$site"/}"
 pkglibdir="$("$PG_CONFIG" --pkglibdir)" sharedir="$("$PG_CONFIG" --sharedir)"
 if [ ! -f "$out/built-from" ] || [ "$(cat "$out/built-from")" != "$commit $PG_CONFIG" ]; then
