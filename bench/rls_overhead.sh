@@ -24,15 +24,18 @@
 #   bash bench/rls_overhead.sh --cell "point prepared 4 pooled"
 #                                         one cell (query mode clients connections), 3 rounds,
 #                                         release build; prints the table, writes no RESULTS
+#   BENCH_SWEEP=N                         warm-up sweep of the N most popular tenants (1024)
+#   BENCH_SETTINGS="name = value"         one more postgresql.conf line for the server
+#                                         (e.g. "agent_boundary.remembered_tokens = 16384")
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-quick=0; warmup=5; seconds=2; rounds=5; rows=1000000; tenants=10000; fresh=200000; sweep=1024
+quick=0; warmup=5; seconds=2; rounds=5; rows=1000000; tenants=10000; fresh=200000; sweep=${BENCH_SWEEP:-1024}
 only_cell=""
 if [ "${1:-}" = "--quick" ]; then quick=1; warmup=1; seconds=1; rounds=1; rows=100000; fresh=5000; sweep=100; fi
 if [ "${1:-}" = "--cell" ]; then only_cell="$2"; rounds=3; fi
 # --quick checks correctness, not speed, so it uses the debug build test.sh has just installed.
 [ "$quick" = 1 ] && export BENCH_DEBUG_BUILD=1
-bench_server rls-overhead "shared_buffers = '512MB'" "jit = off" "max_connections = 50" "synchronous_commit = on"
+bench_server rls-overhead "shared_buffers = '512MB'" "jit = off" "max_connections = 50" "synchronous_commit = on" ${BENCH_SETTINGS:+"$BENCH_SETTINGS"}
 dir="$BENCH_DIR"
 started=$SECONDS
 
