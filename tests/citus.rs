@@ -2,12 +2,15 @@
 //! PostgreSQL the tests use, when Citus is installed there. Without Citus every test here is
 //! reported as ignored, with one line saying why, and never counted as passed.
 //!
-//! What is checked is the first promise on Citus: it fails closed. Citus copies policies to
-//! shards without their RESTRICTIVE flag, so protect() gives Citus databases permissive policies
-//! that each carry the whole predicate; no shard admits a row by a bare `true`, every query
-//! without a boundary fails, and the lint compares every shard's policies with the table's.
-//! Then Citus DDL on protected tables: ALTER TABLE, reprotect(), auto-protection configured on
-//! every node, reference tables, and a forged Citus application_name.
+//! Every node preloads the library and reads the same cluster seal key. Checked: it fails closed
+//! (Citus copies policies to shards without their RESTRICTIVE flag, so protect() gives Citus
+//! databases permissive policies that each carry the whole predicate; no shard admits a row by
+//! a bare `true`; every query without a boundary fails; the lint compares every shard's
+//! policies with the table's); the boundary entered on the coordinator reaches the workers, so
+//! lookalike tenants' router, multi-shard and write queries see and change only their own rows;
+//! a boundary value captured from a worker cannot be set anywhere else; then Citus DDL on
+//! protected tables: ALTER TABLE, reprotect(), auto-protection configured on every node,
+//! reference tables, and a forged Citus application_name.
 
 #[macro_use]
 mod support;
@@ -56,16 +59,23 @@ fn citus_installed() -> Result<(), String> {
     }
 }
 
-const NODE_CONF: &[&str] = &[
-    "shared_preload_libraries = 'citus'",
-    "max_prepared_transactions = 20",
-    "citus.log_remote_commands = off",
-];
+const MASTER_RUN_ON_WORKER: &str = "pg_catalog.master_run_on_worker(text[], integer[], text[], boolean)";
 
 fn start_citus() {
+    // The same cluster seal key on every node, as a deployment puts it there.
+    let key_file = std::env::temp_dir().join(format!("agent-boundary-citus-seal-{}", std::process::id()));
+    std::fs::write(&key_file, "c2VhbCBrZXkgZm9yIHRoZSB0ZXN0IGNsdXN0ZXIgb25seSwgbm90IGEgcmVhbCBvbmU=\n")
+        .unwrap();
+    let key_setting = format!("agent_boundary.cluster_seal_key_file = '{}'", key_file.display());
+    let conf = [
+        "shared_preload_libraries = 'citus,agent_boundary'",
+        "max_prepared_transactions = 20",
+        "citus.log_remote_commands = off",
+        &key_setting,
+    ];
     let nodes: Vec<Cluster> = ["citus-coordinator", "citus-worker1", "citus-worker2"]
         .iter()
-        .map(|n| Cluster::start(n, NODE_CONF))
+        .map(|n| Cluster::start(n, &conf))
         .collect();
     block_on(async {
         for node in &nodes {
@@ -88,6 +98,14 @@ fn start_citus() {
         // Created on the coordinator, propagated to the workers by Citus.
         admin.batch_execute(BASE_FIXTURE).await.expect("base fixture");
         admin.batch_execute(FIXTURE).await.expect("fixture");
+        // The deployment rule the lint checks: no ordinary role runs its own SQL on the workers.
+        for node in &nodes {
+            node.connect("postgres")
+                .await
+                .batch_execute(&format!("REVOKE EXECUTE ON FUNCTION {MASTER_RUN_ON_WORKER} FROM PUBLIC"))
+                .await
+                .expect("revoke master_run_on_worker");
+        }
     });
     assert!(CITUS.set(CitusCluster { nodes }).is_ok(), "started twice");
 }
@@ -148,26 +166,302 @@ async fn without_a_boundary_every_query_fails_on_every_shard() {
     assert_eq!(design_bodies().await, ["design: logo refresh", "design: palette"]);
 }
 
-async fn inside_another_tenants_boundary_no_query_reaches_designs_rows() {
-    // Until the boundary reaches the workers, a boundary entered on the coordinator is not
-    // there when a shard's policies ask for it: every query fails rather than answer.
-    for probe in PROBES {
+/// What each probe answers inside Dental's boundary: its own rows, none of Design's; writes
+/// aimed at Design's rows change nothing, a row planted under Design's name is refused.
+async fn inside_dentals_boundary_every_query_sees_and_changes_only_dentals_rows() {
+    let expected: &[(&str, Result<&[&str], &str>)] = &[
+        (PROBES[0], Ok(&[])),
+        (PROBES[1], Ok(&["dental: crown follow-up"])),
+        (PROBES[2], Ok(&[])),
+        (PROBES[3], Ok(&["dental: x-ray"])),
+        (PROBES[4], Ok(&[])),
+        (PROBES[5], Ok(&[])),
+        (PROBES[6], Err("new row violates row-level security policy")),
+    ];
+    for (probe, answer) in expected {
         let agent = agent().await;
         agent.batch_execute("BEGIN").await.unwrap();
         enter(&agent, &dental_alice()).await.unwrap();
-        match column(&agent, probe).await {
-            Ok(rows) => panic!("{probe} answered inside Dental's boundary: {rows:?}"),
-            Err(e) => {
+        match (column(&agent, probe).await, answer) {
+            (Ok(rows), Ok(want)) => assert_eq!(rows, *want, "{probe}"),
+            (Err(e), Err(want)) => {
                 let db = e.as_db_error().expect("a server error");
-                assert_eq!(
-                    (db.code().code(), db.message()),
-                    ("42501", "no agent boundary is set"),
-                    "{probe}"
-                );
+                assert_eq!(db.code().code(), "42501", "{probe}: {db:?}");
+                assert!(db.message().starts_with(want), "{probe}: {db:?}");
             }
+            (got, want) => panic!("{probe}: got {got:?}, expected {want:?}"),
         }
+        agent.batch_execute("COMMIT").await.ok();
     }
     assert_eq!(design_bodies().await, ["design: logo refresh", "design: palette"]);
+}
+
+/// The lookalike tenant sees its own rows and none of Dental's; a row it writes without naming a
+/// tenant lands in its own (the default is the boundary's tenant), and on its tenant's shard.
+async fn each_lookalike_tenant_reads_and_writes_its_own_rows_on_every_shard() {
+    let agent = agent().await;
+    agent.batch_execute("BEGIN").await.unwrap();
+    enter(&agent, &design_alice()).await.unwrap();
+    assert_eq!(
+        column(&agent, "SELECT body FROM public.notes UNION ALL SELECT body FROM public.later ORDER BY 1")
+            .await
+            .unwrap(),
+        ["design: logo refresh", "design: palette"]
+    );
+    assert_eq!(
+        column(&agent, "INSERT INTO public.notes (id, body) VALUES (7, 'design: brief') RETURNING tenant_id")
+            .await
+            .unwrap(),
+        ["northstar-design"]
+    );
+    assert_eq!(
+        column(&agent, "SELECT body FROM public.notes WHERE id = 7").await.unwrap(),
+        ["design: brief"]
+    );
+    agent.batch_execute("COMMIT").await.unwrap();
+    let admin = coordinator().connect("postgres").await;
+    assert_eq!(
+        column(&admin, "SELECT tenant_id FROM public.notes WHERE id = 7").await.unwrap(),
+        ["northstar-design"]
+    );
+    admin.batch_execute("DELETE FROM public.notes WHERE id = 7").await.unwrap();
+}
+
+/// A pooled coordinator connection serves Dental, then a request that enters nothing: Citus
+/// keeps its worker connections, and the boundary did not stay on them. exit() takes it off the
+/// workers too.
+async fn the_next_request_on_a_pooled_connection_gets_no_boundary_on_the_workers() {
+    let agent = agent().await;
+    agent.batch_execute("BEGIN").await.unwrap();
+    enter(&agent, &dental_alice()).await.unwrap();
+    assert_eq!(column(&agent, "SELECT body FROM public.notes").await.unwrap(), ["dental: crown follow-up"]);
+    agent.batch_execute("COMMIT").await.unwrap();
+    for probe in PROBES {
+        assert_refused(column(&agent, probe).await, "42501", "no agent boundary is set");
+    }
+    agent.batch_execute("BEGIN").await.unwrap();
+    enter(&agent, &dental_alice()).await.unwrap();
+    assert_eq!(column(&agent, "SELECT body FROM public.later").await.unwrap(), ["dental: x-ray"]);
+    agent.batch_execute("SELECT boundary.exit()").await.unwrap();
+    assert_refused(
+        column(&agent, "SELECT body FROM public.later").await,
+        "42501",
+        "no agent boundary is set",
+    );
+    agent.batch_execute("ROLLBACK").await.unwrap();
+}
+
+/// The tasks (shard queries) a statement's plan has, and the node of its first, from EXPLAIN.
+async fn tasks(client: &Client, sql: &str) -> (String, String) {
+    let plan = column(client, &format!("EXPLAIN (COSTS OFF) {sql}")).await.unwrap();
+    let find = |prefix: &str| {
+        plan.iter().find_map(|line| line.trim().strip_prefix(prefix).map(str::to_string)).unwrap_or_default()
+    };
+    (find("Task Count: "), find("Node: "))
+}
+
+/// Inside a boundary, a query that does not name its tenant runs on that tenant's shard only,
+/// the same one a hand-written WHERE reaches; so do UPDATE and DELETE.
+async fn a_query_that_names_no_tenant_runs_on_its_tenants_shard_only() {
+    let agent = agent().await;
+    agent.batch_execute("BEGIN").await.unwrap();
+    enter(&agent, &dental_alice()).await.unwrap();
+    let by_hand = tasks(&agent, "SELECT body FROM public.notes WHERE tenant_id = 'northstar-dental'").await;
+    assert_eq!(by_hand.0, "1");
+    for sql in [
+        "SELECT body FROM public.notes",
+        "SELECT n.body FROM public.notes n JOIN public.later l USING (tenant_id, id)",
+        "UPDATE public.notes SET body = body WHERE id = 1",
+        "DELETE FROM public.later WHERE id = 99",
+    ] {
+        assert_eq!(tasks(&agent, sql).await, by_hand, "{sql}");
+    }
+    assert_eq!(column(&agent, "SELECT body FROM public.notes").await.unwrap(), ["dental: crown follow-up"]);
+    agent.batch_execute("COMMIT").await.unwrap();
+    // Without a boundary nothing is routed, and the shards refuse even to plan it.
+    assert_refused(
+        column(&agent, "EXPLAIN (COSTS OFF) SELECT body FROM public.notes").await,
+        "42501",
+        "no agent boundary is set",
+    );
+}
+
+/// A pooled connection keeps its prepared statements: one planned inside Dental's boundary is
+/// planned again for Design's (else it would go to Dental's shard, and answer nothing), and
+/// without a boundary it fails on the shard.
+async fn a_prepared_query_follows_each_tenant_on_a_pooled_connection() {
+    let agent = agent().await;
+    let statement = agent.prepare("SELECT body FROM public.notes").await.unwrap();
+    let bodies =
+        |rows: Vec<tokio_postgres::Row>| rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>();
+    for (token, expected) in
+        [(dental_alice(), "dental: crown follow-up"), (design_alice(), "design: logo refresh")]
+            .into_iter()
+            .cycle()
+            .take(4)
+    {
+        agent.batch_execute("BEGIN").await.unwrap();
+        enter(&agent, &token).await.unwrap();
+        assert_eq!(bodies(agent.query(&statement, &[]).await.unwrap()), [expected]);
+        agent.batch_execute("COMMIT").await.unwrap();
+    }
+    assert_refused(agent.query(&statement, &[]).await, "42501", "no agent boundary is set");
+}
+
+/// Dental's boundary as Citus carries it to the workers, captured the way an attacker could
+/// (here simply read back by the role that entered it), and the Citus global pid that entered it.
+async fn captured_cluster_boundary() -> (String, String) {
+    let agent = agent().await;
+    agent.batch_execute("BEGIN").await.unwrap();
+    enter(&agent, &dental_alice()).await.unwrap();
+    let value = column(&agent, "SHOW agent_boundary.cluster_boundary").await.unwrap().remove(0);
+    let gpid = column(&agent, "SELECT pg_catalog.citus_backend_gpid()").await.unwrap().remove(0);
+    agent.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(value.split('.').count(), 3, "a sealed value: {value}");
+    (value, gpid)
+}
+
+const REFUSED_SET: &str = "agent_boundary.cluster_boundary can only be set by boundary.enter()";
+
+/// A captured value cannot be set anywhere but by boundary.enter on the coordinator: not by
+/// SET LOCAL on the coordinator (so Citus never carries it), not as a role default, not on a
+/// worker outside Citus' connections, not with a forged application_name, not over Citus'
+/// connections of another backend, not tampered with; and once master_run_on_worker is revoked
+/// the agent cannot reach the workers with its own SQL at all.
+async fn a_captured_worker_boundary_is_refused_everywhere_else() {
+    let (value, gpid) = captured_cluster_boundary().await;
+    let agent = agent().await;
+    agent.batch_execute("BEGIN; SET LOCAL citus.propagate_set_commands = 'local'").await.unwrap();
+    let refused = assert_refused(
+        agent.batch_execute(&format!("SET LOCAL agent_boundary.cluster_boundary = '{value}'")).await,
+        "42501",
+        REFUSED_SET,
+    );
+    assert_eq!(
+        refused.detail(),
+        Some("Refused: only boundary.enter sets it; a worker accepts it only on Citus' own connections.")
+    );
+    agent.batch_execute("ROLLBACK").await.unwrap();
+    assert_refused(
+        agent
+            .batch_execute(&format!("ALTER ROLE agent SET agent_boundary.cluster_boundary = '{value}'"))
+            .await,
+        "42501",
+        REFUSED_SET,
+    );
+    for probe in PROBES {
+        assert_refused(column(&agent, probe).await, "42501", "no agent boundary is set");
+    }
+
+    // Over Citus' own connections of another backend, while master_run_on_worker is granted
+    // (Citus names those connections by SET; RESET gives them back the name they connected with).
+    let admin = coordinator().connect("postgres").await;
+    admin.batch_execute(&format!("GRANT EXECUTE ON FUNCTION {MASTER_RUN_ON_WORKER} TO agent")).await.unwrap();
+    let replay = format!(
+        "SELECT success::text || ' ' || result FROM pg_catalog.run_command_on_workers(
+           $cmd$DO $do$BEGIN RESET application_name; SET LOCAL agent_boundary.cluster_boundary = '{value}'; END$do$$cmd$)"
+    );
+    let answers = column(&agent, &replay).await;
+    let lint = column(&admin, LINT).await.unwrap();
+    admin
+        .batch_execute(&format!("REVOKE EXECUTE ON FUNCTION {MASTER_RUN_ON_WORKER} FROM agent"))
+        .await
+        .unwrap();
+    let answers = answers.unwrap();
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    for answer in answers {
+        assert!(answer.starts_with("false ") && answer.contains(REFUSED_SET), "{answer}");
+    }
+    assert_eq!(
+        lint,
+        [format!("{MASTER_RUN_ON_WORKER} | agent can run its own SQL on the Citus workers over Citus' connections (so can run_command_on_workers and the other run_command_on_* functions built on it), where it could replay a boundary seen in a worker's log or pg_stat_activity")]
+    );
+    assert_refused(
+        column(&agent, &replay).await,
+        "42501",
+        "permission denied for function master_run_on_worker",
+    );
+
+    let worker = &citus().nodes[1];
+    let direct = worker.connect("agent").await;
+    let refused = assert_refused(
+        direct.batch_execute(&format!("BEGIN; SET LOCAL agent_boundary.cluster_boundary = '{value}'")).await,
+        "42501",
+        REFUSED_SET,
+    );
+    assert_eq!(
+        refused.detail(),
+        Some("Refused: only boundary.enter sets it; a worker accepts it only on Citus' own connections.")
+    );
+    direct.batch_execute("ROLLBACK").await.unwrap();
+    direct.batch_execute(&format!("SET application_name = 'citus_internal gpid={gpid}'")).await.unwrap();
+    assert_refused(
+        direct.batch_execute(&format!("BEGIN; SET LOCAL agent_boundary.cluster_boundary = '{value}'")).await,
+        "42501",
+        REFUSED_SET,
+    );
+    direct.batch_execute("ROLLBACK").await.unwrap();
+
+    // On a connection that looks like Citus' own (a login to a worker that pg_hba.conf should not
+    // allow an agent role), for another backend than the one that entered it.
+    let other_gpid = gpid.parse::<u64>().unwrap() + 1;
+    let mut config = worker.config("agent");
+    config.application_name(format!("citus_internal gpid={other_gpid}"));
+    let other = connect_with(config).await.unwrap();
+    let refused = assert_refused(
+        other.batch_execute(&format!("BEGIN; SET LOCAL agent_boundary.cluster_boundary = '{value}'")).await,
+        "42501",
+        REFUSED_SET,
+    );
+    assert_eq!(
+        refused.detail().unwrap(),
+        format!(
+            "Refused: it was entered by Citus global pid {gpid}, and this connection serves {other_gpid}."
+        )
+    );
+    // ... and for the backend that entered it, a value whose seal was changed.
+    let mut config = worker.config("agent");
+    config.application_name(format!("citus_internal gpid={gpid}"));
+    let forged = connect_with(config).await.unwrap();
+    let (payload_and_header, signature) = value.rsplit_once('.').unwrap();
+    let flipped = if signature.starts_with('A') { "B" } else { "A" };
+    let tampered = format!("{payload_and_header}.{flipped}{}", &signature[1..]);
+    let refused = assert_refused(
+        forged
+            .batch_execute(&format!("BEGIN; SET LOCAL agent_boundary.cluster_boundary = '{tampered}'"))
+            .await,
+        "42501",
+        REFUSED_SET,
+    );
+    assert_eq!(
+        refused.detail(),
+        Some("Refused: the seal does not verify with this node's cluster seal key.")
+    );
+    forged.batch_execute("ROLLBACK").await.unwrap();
+}
+
+/// A shard moved to the other worker (Citus recreates it there over its own connections, where
+/// the extension's hooks stand aside) keeps the table's policies, and each tenant its rows.
+async fn a_moved_shard_keeps_its_policies_and_each_tenant_its_rows() {
+    let admin = coordinator().connect("postgres").await;
+    let placement = "SELECT shardid || ' ' || nodeport FROM pg_catalog.pg_dist_shard_placement
+                      WHERE shardid = pg_catalog.get_shard_id_for_distribution_column('public.notes', 'northstar-dental')";
+    let before = column(&admin, placement).await.unwrap().remove(0);
+    let (shard, from) = before.split_once(' ').unwrap();
+    let to = citus().nodes[1..].iter().map(|n| n.port.to_string()).find(|port| port != from).unwrap();
+    admin
+        .batch_execute(&format!(
+            "SELECT pg_catalog.citus_move_shard_placement({shard}, '127.0.0.1', {from}, '127.0.0.1', {to},
+                                                       shard_transfer_mode => 'block_writes')"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(column(&admin, placement).await.unwrap(), [format!("{shard} {to}")]);
+    assert_eq!(column(&admin, LINT).await.unwrap(), Vec::<String>::new());
+    no_shard_admits_a_row_by_a_bare_true().await;
+    without_a_boundary_every_query_fails_on_every_shard().await;
+    inside_dentals_boundary_every_query_sees_and_changes_only_dentals_rows().await;
+    each_lookalike_tenant_reads_and_writes_its_own_rows_on_every_shard().await;
 }
 
 /// Every shard's policies, as the worker holding it has them: name, permissive or not, and the
@@ -253,8 +547,14 @@ async fn tables_protected_before_citus_are_reported_until_reprotected() {
     let lint = "SELECT object || ' | ' || problem FROM boundary.unprotected_tables() ORDER BY 1";
     assert_eq!(
         column(&db, lint).await.unwrap(),
-        ["public.notes | it was protected before Citus was installed: Citus copies its policies to shards without AS RESTRICTIVE, and there boundary_allow admits every row"]
+        [
+            format!("{MASTER_RUN_ON_WORKER} | every role (PUBLIC) can run its own SQL on the Citus workers over Citus' connections (so can run_command_on_workers and the other run_command_on_* functions built on it), where it could replay a boundary seen in a worker's log or pg_stat_activity"),
+            "public.notes | it was protected before Citus was installed: Citus copies its policies to shards without AS RESTRICTIVE, and there boundary_allow admits every row".to_string(),
+        ]
     );
+    db.batch_execute(&format!("REVOKE EXECUTE ON FUNCTION {MASTER_RUN_ON_WORKER} FROM PUBLIC"))
+        .await
+        .unwrap();
     db.batch_execute("SELECT count(*) FROM boundary.reprotect('public.notes')").await.unwrap();
     assert_eq!(column(&db, lint).await.unwrap(), Vec::<String>::new());
     assert_eq!(
@@ -365,12 +665,18 @@ fn main() {
     args.test_threads = Some(1);
     let trials = trials![
         without_a_boundary_every_query_fails_on_every_shard,
-        inside_another_tenants_boundary_no_query_reaches_designs_rows,
+        inside_dentals_boundary_every_query_sees_and_changes_only_dentals_rows,
+        each_lookalike_tenant_reads_and_writes_its_own_rows_on_every_shard,
+        the_next_request_on_a_pooled_connection_gets_no_boundary_on_the_workers,
+        a_captured_worker_boundary_is_refused_everywhere_else,
+        a_query_that_names_no_tenant_runs_on_its_tenants_shard_only,
+        a_prepared_query_follows_each_tenant_on_a_pooled_connection,
         no_shard_admits_a_row_by_a_bare_true,
         the_lint_is_clean_only_when_every_shard_is_right,
         tables_protected_before_citus_are_reported_until_reprotected,
         schema_changes_on_protected_distributed_tables_keep_every_shard_right,
         auto_protected_and_reference_tables_distribute,
+        a_moved_shard_keeps_its_policies_and_each_tenant_its_rows,
         a_forged_citus_application_name_changes_nothing_inside_a_boundary,
     ];
     let conclusion = match citus_installed() {

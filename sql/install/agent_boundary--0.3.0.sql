@@ -7,7 +7,7 @@ The ordering of items is not stable, it is driven by a dependency graph.
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:26
+-- src/lib.rs:34
 -- bootstrap
 -- Runs first in the extension script. The control file puts everything in schema "boundary";
 -- if that schema already existed (CREATE EXTENSION then adopts it), whoever owns it could later
@@ -168,7 +168,7 @@ AS 'MODULE_PATHNAME', 'assert_tool_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/auto.rs:133
+-- src/policy/auto.rs:141
 -- agent_boundary::policy::auto::auto_protect_object
 CREATE  FUNCTION "auto_protect_object"(
 	"objid" oid, /* pg_sys :: Oid */
@@ -181,7 +181,7 @@ AS 'MODULE_PATHNAME', 'auto_protect_object_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/audit/mod.rs:693
+-- src/audit/mod.rs:700
 -- agent_boundary::audit::blocked_events_total
 CREATE  FUNCTION "blocked_events_total"() RETURNS bigint /* SqlResult < i64 > */
 STRICT STABLE SECURITY DEFINER PARALLEL SAFE
@@ -246,7 +246,7 @@ AS 'MODULE_PATHNAME', 'compose_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:413
+-- src/boundary/mod.rs:414
 -- agent_boundary::boundary::current
 CREATE  FUNCTION "current"() RETURNS jsonb /* SqlResult < BoundaryJsonb > */
 STRICT STABLE PARALLEL SAFE
@@ -255,7 +255,7 @@ AS 'MODULE_PATHNAME', 'current_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:386
+-- src/boundary/mod.rs:387
 -- agent_boundary::boundary::datasource_ids
 CREATE  FUNCTION "datasource_ids"() RETURNS TEXT[] /* SqlResult < Vec < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -264,7 +264,7 @@ AS 'MODULE_PATHNAME', 'datasource_ids_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:308
+-- src/boundary/mod.rs:309
 -- agent_boundary::boundary::enter
 CREATE  FUNCTION "enter"(
 	"token" TEXT, /* & str */
@@ -277,7 +277,7 @@ AS 'MODULE_PATHNAME', 'enter_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:328
+-- src/boundary/mod.rs:329
 -- agent_boundary::boundary::exit
 CREATE  FUNCTION "exit"() RETURNS VOID /* SqlResult < () > */
 STRICT VOLATILE PARALLEL UNSAFE
@@ -287,7 +287,7 @@ AS 'MODULE_PATHNAME', 'exit_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/audit/mod.rs:633
+-- src/audit/mod.rs:640
 -- agent_boundary::audit::flush_audit_log
 CREATE  FUNCTION "flush_audit_log"() RETURNS VOID /* SqlResult < () > */
 STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
@@ -310,7 +310,7 @@ AS 'MODULE_PATHNAME', 'generate_signing_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/guard.rs:126
+-- src/policy/guard.rs:127
 -- agent_boundary::policy::guard::guard_ddl
 CREATE  FUNCTION "guard_ddl"(
 	"event" TEXT, /* & str */
@@ -323,7 +323,7 @@ AS 'MODULE_PATHNAME', 'guard_ddl_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:306
+-- src/policy/mod.rs:323
 -- agent_boundary::policy::installed
 CREATE  FUNCTION "installed"() RETURNS bool /* bool */
 IMMUTABLE STRICT PARALLEL SAFE
@@ -332,7 +332,7 @@ AS 'MODULE_PATHNAME', 'installed_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:342
+-- src/boundary/mod.rs:343
 -- agent_boundary::boundary::is_active
 CREATE  FUNCTION "is_active"() RETURNS bool /* bool */
 STRICT STABLE PARALLEL SAFE
@@ -421,7 +421,7 @@ AS 'MODULE_PATHNAME', 'memory_list_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:391
+-- src/boundary/mod.rs:392
 -- agent_boundary::boundary::memory_namespace
 CREATE  FUNCTION "memory_namespace"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
@@ -610,6 +610,27 @@ DECLARE
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus') THEN
         RETURN;
+    END IF;
+    -- Where boundaries reach the workers (a cluster seal key is set), a role that runs its own
+    -- SQL on the workers over Citus' connections could set there a boundary it saw in a
+    -- worker's log or pg_stat_activity (cluster_seal.rs).
+    IF pg_catalog.current_setting('agent_boundary.cluster_seal_key_file', true) <> ''
+       AND pg_catalog.to_regprocedure('pg_catalog.master_run_on_worker(text[],integer[],text[],boolean)') IS NOT NULL
+    THEN
+        object := 'pg_catalog.master_run_on_worker(text[], integer[], text[], boolean)';
+        FOR problem IN
+            SELECT format('%s can run its own SQL on the Citus workers over Citus'' connections (so can run_command_on_workers and the other run_command_on_* functions built on it), where it could replay a boundary seen in a worker''s log or pg_stat_activity', who)
+              FROM (SELECT CASE WHEN pg_catalog.has_function_privilege('public', f, 'EXECUTE') THEN 'every role (PUBLIC)'
+                                ELSE (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(r.rolname), ', ' ORDER BY r.rolname)
+                                        FROM pg_catalog.pg_roles r
+                                       WHERE NOT r.rolsuper AND r.rolname !~ '^pg_'
+                                         AND pg_catalog.has_function_privilege(r.oid, f, 'EXECUTE')) END AS who
+                      FROM (SELECT pg_catalog.to_regprocedure('pg_catalog.master_run_on_worker(text[],integer[],text[],boolean)') AS f) fn) w
+             WHERE who IS NOT NULL
+        LOOP
+            fix := 'REVOKE EXECUTE ON FUNCTION pg_catalog.master_run_on_worker(text[], integer[], text[], boolean) FROM PUBLIC; on every node (and from each role listed)';
+            RETURN NEXT;
+        END LOOP;
     END IF;
     FOR tbl IN EXECUTE
         'SELECT d.logicalrelid FROM pg_catalog.pg_dist_partition d
@@ -1057,7 +1078,7 @@ $lint$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:371
+-- src/boundary/mod.rs:372
 -- agent_boundary::boundary::plan
 CREATE  FUNCTION "plan"() RETURNS TEXT /* SqlResult < & '_ str > */
 STRICT STABLE PARALLEL SAFE
@@ -1079,7 +1100,7 @@ AS 'MODULE_PATHNAME', 'promote_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:406
+-- src/boundary/mod.rs:407
 -- agent_boundary::boundary::prompt_version
 CREATE  FUNCTION "prompt_version"() RETURNS TEXT /* SqlResult < Option < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -1088,7 +1109,7 @@ AS 'MODULE_PATHNAME', 'prompt_version_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:317
+-- src/policy/mod.rs:335
 -- agent_boundary::policy::protect
 CREATE  FUNCTION "protect"(
 	"tbl" regclass, /* PgRelation */
@@ -1105,7 +1126,7 @@ AS 'MODULE_PATHNAME', 'protect_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/audit/mod.rs:663
+-- src/audit/mod.rs:670
 -- agent_boundary::audit::purge_audit_log
 CREATE  FUNCTION "purge_audit_log"(
 	"older_than" interval /* pgrx :: datum :: Interval */
@@ -1127,7 +1148,7 @@ AS 'MODULE_PATHNAME', 'purge_expired_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:376
+-- src/boundary/mod.rs:377
 -- agent_boundary::boundary::region
 CREATE  FUNCTION "region"() RETURNS TEXT /* SqlResult < & '_ str > */
 STRICT STABLE PARALLEL SAFE
@@ -1155,7 +1176,7 @@ AS 'MODULE_PATHNAME', 'register_principal_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:347
+-- src/policy/mod.rs:365
 -- agent_boundary::policy::reprotect
 CREATE  FUNCTION "reprotect"(
 	"tbl" regclass /* PgRelation */
@@ -1205,7 +1226,7 @@ AS 'MODULE_PATHNAME', 'revoke_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:366
+-- src/boundary/mod.rs:367
 -- agent_boundary::boundary::role
 CREATE  FUNCTION "role"() RETURNS TEXT /* SqlResult < & '_ str > */
 STRICT STABLE PARALLEL SAFE
@@ -1214,7 +1235,7 @@ AS 'MODULE_PATHNAME', 'role_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:401
+-- src/boundary/mod.rs:402
 -- agent_boundary::boundary::run_id
 CREATE  FUNCTION "run_id"() RETURNS TEXT /* SqlResult < Option < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -1270,7 +1291,7 @@ AS 'MODULE_PATHNAME', 'snapshot_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:351
+-- src/boundary/mod.rs:352
 -- agent_boundary::boundary::tenant_id
 CREATE  FUNCTION "tenant_id"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
@@ -1279,7 +1300,7 @@ AS 'MODULE_PATHNAME', 'tenant_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:381
+-- src/boundary/mod.rs:382
 -- agent_boundary::boundary::tool_ids
 CREATE  FUNCTION "tool_ids"() RETURNS TEXT[] /* SqlResult < Vec < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -1288,7 +1309,7 @@ AS 'MODULE_PATHNAME', 'tool_ids_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:396
+-- src/boundary/mod.rs:397
 -- agent_boundary::boundary::trace_id
 CREATE  FUNCTION "trace_id"() RETURNS TEXT /* SqlResult < Option < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -1297,7 +1318,7 @@ AS 'MODULE_PATHNAME', 'trace_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:381
+-- src/policy/mod.rs:399
 -- agent_boundary::policy::unprotect
 CREATE  FUNCTION "unprotect"(
 	"tbl" regclass /* PgRelation */
@@ -1309,7 +1330,7 @@ AS 'MODULE_PATHNAME', 'unprotect_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:361
+-- src/boundary/mod.rs:362
 -- agent_boundary::boundary::user_id
 CREATE  FUNCTION "user_id"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
@@ -1318,7 +1339,7 @@ AS 'MODULE_PATHNAME', 'user_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/guard.rs:145
+-- src/policy/guard.rs:150
 -- agent_boundary::policy::guard::validate_constraint
 CREATE  FUNCTION "validate_constraint"(
 	"tbl" regclass, /* pgrx :: PgRelation */
@@ -1368,7 +1389,7 @@ COMMENT ON FUNCTION boundary.vector_search(regclass, vector, integer, text, text
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:356
+-- src/boundary/mod.rs:357
 -- agent_boundary::boundary::workspace_id
 CREATE  FUNCTION "workspace_id"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
@@ -1490,6 +1511,42 @@ CREATE FUNCTION "guard_store_write"()
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/stores/cache.rs:16
+-- requires:
+--   policy::protect
+--   boundary::tenant_id
+--   boundary::workspace_id
+--   boundary::role
+--   cache_prefix
+--   stores::compose_key
+--   stores::guard::guard_store_write
+--   policy_sql
+
+
+CREATE TABLE boundary.cache (
+    tenant_id    text NOT NULL,
+    workspace_id text NOT NULL,
+    key          text NOT NULL,
+    value        jsonb NOT NULL,
+    expires_at   timestamptz NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, key),
+    CHECK (starts_with(key, boundary.compose_key(VARIADIC ARRAY['agent-cache', tenant_id, workspace_id]) || ':'))
+);
+COMMENT ON TABLE boundary.cache IS
+  'Cached agent results, keyed by boundary.cache_key(); a role or datasource set sees only its own entries.';
+DO $protect$ BEGIN
+    PERFORM boundary.protect('boundary.cache', write_roles => '{owner,admin,member,viewer}');
+END $protect$;
+CREATE POLICY cache_current_boundary ON boundary.cache AS RESTRICTIVE FOR ALL
+    USING (starts_with(key, boundary.cache_prefix()) AND expires_at > statement_timestamp())
+    WITH CHECK (starts_with(key, boundary.cache_prefix()));
+CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundary.cache
+    FOR EACH ROW EXECUTE FUNCTION boundary.guard_store_write();
+GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.cache TO PUBLIC;
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/stores/memory.rs:22
 -- requires:
 --   policy::protect
@@ -1566,43 +1623,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.memories, boundary.run_state TO
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/cache.rs:16
--- requires:
---   policy::protect
---   boundary::tenant_id
---   boundary::workspace_id
---   boundary::role
---   cache_prefix
---   stores::compose_key
---   stores::guard::guard_store_write
---   policy_sql
-
-
-CREATE TABLE boundary.cache (
-    tenant_id    text NOT NULL,
-    workspace_id text NOT NULL,
-    key          text NOT NULL,
-    value        jsonb NOT NULL,
-    expires_at   timestamptz NOT NULL,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (tenant_id, key),
-    CHECK (starts_with(key, boundary.compose_key(VARIADIC ARRAY['agent-cache', tenant_id, workspace_id]) || ':'))
-);
-COMMENT ON TABLE boundary.cache IS
-  'Cached agent results, keyed by boundary.cache_key(); a role or datasource set sees only its own entries.';
-DO $protect$ BEGIN
-    PERFORM boundary.protect('boundary.cache', write_roles => '{owner,admin,member,viewer}');
-END $protect$;
-CREATE POLICY cache_current_boundary ON boundary.cache AS RESTRICTIVE FOR ALL
-    USING (starts_with(key, boundary.cache_prefix()) AND expires_at > statement_timestamp())
-    WITH CHECK (starts_with(key, boundary.cache_prefix()));
-CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundary.cache
-    FOR EACH ROW EXECUTE FUNCTION boundary.guard_store_write();
-GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.cache TO PUBLIC;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/lib.rs:27
+-- src/lib.rs:35
 -- finalize
 -- Minimal grants, applied after every object exists.
 --

@@ -6,6 +6,7 @@
 //! cache keyed on the exact GUC value, and fail closed with SQLSTATE 42501 when no boundary is set.
 
 pub mod claims;
+mod cluster_seal;
 mod jobs;
 mod jsonb;
 pub mod keys;
@@ -287,7 +288,8 @@ pub(crate) fn admit(sealed: &sealed_guc::Sealed, how: Admission) -> Result<()> {
     refuse_switch_under_open_cursors(boundary)?;
     crate::audit::restart_refusal_count();
     crate::audit::record(how.event(), Some(boundary), crate::audit::Event::default())?;
-    sealed_guc::install(sealed);
+    crate::policy::tenant_routing::admitting(&boundary.tenant_id);
+    sealed_guc::install(sealed)?;
     TRANSACTION_PRINCIPAL
         .with(|cell| *cell.borrow_mut() = Some((local_transaction_id(), principal_of(boundary))));
     if ends_with_statement {
@@ -334,7 +336,7 @@ fn exit() -> SqlResult<()> {
         refuse_under_open_cursors(&boundary, "leave the agent boundary")?;
         crate::audit::record("exit", Some(&boundary), crate::audit::Event::default())?;
     }
-    sealed_guc::clear();
+    sealed_guc::clear()?;
     Ok(())
 }
 

@@ -70,6 +70,7 @@ pub fn init() {
             None,
         );
     }
+    super::cluster_seal::init();
 }
 
 /// Runs `f` on the raw bytes of the current boundary value (empty when none), without copying.
@@ -124,7 +125,7 @@ pub unsafe extern "C-unwind" fn check_boundary_value(
     // before): sealed here, so checking the seal again would only repeat the work.
     if let Some(known) = parsed_if_same(value) {
         return if super::token::expired(known.exp, gucs::clock_skew_secs(), now_unix()) {
-            refuse_in_check_hook("the sealed boundary has expired");
+            refuse_in_check_hook_for_boundary("the sealed boundary has expired");
             false
         } else {
             true
@@ -135,13 +136,22 @@ pub unsafe extern "C-unwind" fn check_boundary_value(
     match verdict {
         Ok(_) => true,
         Err(why) => {
-            refuse_in_check_hook(&why);
+            refuse_in_check_hook_for_boundary(&why);
             false
         }
     }
 }
 
-fn refuse_in_check_hook(why: &str) {
+fn refuse_in_check_hook_for_boundary(why: &str) {
+    refuse_in_check_hook(
+        "agent_boundary.boundary can only be set by boundary.enter()",
+        why,
+        "Call boundary.enter(token) with a token signed by a registered key.",
+    );
+}
+
+/// Reports a check hook's refusal: SQLSTATE 42501, `message`, "Refused: `why`." and `hint`.
+pub(crate) fn refuse_in_check_hook(message: &str, why: &str, hint: &str) {
     let in_error_context = |text: &str| {
         let text = CString::new(text.replace('\0', "")).unwrap_or_default();
         // SAFETY: PostgreSQL reads these right after the hook returns and then resets
@@ -152,11 +162,9 @@ fn refuse_in_check_hook(why: &str) {
     // clears right after the hook returns.
     unsafe {
         pg_sys::GUC_check_errcode(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE as i32);
-        pg_sys::GUC_check_errmsg_string =
-            in_error_context("agent_boundary.boundary can only be set by boundary.enter()");
+        pg_sys::GUC_check_errmsg_string = in_error_context(message);
         pg_sys::GUC_check_errdetail_string = in_error_context(&format!("Refused: {why}."));
-        pg_sys::GUC_check_errhint_string =
-            in_error_context("Call boundary.enter(token) with a token signed by a registered key.");
+        pg_sys::GUC_check_errhint_string = in_error_context(hint);
     }
 }
 
@@ -194,16 +202,17 @@ fn parsed_if_same(value: &[u8]) -> Option<Rc<Boundary>> {
     })
 }
 
-/// Like [`current`] but `None` instead of an error when no boundary is set.
+/// Like [`current`] but `None` instead of an error when no boundary is set. On a Citus worker,
+/// the boundary is the one Citus carried from the coordinator's transaction.
 pub fn current_if_any() -> Result<Option<Rc<Boundary>>> {
     with_boundary_value(|value| {
         if value.is_empty() {
-            return Ok(None);
+            return super::cluster_seal::carried();
         }
         if let Some(parsed) = parsed_if_same(value) {
             return Ok(Some(parsed));
         }
-        let parsed = Rc::new(token::unseal_trusted(value).map_err(BoundaryError::Internal)?);
+        let parsed = Rc::new(token::unseal_trusted::<Boundary>(value).map_err(BoundaryError::Internal)?);
         PARSED.with(|cell| *cell.borrow_mut() = Some((value.to_vec(), parsed.clone())));
         Ok(Some(parsed))
     })
@@ -226,8 +235,9 @@ pub fn seal(boundary: Boundary) -> Result<Sealed> {
     Ok(Sealed { boundary: Rc::new(boundary), value })
 }
 
-/// Puts a sealed boundary on the transaction (or the session, for session scope).
-pub fn install(sealed: &Sealed) {
+/// Puts a sealed boundary on the transaction (or the session, for session scope), and on the
+/// transaction's Citus worker connections.
+pub fn install(sealed: &Sealed) -> Result<()> {
     let action = match sealed.boundary.scope {
         Scope::Transaction => pg_sys::GucAction::GUC_ACTION_LOCAL,
         Scope::Session => pg_sys::GucAction::GUC_ACTION_SET,
@@ -235,11 +245,14 @@ pub fn install(sealed: &Sealed) {
     PARSED
         .with(|cell| *cell.borrow_mut() = Some((sealed.value.as_bytes().to_vec(), sealed.boundary.clone())));
     set_boundary_value(&sealed.value, action);
+    super::cluster_seal::propagate(Some(&sealed.boundary))
 }
 
-/// Clears the boundary, transaction and session scope alike (undone if the transaction aborts).
-pub fn clear() {
+/// Clears the boundary, transaction and session scope alike (undone if the transaction aborts),
+/// here and on the transaction's Citus worker connections.
+pub fn clear() -> Result<()> {
     set_boundary_value(c"", pg_sys::GucAction::GUC_ACTION_SET);
+    super::cluster_seal::propagate(None)
 }
 
 pub fn in_transaction_block() -> bool {

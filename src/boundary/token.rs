@@ -21,6 +21,8 @@ pub const ALGORITHMS: &[&str] = &["HS256", "HS384", "HS512", "EdDSA", "ES256", "
 pub const MIN_HMAC_SECRET_BYTES: usize = 32;
 /// Key id in the header of sealed values, so they are never mistaken for app tokens.
 const SEAL_KID: &str = "agent_boundary.seal";
+/// Key id of values sealed for every node of a Citus cluster (`cluster_seal`).
+pub const CLUSTER_SEAL_KID: &str = "agent_boundary.cluster_seal";
 
 pub fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
     if !ALGORITHMS.contains(&name) {
@@ -141,7 +143,7 @@ pub fn peek_header(token: &str) -> Result<(String, Algorithm), String> {
         .map_err(|_| "token is malformed: unreadable header".to_string())?;
     let kid = header.kid.ok_or("token header has no kid (key id)")?;
     validate_kid(&kid).map_err(|e| format!("token header kid is invalid: {e}"))?;
-    if kid == SEAL_KID {
+    if kid == SEAL_KID || kid == CLUSTER_SEAL_KID {
         return Err("a sealed boundary value is not a token".into());
     }
     Ok((kid, header.alg))
@@ -389,40 +391,56 @@ pub fn sign(claims: &Value, kid: &str, alg: Algorithm, key: &EncodingKey) -> Res
 
 /// Seals the effective boundary with a secret only this backend knows.
 pub fn seal(boundary: &Boundary, secret: &[u8]) -> Result<String, String> {
+    seal_as(SEAL_KID, boundary, secret)
+}
+
+/// Seals `claims` (HS256) under the key id `kid`, which says what kind of sealed value it is.
+pub fn seal_as(kid: &str, claims: &impl serde::Serialize, secret: &[u8]) -> Result<String, String> {
     let mut header = Header::new(Algorithm::HS256);
-    header.kid = Some(SEAL_KID.to_string());
-    jsonwebtoken::encode(&header, boundary, &EncodingKey::from_secret(secret))
+    header.kid = Some(kid.to_string());
+    jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(secret))
         .map_err(|e| format!("cannot seal the boundary: {e}"))
 }
 
 /// Opens a sealed value, checking the seal and that it has not expired at `now`.
 pub fn unseal_verified(value: &[u8], secret: &[u8], now: i64, skew: i64) -> Result<Boundary, String> {
-    if value.len() > 2 * MAX_TOKEN_BYTES {
-        return Err("the value is too large".into());
-    }
-    let header = jsonwebtoken::decode_header(value).map_err(|_| "the value is not a sealed boundary")?;
-    if header.kid.as_deref() != Some(SEAL_KID) {
-        return Err("the value is not a sealed boundary (use boundary.enter(token))".into());
-    }
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.validate_exp = false;
-    validation.validate_aud = false;
-    validation.required_spec_claims.clear();
-    let boundary = jsonwebtoken::decode::<Boundary>(value, &DecodingKey::from_secret(secret), &validation)
-        .map_err(|e| match e.kind() {
-            ErrorKind::InvalidSignature => "the seal does not verify in this backend".to_string(),
-            _ => "the value is not a sealed boundary".to_string(),
-        })?
-        .claims;
+    let boundary: Boundary = unseal_as(SEAL_KID, value, secret, "the seal does not verify in this backend")?;
     if expired(boundary.exp, skew, now) {
         return Err("the sealed boundary has expired".into());
     }
     Ok(boundary)
 }
 
+/// Opens a value sealed by [`seal_as`] with the same `kid`, checking the seal only (the caller
+/// checks what the claims say); `bad_seal` is the refusal when the seal does not verify.
+pub fn unseal_as<T: serde::de::DeserializeOwned>(
+    kid: &str,
+    value: &[u8],
+    secret: &[u8],
+    bad_seal: &str,
+) -> Result<T, String> {
+    if value.len() > 2 * MAX_TOKEN_BYTES {
+        return Err("the value is too large".into());
+    }
+    let header = jsonwebtoken::decode_header(value).map_err(|_| "the value is not a sealed boundary")?;
+    if header.kid.as_deref() != Some(kid) {
+        return Err("the value is not a sealed boundary (use boundary.enter(token))".into());
+    }
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    Ok(jsonwebtoken::decode::<T>(value, &DecodingKey::from_secret(secret), &validation)
+        .map_err(|e| match e.kind() {
+            ErrorKind::InvalidSignature => bad_seal.to_string(),
+            _ => "the value is not a sealed boundary".to_string(),
+        })?
+        .claims)
+}
+
 /// Opens a sealed value that PostgreSQL already accepted through the check hook.
-pub fn unseal_trusted(value: &[u8]) -> Result<Boundary, String> {
-    jsonwebtoken::dangerous::insecure_decode::<Boundary>(value)
+pub fn unseal_trusted<T: serde::de::DeserializeOwned>(value: &[u8]) -> Result<T, String> {
+    jsonwebtoken::dangerous::insecure_decode::<T>(value)
         .map(|data| data.claims)
         .map_err(|e| format!("cannot read the sealed boundary: {e}"))
 }
@@ -786,7 +804,7 @@ mod tests {
     fn seal_round_trips_and_rejects_foreign_seals() {
         let sealed = seal(&boundary(), SECRET).unwrap();
         assert_eq!(unseal_verified(sealed.as_bytes(), SECRET, NOW, 30).unwrap(), boundary());
-        assert_eq!(unseal_trusted(sealed.as_bytes()).unwrap(), boundary());
+        assert_eq!(unseal_trusted::<Boundary>(sealed.as_bytes()).unwrap(), boundary());
         assert_eq!(
             unseal_verified(sealed.as_bytes(), b"a different backend's secret....", NOW, 30).unwrap_err(),
             "the seal does not verify in this backend"
@@ -806,6 +824,33 @@ mod tests {
             unseal_verified(b"forged", SECRET, NOW, 30).unwrap_err(),
             "the value is not a sealed boundary"
         );
+    }
+
+    #[test]
+    fn a_cluster_seal_is_neither_a_backend_seal_nor_a_token() {
+        let cluster = seal_as(CLUSTER_SEAL_KID, &boundary(), SECRET).unwrap();
+        let opened: Boundary = unseal_as(CLUSTER_SEAL_KID, cluster.as_bytes(), SECRET, "bad seal").unwrap();
+        assert_eq!(opened, boundary());
+        assert_eq!(
+            unseal_as::<Boundary>(
+                CLUSTER_SEAL_KID,
+                cluster.as_bytes(),
+                b"another cluster's key..........",
+                "bad seal"
+            )
+            .unwrap_err(),
+            "bad seal"
+        );
+        assert_eq!(
+            unseal_verified(cluster.as_bytes(), SECRET, NOW, 30).unwrap_err(),
+            "the value is not a sealed boundary (use boundary.enter(token))"
+        );
+        let backend = seal(&boundary(), SECRET).unwrap();
+        assert_eq!(
+            unseal_as::<Boundary>(CLUSTER_SEAL_KID, backend.as_bytes(), SECRET, "bad seal").unwrap_err(),
+            "the value is not a sealed boundary (use boundary.enter(token))"
+        );
+        assert_eq!(peek_header(&cluster).unwrap_err(), "a sealed boundary value is not a token");
     }
 
     #[test]

@@ -4,6 +4,12 @@
 use crate::error::Result;
 use pgrx::prelude::*;
 
+/// Whether Citus' library is loaded in this process (it must be preloaded): a settings lookup,
+/// cheaper than [`installed`], which it must precede where it runs per statement.
+pub fn loaded() -> bool {
+    super::guc::exists(c"citus.propagate_set_commands")
+}
+
 /// Whether the `citus` extension is installed in the current database.
 pub fn installed() -> bool {
     // SAFETY: a syscache lookup by name; missing_ok, so an absent extension is InvalidOid.
@@ -32,15 +38,21 @@ pub fn distribution_column(oid: pg_sys::Oid) -> Result<Option<String>> {
 /// prefixes, and trusts them itself for its own internal functions.
 pub fn applying_coordinator_ddl() -> bool {
     const CITUS_BACKENDS: [&[u8]; 2] = [b"citus_internal gpid=", b"citus_rebalancer gpid="];
-    // SAFETY: application_name is this backend's setting, NULL or a NUL-terminated string.
-    let name = unsafe {
+    let name = application_name();
+    CITUS_BACKENDS.iter().any(|prefix| name.starts_with(prefix)) && installed()
+}
+
+/// This backend's `application_name` (empty when unset).
+fn application_name() -> &'static [u8] {
+    // SAFETY: application_name is this backend's setting, NULL or a NUL-terminated string that
+    // guc.c replaces only between statements; callers use it before their statement ends.
+    unsafe {
         let raw = pg_sys::application_name;
         if raw.is_null() {
-            return false;
+            return b"";
         }
         std::ffi::CStr::from_ptr(raw).to_bytes()
-    };
-    CITUS_BACKENDS.iter().any(|prefix| name.starts_with(prefix)) && installed()
+    }
 }
 
 /// Whether `oid` is a shard of a Citus table (on a node that holds placements): it gets its
@@ -70,4 +82,41 @@ pub fn with_protection_triggers_allowed<T>(f: impl FnOnce() -> T) -> T {
         );
         f()
     })
+}
+
+/// The Citus global pid this backend serves, when it is a connection Citus opened for another
+/// backend's distributed transaction: `application_name` `citus_internal gpid=N` given when
+/// the connection started (source `client`). A session that SETs that name later, or gets it
+/// from `ALTER ROLE ... SET`, is not one.
+pub fn connection_gpid() -> Option<u64> {
+    if super::guc::source(c"application_name") != Some(pg_sys::GucSource::PGC_S_CLIENT) {
+        return None;
+    }
+    std::str::from_utf8(application_name().strip_prefix(b"citus_internal gpid=")?).ok()?.parse().ok()
+}
+
+/// This backend's Citus global pid (what its connections to other nodes carry).
+pub fn backend_gpid() -> Result<u64> {
+    let gpid = Spi::get_one::<i64>("SELECT pg_catalog.citus_backend_gpid()")?.unwrap_or(0);
+    Ok(gpid as u64)
+}
+
+/// `SET LOCAL name = 'value'` here and, through Citus, on every worker connection of this
+/// transaction, those open now and those it opens later (Citus propagates `SET LOCAL` while
+/// `citus.propagate_set_commands` is `local`, which holds only for this statement).
+pub fn set_local_on_every_node(name: &str, value: &str) -> Result<()> {
+    // Sealed values are base64url and dots: anything else would not be a literal.
+    if !value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+        return Err(crate::error::BoundaryError::Internal(format!("{name}: not a sealed value")));
+    }
+    super::guc::with_nest_level(|| {
+        super::guc::set(
+            c"citus.propagate_set_commands",
+            c"local",
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+        );
+        Spi::run(&format!("SET LOCAL {name} = '{value}'"))
+    })?;
+    Ok(())
 }

@@ -25,6 +25,30 @@ pub fn set(name: &CStr, value: &CStr, context: pg_sys::GucContext::Type, action:
     }
 }
 
+/// Where the current value of setting `name` came from (`PGC_S_CLIENT`: the connection's
+/// startup packet; `PGC_S_SESSION`: SET), or `None` for no such setting.
+pub fn source(name: &CStr) -> Option<pg_sys::GucSource::Type> {
+    // SAFETY: guc.c's own records, read between statements of this backend; the name is
+    // NUL-terminated and never makes a placeholder.
+    unsafe {
+        #[cfg(feature = "pg15")]
+        let record = {
+            let all = pg_sys::get_guc_variables();
+            let count = usize::try_from(pg_sys::GetNumConfigOptions()).unwrap_or(0);
+            (0..count)
+                .map(|i| *all.add(i))
+                .find(|r| {
+                    !r.is_null()
+                        && CStr::from_ptr((**r).name).to_bytes().eq_ignore_ascii_case(name.to_bytes())
+                })
+                .unwrap_or(std::ptr::null_mut())
+        };
+        #[cfg(not(feature = "pg15"))]
+        let record = pg_sys::find_option(name.as_ptr(), false, true, PgLogLevel::ERROR as i32);
+        (!record.is_null()).then(|| (*record).source)
+    }
+}
+
 /// Whether a setting called `name` exists (an extension's settings exist once it is loaded).
 pub fn exists(name: &CStr) -> bool {
     // SAFETY: guc.c lookup by a NUL-terminated name; missing_ok returns NULL instead of raising.

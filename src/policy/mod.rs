@@ -10,10 +10,13 @@ pub mod ddl;
 mod guard;
 pub mod scope;
 mod scope_columns;
+pub mod tenant_routing;
 
-/// Installs the hooks that give framework tables their scope columns (scope_columns.rs).
+/// Installs the hooks that give framework tables their scope columns (scope_columns.rs) and
+/// route protected queries to the tenant's Citus shard (tenant_routing.rs).
 pub fn init() {
     scope_columns::init();
+    tenant_routing::init();
 }
 
 /// Whether an open relation carries protect()'s policies, read from its relcache entry (no

@@ -152,6 +152,27 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus') THEN
         RETURN;
     END IF;
+    -- Where boundaries reach the workers (a cluster seal key is set), a role that runs its own
+    -- SQL on the workers over Citus' connections could set there a boundary it saw in a
+    -- worker's log or pg_stat_activity (cluster_seal.rs).
+    IF pg_catalog.current_setting('agent_boundary.cluster_seal_key_file', true) <> ''
+       AND pg_catalog.to_regprocedure('pg_catalog.master_run_on_worker(text[],integer[],text[],boolean)') IS NOT NULL
+    THEN
+        object := 'pg_catalog.master_run_on_worker(text[], integer[], text[], boolean)';
+        FOR problem IN
+            SELECT format('%s can run its own SQL on the Citus workers over Citus'' connections (so can run_command_on_workers and the other run_command_on_* functions built on it), where it could replay a boundary seen in a worker''s log or pg_stat_activity', who)
+              FROM (SELECT CASE WHEN pg_catalog.has_function_privilege('public', f, 'EXECUTE') THEN 'every role (PUBLIC)'
+                                ELSE (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(r.rolname), ', ' ORDER BY r.rolname)
+                                        FROM pg_catalog.pg_roles r
+                                       WHERE NOT r.rolsuper AND r.rolname !~ '^pg_'
+                                         AND pg_catalog.has_function_privilege(r.oid, f, 'EXECUTE')) END AS who
+                      FROM (SELECT pg_catalog.to_regprocedure('pg_catalog.master_run_on_worker(text[],integer[],text[],boolean)') AS f) fn) w
+             WHERE who IS NOT NULL
+        LOOP
+            fix := 'REVOKE EXECUTE ON FUNCTION pg_catalog.master_run_on_worker(text[], integer[], text[], boolean) FROM PUBLIC; on every node (and from each role listed)';
+            RETURN NEXT;
+        END LOOP;
+    END IF;
     FOR tbl IN EXECUTE
         'SELECT d.logicalrelid FROM pg_catalog.pg_dist_partition d
           WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_policy q
