@@ -308,6 +308,40 @@ async fn a_prepared_query_follows_each_tenant_on_a_pooled_connection() {
     assert_refused(agent.query(&statement, &[]).await, "42501", "no agent boundary is set");
 }
 
+/// vector_search on a distributed table: filtered before ranking on the tenant's shard, so each
+/// lookalike tenant gets exactly k of its own rows, even where the other's are all nearer.
+async fn vector_search_on_a_distributed_table_returns_k_rows_of_the_tenant() {
+    let admin = coordinator().connect("postgres").await;
+    admin
+        .batch_execute(
+            "SET citus.enable_unsafe_triggers = on;
+             CREATE TABLE public.chunks (tenant_id text NOT NULL, id bigint NOT NULL, embedding vector(3),
+                                         PRIMARY KEY (tenant_id, id));
+             SELECT count(*) FROM boundary.protect('public.chunks');
+             SELECT pg_catalog.create_distributed_table('public.chunks', 'tenant_id');
+             SELECT boundary.vector_index('public.chunks');
+             INSERT INTO public.chunks SELECT 'northstar-design', g, ARRAY[1, g * 0.001, 0]::vector
+               FROM generate_series(1, 50) g;
+             INSERT INTO public.chunks SELECT 'northstar-dental', 100 + g, ARRAY[g, 10, 0]::vector
+               FROM generate_series(1, 5) g;
+             GRANT SELECT ON public.chunks TO agent;",
+        )
+        .await
+        .unwrap();
+    // On its own, so that it runs on the coordinator: Citus pushes a function joined with a
+    // distributed table down to the workers, where the table is a shell without data.
+    let nearest = "SELECT string_agg(id, ',' ORDER BY distance)
+                     FROM boundary.vector_search('public.chunks', '[1,0,0]', 3)";
+    for (token, expected) in [(dental_alice(), "105,104,103"), (design_alice(), "1,2,3")] {
+        let agent = agent().await;
+        agent.batch_execute("BEGIN").await.unwrap();
+        enter(&agent, &token).await.unwrap();
+        assert_eq!(column(&agent, nearest).await.unwrap(), [expected]);
+        agent.batch_execute("COMMIT").await.unwrap();
+    }
+    admin.batch_execute("DROP TABLE public.chunks").await.unwrap();
+}
+
 /// Dental's boundary as Citus carries it to the workers, captured the way an attacker could
 /// (here simply read back by the role that entered it), and the Citus global pid that entered it.
 async fn captured_cluster_boundary() -> (String, String) {
@@ -671,6 +705,7 @@ fn main() {
         a_captured_worker_boundary_is_refused_everywhere_else,
         a_query_that_names_no_tenant_runs_on_its_tenants_shard_only,
         a_prepared_query_follows_each_tenant_on_a_pooled_connection,
+        vector_search_on_a_distributed_table_returns_k_rows_of_the_tenant,
         no_shard_admits_a_row_by_a_bare_true,
         the_lint_is_clean_only_when_every_shard_is_right,
         tables_protected_before_citus_are_reported_until_reprotected,
