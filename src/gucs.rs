@@ -4,8 +4,9 @@
 //! becoming a user-settable placeholder.
 //!
 //! Contexts follow trust: nothing that decides what anyone may see is `USERSET` (only the vector
-//! search tuning knobs are, as they change speed, never which rows qualify, and the switch that
-//! makes `enter` outside a transaction block an error instead of a warning).
+//! search tuning knobs and Citus shard routing are, as they change speed, never which rows
+//! qualify, and the switch that makes `enter` outside a transaction block an error instead of a
+//! warning).
 
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 use std::ffi::{CStr, CString};
@@ -31,6 +32,7 @@ static AUTO_PROTECT_SHARED_TABLES: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c""));
 static VECTOR_EXACT_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(3000);
 static APPROXIMATE_DIRECT_VECTOR_QUERIES: GucSetting<bool> = GucSetting::<bool>::new(false);
+static ROUTE_TO_TENANT_SHARD: GucSetting<bool> = GucSetting::<bool>::new(true);
 static VECTOR_EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(400);
 static VECTOR_EF_SEARCH_TENANT_INDEX: GucSetting<i32> = GucSetting::<i32>::new(100);
 static TENANT_COLUMN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"tenant_id"));
@@ -103,6 +105,16 @@ pub fn init() {
           returns min(k, visible) rows. On, the index ranks before row level security filters and \
           can return fewer rows, or none, for a small tenant. boundary.vector_search is not affected.",
         &APPROXIMATE_DIRECT_VECTOR_QUERIES,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"agent_boundary.route_to_tenant_shard",
+        c"On Citus, send a protected query that does not name its tenant to the tenant's shard only.",
+        c"The planner adds the boundary's tenant to queries on tables distributed by their tenant \
+          column, so Citus prunes to one shard; off, such a query runs on every shard. Either way \
+          the policies decide which rows qualify.",
+        &ROUTE_TO_TENANT_SHARD,
         GucContext::Userset,
         GucFlags::default(),
     );
@@ -293,6 +305,10 @@ pub fn audit_queue_bytes() -> usize {
 
 pub fn audit_flush_interval_ms() -> i32 {
     AUDIT_FLUSH_INTERVAL.get()
+}
+
+pub fn route_to_tenant_shard() -> bool {
+    ROUTE_TO_TENANT_SHARD.get()
 }
 
 pub fn approximate_direct_vector_queries() -> bool {

@@ -277,6 +277,10 @@ async fn a_query_that_names_no_tenant_runs_on_its_tenants_shard_only() {
         assert_eq!(tasks(&agent, sql).await, by_hand, "{sql}");
     }
     assert_eq!(column(&agent, "SELECT body FROM public.notes").await.unwrap(), ["dental: crown follow-up"]);
+    // Switched off, the same query runs on every shard and answers the same.
+    agent.batch_execute("SET LOCAL agent_boundary.route_to_tenant_shard = off").await.unwrap();
+    assert_eq!(tasks(&agent, "SELECT body FROM public.notes").await.0, "32");
+    assert_eq!(column(&agent, "SELECT body FROM public.notes").await.unwrap(), ["dental: crown follow-up"]);
     agent.batch_execute("COMMIT").await.unwrap();
     // Without a boundary nothing is routed, and the shards refuse even to plan it.
     assert_refused(
