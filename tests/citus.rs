@@ -176,7 +176,8 @@ async fn inside_dentals_boundary_every_query_sees_and_changes_only_dentals_rows(
         (PROBES[3], Ok(&["dental: x-ray"])),
         (PROBES[4], Ok(&[])),
         (PROBES[5], Ok(&[])),
-        (PROBES[6], Err("new row violates row-level security policy")),
+        // Refused by the insert guard, which runs before the policy's check.
+        (PROBES[6], Err("INSERT on protected table public.notes_")),
     ];
     for (probe, answer) in expected {
         let agent = agent().await;
@@ -673,6 +674,149 @@ async fn auto_protected_and_reference_tables_distribute() {
     }
 }
 
+/// A coordinator that holds shards too, with auto-protection adding the tenant column: a
+/// framework's table gets the column, its policies and its shards (some on the coordinator, made
+/// in the coordinator's own backend) alike; each tenant writes and reads only its own rows.
+async fn auto_protect_add_columns_on_a_coordinator_that_holds_shards() {
+    let admin = coordinator().connect("postgres").await;
+    admin
+        .execute(
+            "SELECT pg_catalog.citus_set_node_property('127.0.0.1', $1, 'shouldhaveshards', true)",
+            &[&(coordinator().port as i32)],
+        )
+        .await
+        .unwrap();
+    let settings = |action: &'static str| async move {
+        for node in &citus().nodes {
+            node.connect("postgres")
+                .await
+                .batch_execute(&format!("SET citus.enable_ddl_propagation = off; {action}"))
+                .await
+                .unwrap();
+        }
+    };
+    settings(
+        "ALTER DATABASE postgres SET agent_boundary.auto_protect_schemas = 'public';
+         ALTER DATABASE postgres SET agent_boundary.auto_protect_add_columns = 'tenant'",
+    )
+    .await;
+    let created = coordinator()
+        .connect("postgres")
+        .await
+        .batch_execute(
+            "SET citus.enable_unsafe_triggers = on;
+             CREATE TABLE public.fw_runs (key text PRIMARY KEY, value jsonb);
+             SELECT pg_catalog.create_distributed_table('public.fw_runs', 'tenant_id', colocate_with => 'none');
+             GRANT SELECT, INSERT ON public.fw_runs TO agent;",
+        )
+        .await;
+    settings(
+        "ALTER DATABASE postgres RESET agent_boundary.auto_protect_schemas;
+         ALTER DATABASE postgres RESET agent_boundary.auto_protect_add_columns",
+    )
+    .await;
+    created.unwrap();
+    assert_ne!(tenant_with_shard_on(coordinator().port).await, "");
+    assert_eq!(column(&admin, LINT).await.unwrap(), Vec::<String>::new());
+    for (token, tenant) in [(dental_alice(), "northstar-dental"), (design_alice(), "northstar-design")] {
+        let agent = agent().await;
+        agent.batch_execute("BEGIN").await.unwrap();
+        enter(&agent, &token).await.unwrap();
+        agent
+            .batch_execute("INSERT INTO public.fw_runs (key, value) VALUES ('a', '{}'), ('b', '{}'); COMMIT")
+            .await
+            .unwrap();
+        agent.batch_execute("BEGIN").await.unwrap();
+        enter(&agent, &token).await.unwrap();
+        assert_eq!(
+            column(
+                &agent,
+                "SELECT string_agg(tenant_id || '/' || key, ',' ORDER BY key) FROM public.fw_runs"
+            )
+            .await
+            .unwrap(),
+            [format!("{tenant}/a,{tenant}/b")]
+        );
+        agent.batch_execute("COMMIT").await.unwrap();
+    }
+}
+
+/// A tenant id whose shard of public.fw_runs is on the node listening on `port`.
+async fn tenant_with_shard_on(port: u16) -> String {
+    let admin = coordinator().connect("postgres").await;
+    column(
+        &admin,
+        &format!(
+            "SELECT t FROM generate_series(1, 200) g, LATERAL (SELECT 'victim-' || g AS t) v
+              WHERE (SELECT nodeport FROM pg_catalog.pg_dist_shard_placement
+                      WHERE shardid = pg_catalog.get_shard_id_for_distribution_column('public.fw_runs', t)) = {port}
+              ORDER BY g LIMIT 1"
+        ),
+    )
+    .await
+    .unwrap()
+    .pop()
+    .unwrap_or_default()
+}
+
+/// COPY and INSERT ... SELECT into a protected Citus table: a node copies those rows into the
+/// shards it holds itself past row level security, so without the insert guard a tenant planted
+/// rows in another tenant's shard on the coordinator. Into a shard there they are refused by the
+/// guard; into one on a worker, Citus' COPY refuses them (row level security).
+async fn copied_rows_never_land_in_another_tenants_shard() {
+    let local = tenant_with_shard_on(coordinator().port).await;
+    let remote = tenant_with_shard_on(citus().nodes[1].port).await;
+    for (victim, sqlstate, message) in [
+        (&local, "42501", "INSERT on protected table public.fw_runs_"),
+        (&remote, "0A000", "COPY FROM not supported with row-level security"),
+    ] {
+        let agent = agent().await;
+        agent.batch_execute("BEGIN").await.unwrap();
+        enter(&agent, &dental_alice()).await.unwrap();
+        let planted = agent
+            .batch_execute(&format!(
+                "INSERT INTO public.fw_runs (tenant_id, key, value) SELECT '{victim}', 'planted', '{{}}'"
+            ))
+            .await;
+        let refused = assert_refused_starting(planted, sqlstate, message);
+        agent.batch_execute("ROLLBACK; BEGIN").await.unwrap();
+        enter(&agent, &dental_alice()).await.unwrap();
+        let sink = agent.copy_in("COPY public.fw_runs (tenant_id, key, value) FROM STDIN").await.unwrap();
+        let copied = {
+            use futures_util::SinkExt;
+            let mut sink = Box::pin(sink);
+            sink.send(bytes::Bytes::from(format!("{victim}\tcopied\t{{}}\n"))).await.unwrap();
+            sink.as_mut().finish().await
+        };
+        assert_refused_starting(copied, sqlstate, message);
+        agent.batch_execute("ROLLBACK").await.unwrap();
+        drop(refused);
+    }
+    let admin = coordinator().connect("postgres").await;
+    assert_eq!(
+        column(
+            &admin,
+            &format!("SELECT count(*)::text FROM public.fw_runs WHERE tenant_id IN ('{local}', '{remote}')")
+        )
+        .await
+        .unwrap(),
+        ["0"]
+    );
+}
+
+/// Like `assert_refused`, for a message that starts with `prefix` (it names a shard).
+fn assert_refused_starting<T: std::fmt::Debug>(
+    result: Result<T, tokio_postgres::Error>,
+    sqlstate: &str,
+    prefix: &str,
+) -> tokio_postgres::error::DbError {
+    let err = result.expect_err("expected the server to refuse");
+    let db = err.as_db_error().unwrap_or_else(|| panic!("not a server error: {err}")).clone();
+    assert_eq!(db.code().code(), sqlstate, "{db:?}");
+    assert!(db.message().starts_with(prefix), "{db:?}");
+    db
+}
+
 /// Citus' connections are known by application_name, which any session may set: inside a
 /// boundary a forged one changes nothing, and outside one the table it leaves unprotected is
 /// reported by the lint.
@@ -717,6 +861,8 @@ fn main() {
         auto_protected_and_reference_tables_distribute,
         a_moved_shard_keeps_its_policies_and_each_tenant_its_rows,
         a_forged_citus_application_name_changes_nothing_inside_a_boundary,
+        auto_protect_add_columns_on_a_coordinator_that_holds_shards,
+        copied_rows_never_land_in_another_tenants_shard,
     ];
     let conclusion = match citus_installed() {
         Err(why) => {

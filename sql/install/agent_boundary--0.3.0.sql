@@ -246,7 +246,7 @@ AS 'MODULE_PATHNAME', 'compose_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:414
+-- src/boundary/mod.rs:415
 -- agent_boundary::boundary::current
 CREATE  FUNCTION "current"() RETURNS jsonb /* SqlResult < BoundaryJsonb > */
 STRICT STABLE PARALLEL SAFE
@@ -255,7 +255,16 @@ AS 'MODULE_PATHNAME', 'current_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:387
+-- src/policy/guard.rs:21
+-- agent_boundary::policy::guard::current_role_bypasses_rls
+CREATE  FUNCTION "current_role_bypasses_rls"() RETURNS bool /* bool */
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'current_role_bypasses_rls_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/boundary/mod.rs:388
 -- agent_boundary::boundary::datasource_ids
 CREATE  FUNCTION "datasource_ids"() RETURNS TEXT[] /* SqlResult < Vec < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -264,7 +273,7 @@ AS 'MODULE_PATHNAME', 'datasource_ids_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:309
+-- src/boundary/mod.rs:310
 -- agent_boundary::boundary::enter
 CREATE  FUNCTION "enter"(
 	"token" TEXT, /* & str */
@@ -277,7 +286,7 @@ AS 'MODULE_PATHNAME', 'enter_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:329
+-- src/boundary/mod.rs:330
 -- agent_boundary::boundary::exit
 CREATE  FUNCTION "exit"() RETURNS VOID /* SqlResult < () > */
 STRICT VOLATILE PARALLEL UNSAFE
@@ -310,7 +319,7 @@ AS 'MODULE_PATHNAME', 'generate_signing_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/guard.rs:127
+-- src/policy/guard.rs:133
 -- agent_boundary::policy::guard::guard_ddl
 CREATE  FUNCTION "guard_ddl"(
 	"event" TEXT, /* & str */
@@ -323,7 +332,7 @@ AS 'MODULE_PATHNAME', 'guard_ddl_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:323
+-- src/policy/mod.rs:328
 -- agent_boundary::policy::installed
 CREATE  FUNCTION "installed"() RETURNS bool /* bool */
 IMMUTABLE STRICT PARALLEL SAFE
@@ -332,7 +341,7 @@ AS 'MODULE_PATHNAME', 'installed_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:343
+-- src/boundary/mod.rs:344
 -- agent_boundary::boundary::is_active
 CREATE  FUNCTION "is_active"() RETURNS bool /* bool */
 STRICT STABLE PARALLEL SAFE
@@ -421,7 +430,7 @@ AS 'MODULE_PATHNAME', 'memory_list_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:392
+-- src/boundary/mod.rs:393
 -- agent_boundary::boundary::memory_namespace
 CREATE  FUNCTION "memory_namespace"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
@@ -449,11 +458,12 @@ AS 'MODULE_PATHNAME', 'outer_role_bypasses_rls_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:55
+-- src/policy/mod.rs:58
 -- requires:
 --   auto::auto_protect_object
 --   guard::guard_ddl
 --   guard::outer_role_bypasses_rls
+--   guard::current_role_bypasses_rls
 --   boundary::is_active
 --   installed
 
@@ -487,6 +497,23 @@ BEGIN
         MESSAGE = format('%s on protected table %I.%I reached a row outside the agent boundary (a cascaded or trigger-made change, which row level security does not check)',
                          TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME),
         HINT = 'Change each tenant''s rows inside its own boundary first, or make the foreign key carry the tenant column.';
+END
+$$;
+
+-- On Citus, the rows of COPY and INSERT ... SELECT that a node copies into the shards it holds
+-- itself skip row level security. The insert guard of a protected Citus table
+-- (boundary_refuse_insert, made by protect()) fires this for such a row outside the boundary;
+-- its WHEN condition is in src/policy/ddl.rs.
+CREATE FUNCTION boundary.refuse_insert_outside() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION USING
+        ERRCODE = 'insufficient_privilege',
+        MESSAGE = format('INSERT on protected table %I.%I wrote a row outside the agent boundary',
+                         TG_TABLE_SCHEMA, TG_TABLE_NAME),
+        HINT = 'Insert only rows of the boundary''s own scope (leave the tenant column to its default).';
 END
 $$;
 
@@ -577,7 +604,7 @@ AS $$
        AND polname = ANY ('{boundary_allow,boundary_select,boundary_insert,boundary_update,boundary_delete}')
 $$;
 
--- Everything row level security does on one relation, comparable across nodes (roles by name):
+-- Everything row level security and the guards do on one relation, comparable across nodes (roles by name):
 -- on Citus, each shard and each worker's copy of a table must give the table's own.
 CREATE FUNCTION boundary.policy_signature(tbl regclass) RETURNS text
 LANGUAGE sql STABLE
@@ -590,7 +617,14 @@ AS $$
                                                      pg_get_expr(q.polqual, q.polrelid),
                                                      pg_get_expr(q.polwithcheck, q.polrelid)),
                                               ';' ORDER BY q.polname)
-                              FROM pg_policy q WHERE q.polrelid = tbl), ''))
+                              FROM pg_policy q WHERE q.polrelid = tbl), '')
+               -- and the row guards (shards' triggers have their own names: compare what they run;
+               -- Citus keeps statement-level TRUNCATE triggers on the distributed table only)
+               || '|' || coalesce((SELECT string_agg(format('%s %s', t.tgtype, t.tgfoid::regprocedure), ';'
+                                                     ORDER BY t.tgtype, t.tgfoid::regprocedure::text)
+                                     FROM pg_trigger t JOIN pg_proc f ON f.oid = t.tgfoid
+                                    WHERE t.tgrelid = tbl AND f.pronamespace = 'boundary'::regnamespace
+                                      AND (t.tgtype::int & 1) = 1), ''))
       FROM pg_class c
      WHERE c.oid = tbl
 $$;
@@ -916,6 +950,14 @@ findings (object, problem, fix) AS (
      WHERE s.citus
        AND EXISTS (SELECT 1 FROM pg_policy q WHERE q.polrelid = p.oid AND q.polname LIKE 'boundary\_%' AND NOT q.polpermissive)
     UNION ALL
+    -- ... and one protected in the shape Citus needs, by a version without the insert guard.
+    SELECT p.name, 'the insert guard (trigger boundary_refuse_insert) is missing: Citus copies the rows of COPY and INSERT ... SELECT into the shards a node holds past row level security',
+           format('SELECT boundary.reprotect(%L);', p.name)
+      FROM app_protected p CROSS JOIN settings s
+     WHERE s.citus
+       AND NOT EXISTS (SELECT 1 FROM pg_policy q WHERE q.polrelid = p.oid AND q.polname LIKE 'boundary\_%' AND NOT q.polpermissive)
+       AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = p.oid AND t.tgname = 'boundary_refuse_insert')
+    UNION ALL
     -- Every shard and every worker's copy of a protected Citus table.
     SELECT c.object, c.problem, c.fix FROM boundary.citus_policy_findings() c
     UNION ALL
@@ -1078,7 +1120,7 @@ $lint$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:372
+-- src/boundary/mod.rs:373
 -- agent_boundary::boundary::plan
 CREATE  FUNCTION "plan"() RETURNS TEXT /* SqlResult < & '_ str > */
 STRICT STABLE PARALLEL SAFE
@@ -1100,7 +1142,7 @@ AS 'MODULE_PATHNAME', 'promote_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:407
+-- src/boundary/mod.rs:408
 -- agent_boundary::boundary::prompt_version
 CREATE  FUNCTION "prompt_version"() RETURNS TEXT /* SqlResult < Option < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -1109,7 +1151,7 @@ AS 'MODULE_PATHNAME', 'prompt_version_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:335
+-- src/policy/mod.rs:340
 -- agent_boundary::policy::protect
 CREATE  FUNCTION "protect"(
 	"tbl" regclass, /* PgRelation */
@@ -1148,7 +1190,7 @@ AS 'MODULE_PATHNAME', 'purge_expired_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:377
+-- src/boundary/mod.rs:378
 -- agent_boundary::boundary::region
 CREATE  FUNCTION "region"() RETURNS TEXT /* SqlResult < & '_ str > */
 STRICT STABLE PARALLEL SAFE
@@ -1176,7 +1218,7 @@ AS 'MODULE_PATHNAME', 'register_principal_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:365
+-- src/policy/mod.rs:370
 -- agent_boundary::policy::reprotect
 CREATE  FUNCTION "reprotect"(
 	"tbl" regclass /* PgRelation */
@@ -1226,7 +1268,7 @@ AS 'MODULE_PATHNAME', 'revoke_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:367
+-- src/boundary/mod.rs:368
 -- agent_boundary::boundary::role
 CREATE  FUNCTION "role"() RETURNS TEXT /* SqlResult < & '_ str > */
 STRICT STABLE PARALLEL SAFE
@@ -1235,7 +1277,7 @@ AS 'MODULE_PATHNAME', 'role_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:402
+-- src/boundary/mod.rs:403
 -- agent_boundary::boundary::run_id
 CREATE  FUNCTION "run_id"() RETURNS TEXT /* SqlResult < Option < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -1291,7 +1333,7 @@ AS 'MODULE_PATHNAME', 'snapshot_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:352
+-- src/boundary/mod.rs:353
 -- agent_boundary::boundary::tenant_id
 CREATE  FUNCTION "tenant_id"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
@@ -1300,7 +1342,7 @@ AS 'MODULE_PATHNAME', 'tenant_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:382
+-- src/boundary/mod.rs:383
 -- agent_boundary::boundary::tool_ids
 CREATE  FUNCTION "tool_ids"() RETURNS TEXT[] /* SqlResult < Vec < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -1309,7 +1351,7 @@ AS 'MODULE_PATHNAME', 'tool_ids_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:397
+-- src/boundary/mod.rs:398
 -- agent_boundary::boundary::trace_id
 CREATE  FUNCTION "trace_id"() RETURNS TEXT /* SqlResult < Option < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -1318,7 +1360,7 @@ AS 'MODULE_PATHNAME', 'trace_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:399
+-- src/policy/mod.rs:404
 -- agent_boundary::policy::unprotect
 CREATE  FUNCTION "unprotect"(
 	"tbl" regclass /* PgRelation */
@@ -1330,7 +1372,7 @@ AS 'MODULE_PATHNAME', 'unprotect_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:362
+-- src/boundary/mod.rs:363
 -- agent_boundary::boundary::user_id
 CREATE  FUNCTION "user_id"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
@@ -1339,7 +1381,7 @@ AS 'MODULE_PATHNAME', 'user_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/guard.rs:150
+-- src/policy/guard.rs:156
 -- agent_boundary::policy::guard::validate_constraint
 CREATE  FUNCTION "validate_constraint"(
 	"tbl" regclass, /* pgrx :: PgRelation */
@@ -1389,7 +1431,7 @@ COMMENT ON FUNCTION boundary.vector_search(regclass, vector, integer, text, text
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:357
+-- src/boundary/mod.rs:358
 -- agent_boundary::boundary::workspace_id
 CREATE  FUNCTION "workspace_id"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
@@ -1511,42 +1553,6 @@ CREATE FUNCTION "guard_store_write"()
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/cache.rs:16
--- requires:
---   policy::protect
---   boundary::tenant_id
---   boundary::workspace_id
---   boundary::role
---   cache_prefix
---   stores::compose_key
---   stores::guard::guard_store_write
---   policy_sql
-
-
-CREATE TABLE boundary.cache (
-    tenant_id    text NOT NULL,
-    workspace_id text NOT NULL,
-    key          text NOT NULL,
-    value        jsonb NOT NULL,
-    expires_at   timestamptz NOT NULL,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (tenant_id, key),
-    CHECK (starts_with(key, boundary.compose_key(VARIADIC ARRAY['agent-cache', tenant_id, workspace_id]) || ':'))
-);
-COMMENT ON TABLE boundary.cache IS
-  'Cached agent results, keyed by boundary.cache_key(); a role or datasource set sees only its own entries.';
-DO $protect$ BEGIN
-    PERFORM boundary.protect('boundary.cache', write_roles => '{owner,admin,member,viewer}');
-END $protect$;
-CREATE POLICY cache_current_boundary ON boundary.cache AS RESTRICTIVE FOR ALL
-    USING (starts_with(key, boundary.cache_prefix()) AND expires_at > statement_timestamp())
-    WITH CHECK (starts_with(key, boundary.cache_prefix()));
-CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundary.cache
-    FOR EACH ROW EXECUTE FUNCTION boundary.guard_store_write();
-GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.cache TO PUBLIC;
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- src/stores/memory.rs:22
 -- requires:
 --   policy::protect
@@ -1620,6 +1626,42 @@ CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundar
 CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundary.run_state
     FOR EACH ROW EXECUTE FUNCTION boundary.guard_store_write();
 GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.memories, boundary.run_state TO PUBLIC;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/stores/cache.rs:16
+-- requires:
+--   policy::protect
+--   boundary::tenant_id
+--   boundary::workspace_id
+--   boundary::role
+--   cache_prefix
+--   stores::compose_key
+--   stores::guard::guard_store_write
+--   policy_sql
+
+
+CREATE TABLE boundary.cache (
+    tenant_id    text NOT NULL,
+    workspace_id text NOT NULL,
+    key          text NOT NULL,
+    value        jsonb NOT NULL,
+    expires_at   timestamptz NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, key),
+    CHECK (starts_with(key, boundary.compose_key(VARIADIC ARRAY['agent-cache', tenant_id, workspace_id]) || ':'))
+);
+COMMENT ON TABLE boundary.cache IS
+  'Cached agent results, keyed by boundary.cache_key(); a role or datasource set sees only its own entries.';
+DO $protect$ BEGIN
+    PERFORM boundary.protect('boundary.cache', write_roles => '{owner,admin,member,viewer}');
+END $protect$;
+CREATE POLICY cache_current_boundary ON boundary.cache AS RESTRICTIVE FOR ALL
+    USING (starts_with(key, boundary.cache_prefix()) AND expires_at > statement_timestamp())
+    WITH CHECK (starts_with(key, boundary.cache_prefix()));
+CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundary.cache
+    FOR EACH ROW EXECUTE FUNCTION boundary.guard_store_write();
+GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.cache TO PUBLIC;
 /* </end connected objects> */
 
 /* <begin connected objects> */

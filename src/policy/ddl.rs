@@ -23,6 +23,9 @@ pub const TRUNCATE_TRIGGER: &str = "boundary_refuse_truncate";
 /// Refuses cascaded and trigger-made changes to rows outside the boundary (row level security
 /// does not check referential actions).
 pub const CASCADE_TRIGGER: &str = "boundary_refuse_cascade";
+/// On Citus tables: refuses an inserted row outside the boundary. Citus copies the rows of
+/// `COPY` and `INSERT ... SELECT` into the shards a node holds itself past row level security.
+pub const INSERT_TRIGGER: &str = "boundary_refuse_insert";
 /// Column names that are scoped automatically when a table has them.
 pub const AUTO_WORKSPACE_COLUMN: &str = "workspace_id";
 pub const AUTO_DATASOURCE_COLUMN: &str = "datasource_id";
@@ -98,6 +101,8 @@ pub struct Existing {
     /// The cascade guard, if the table has one: `Inherited` when it is the clone of a
     /// partitioned parent's (which only the parent's can replace or drop).
     pub cascade_trigger: Option<Guard>,
+    /// The insert guard of Citus tables, likewise.
+    pub insert_trigger: Option<Guard>,
     /// Columns whose default is one of our accessors.
     pub accessor_defaults: Vec<String>,
 }
@@ -158,6 +163,18 @@ impl ProtectPlan {
         format!(
             "pg_catalog.pg_trigger_depth() > 0 AND NOT CASE WHEN boundary.is_active() \
              THEN coalesce({old_row_inside}, false) ELSE boundary.outer_role_bypasses_rls() END"
+        )
+    }
+
+    /// When the insert guard (Citus tables) refuses a row: when row level security would, that
+    /// is unless the current role bypasses it (the extension's own writes, Citus moving shards,
+    /// a superuser loading data), a row outside the boundary or any row without one.
+    pub fn insert_guard_condition(&self) -> String {
+        let new_row_inside = self.scope.predicate_on("NEW.", |field| Scope::accessor(field).to_string());
+        format!(
+            "NOT boundary.current_role_bypasses_rls() AND NOT coalesce(boundary.is_active() \
+             AND {new_row_inside} AND {}, false)",
+            self.write_check()
         )
     }
 
@@ -233,6 +250,18 @@ impl ProtectPlan {
                 self.cascade_guard_condition()
             ));
         }
+        match (self.shape, existing.insert_trigger) {
+            (_, Some(Guard::Inherited)) => {}
+            (Shape::Distributable, _) => out.push(format!(
+                "CREATE OR REPLACE TRIGGER {INSERT_TRIGGER} BEFORE INSERT ON {t} FOR EACH ROW \
+                 WHEN ({}) EXECUTE FUNCTION boundary.refuse_insert_outside()",
+                self.insert_guard_condition()
+            )),
+            (Shape::Restrictive, Some(Guard::Own)) => {
+                out.push(format!("DROP TRIGGER {INSERT_TRIGGER} ON {t}"))
+            }
+            (Shape::Restrictive, None) => {}
+        }
         out
     }
 }
@@ -252,6 +281,9 @@ pub fn unprotect_statements(table: &str, existing: &Existing, other_policies_rem
     }
     if existing.cascade_trigger == Some(Guard::Own) {
         out.push(format!("DROP TRIGGER {CASCADE_TRIGGER} ON {table}"));
+    }
+    if existing.insert_trigger == Some(Guard::Own) {
+        out.push(format!("DROP TRIGGER {INSERT_TRIGGER} ON {table}"));
     }
     out.push(format!("ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY"));
     if !other_policies_remain {
@@ -368,6 +400,21 @@ mod tests {
             !ddl.iter().any(|s| s.contains("ALTER COLUMN \"tenant_id\"")),
             "Citus refuses to change the distribution column's default: it is left as it is"
         );
+        // Rows Citus copies into a node's own shards skip row level security: the insert guard
+        // refuses those outside the boundary, with the insert policy's own predicate.
+        assert_eq!(
+            ddl.last().unwrap(),
+            "CREATE OR REPLACE TRIGGER boundary_refuse_insert BEFORE INSERT ON \"public\".\"tickets\" FOR EACH ROW \
+             WHEN (NOT boundary.current_role_bypasses_rls() AND NOT coalesce(boundary.is_active() \
+             AND NEW.\"tenant_id\" = boundary.tenant_id() AND boundary.role() = ANY ('{owner,admin,member}'::text[]), \
+             false)) EXECUTE FUNCTION boundary.refuse_insert_outside()"
+        );
+        // Protected again in the restrictive shape (Citus gone), the guard goes.
+        let guarded = Existing { insert_trigger: Some(Guard::Own), ..existing };
+        assert!(plan("text")
+            .statements(&guarded)
+            .contains(&"DROP TRIGGER boundary_refuse_insert ON \"public\".\"tickets\"".to_string()));
+        assert!(!plan("text").statements(&Existing::default()).iter().any(|s| s.contains(INSERT_TRIGGER)));
     }
 
     #[test]
@@ -378,6 +425,7 @@ mod tests {
             policies: POLICIES.iter().map(|p| p.to_string()).collect(),
             truncate_trigger: true,
             cascade_trigger: Some(Guard::Own),
+            insert_trigger: None,
             accessor_defaults: vec!["tenant_id".into(), "workspace_id".into()],
         };
         let ddl = plan("text").statements(&existing);
@@ -461,11 +509,13 @@ mod tests {
             policies: POLICIES.iter().map(|p| p.to_string()).collect(),
             truncate_trigger: true,
             cascade_trigger: Some(Guard::Own),
+            insert_trigger: Some(Guard::Own),
             accessor_defaults: vec!["tenant_id".into()],
         };
         let ddl = unprotect_statements("\"public\".\"t\"", &existing, false);
-        assert_eq!(ddl.len(), POLICIES.len() + 5);
+        assert_eq!(ddl.len(), POLICIES.len() + 6);
         assert!(ddl.contains(&"DROP TRIGGER boundary_refuse_cascade ON \"public\".\"t\"".to_string()));
+        assert!(ddl.contains(&"DROP TRIGGER boundary_refuse_insert ON \"public\".\"t\"".to_string()));
         let partition = Existing { cascade_trigger: Some(Guard::Inherited), ..existing.clone() };
         assert!(
             !unprotect_statements("\"public\".\"t\"", &partition, false)

@@ -17,6 +17,12 @@ fn outer_role_bypasses_rls() -> bool {
     crate::pg::session_role_bypasses_rls()
 }
 
+/// For the insert guard's condition: see [`crate::pg::current_role_bypasses_rls`].
+#[pg_extern(stable, parallel_safe)]
+fn current_role_bypasses_rls() -> bool {
+    crate::pg::current_role_bypasses_rls()
+}
+
 const INSIDE_HINT: &str = "Run schema changes outside agent boundaries, as a role agents never connect as.";
 const GENERATED_HINT: &str =
     "Use boundary.unprotect() to stop protecting the table, and boundary.reprotect() to rebuild its protection.";

@@ -62,6 +62,7 @@ extension_sql_file!(
         auto::auto_protect_object,
         guard::guard_ddl,
         guard::outer_role_bypasses_rls,
+        guard::current_role_bypasses_rls,
         boundary::is_active,
         installed
     ]
@@ -188,6 +189,20 @@ fn existing(oid: pg_sys::Oid) -> Result<Existing> {
         let names = |sql: &str, args: &[pgrx::datum::DatumWithOid]| -> Result<Vec<String>> {
             client.select(sql, None, args)?.map(|row| Ok(row.get::<String>(1)?.unwrap_or_default())).collect()
         };
+        // A row trigger of that name, if any: a partition's clone of its parent's is Inherited.
+        let guard = |name: &str| -> Result<Option<Guard>> {
+            client
+                .select(
+                    "SELECT tgparentid <> 0 FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = $2",
+                    None,
+                    &[oid.into(), name.into()],
+                )?
+                .next()
+                .map(|row| {
+                    Ok(if row.get::<bool>(1)?.unwrap_or(false) { Guard::Inherited } else { Guard::Own })
+                })
+                .transpose()
+        };
         Ok(Existing {
             policies: names(
                 "SELECT polname::text FROM pg_catalog.pg_policy WHERE polrelid = $1 AND polname = ANY ($2)",
@@ -198,21 +213,8 @@ fn existing(oid: pg_sys::Oid) -> Result<Existing> {
                 &[oid.into(), ddl::TRUNCATE_TRIGGER.into()],
             )?
             .is_empty(),
-            cascade_trigger: client
-                .select(
-                    "SELECT tgparentid <> 0 FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = $2",
-                    None,
-                    &[oid.into(), ddl::CASCADE_TRIGGER.into()],
-                )?
-                .next()
-                .map(|row| {
-                    Ok::<_, BoundaryError>(if row.get::<bool>(1)?.unwrap_or(false) {
-                        Guard::Inherited
-                    } else {
-                        Guard::Own
-                    })
-                })
-                .transpose()?,
+            cascade_trigger: guard(ddl::CASCADE_TRIGGER)?,
+            insert_trigger: guard(ddl::INSERT_TRIGGER)?,
             accessor_defaults: names(
                 "SELECT a.attname::text FROM pg_catalog.pg_attrdef d
                    JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum

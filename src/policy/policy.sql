@@ -31,6 +31,23 @@ BEGIN
 END
 $$;
 
+-- On Citus, the rows of COPY and INSERT ... SELECT that a node copies into the shards it holds
+-- itself skip row level security. The insert guard of a protected Citus table
+-- (boundary_refuse_insert, made by protect()) fires this for such a row outside the boundary;
+-- its WHEN condition is in src/policy/ddl.rs.
+CREATE FUNCTION boundary.refuse_insert_outside() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION USING
+        ERRCODE = 'insufficient_privilege',
+        MESSAGE = format('INSERT on protected table %I.%I wrote a row outside the agent boundary',
+                         TG_TABLE_SCHEMA, TG_TABLE_NAME),
+        HINT = 'Insert only rows of the boundary''s own scope (leave the tenant column to its default).';
+END
+$$;
+
 -- DDL row level security does not see: inside a boundary nothing may touch a protected table,
 -- and the generated policies and guards change only through protect(), reprotect() and
 -- unprotect() (src/policy/guard.rs).
@@ -118,7 +135,7 @@ AS $$
        AND polname = ANY ('{boundary_allow,boundary_select,boundary_insert,boundary_update,boundary_delete}')
 $$;
 
--- Everything row level security does on one relation, comparable across nodes (roles by name):
+-- Everything row level security and the guards do on one relation, comparable across nodes (roles by name):
 -- on Citus, each shard and each worker's copy of a table must give the table's own.
 CREATE FUNCTION boundary.policy_signature(tbl regclass) RETURNS text
 LANGUAGE sql STABLE
@@ -131,7 +148,14 @@ AS $$
                                                      pg_get_expr(q.polqual, q.polrelid),
                                                      pg_get_expr(q.polwithcheck, q.polrelid)),
                                               ';' ORDER BY q.polname)
-                              FROM pg_policy q WHERE q.polrelid = tbl), ''))
+                              FROM pg_policy q WHERE q.polrelid = tbl), '')
+               -- and the row guards (shards' triggers have their own names: compare what they run;
+               -- Citus keeps statement-level TRUNCATE triggers on the distributed table only)
+               || '|' || coalesce((SELECT string_agg(format('%s %s', t.tgtype, t.tgfoid::regprocedure), ';'
+                                                     ORDER BY t.tgtype, t.tgfoid::regprocedure::text)
+                                     FROM pg_trigger t JOIN pg_proc f ON f.oid = t.tgfoid
+                                    WHERE t.tgrelid = tbl AND f.pronamespace = 'boundary'::regnamespace
+                                      AND (t.tgtype::int & 1) = 1), ''))
       FROM pg_class c
      WHERE c.oid = tbl
 $$;
@@ -456,6 +480,14 @@ findings (object, problem, fix) AS (
       FROM app_protected p CROSS JOIN settings s
      WHERE s.citus
        AND EXISTS (SELECT 1 FROM pg_policy q WHERE q.polrelid = p.oid AND q.polname LIKE 'boundary\_%' AND NOT q.polpermissive)
+    UNION ALL
+    -- ... and one protected in the shape Citus needs, by a version without the insert guard.
+    SELECT p.name, 'the insert guard (trigger boundary_refuse_insert) is missing: Citus copies the rows of COPY and INSERT ... SELECT into the shards a node holds past row level security',
+           format('SELECT boundary.reprotect(%L);', p.name)
+      FROM app_protected p CROSS JOIN settings s
+     WHERE s.citus
+       AND NOT EXISTS (SELECT 1 FROM pg_policy q WHERE q.polrelid = p.oid AND q.polname LIKE 'boundary\_%' AND NOT q.polpermissive)
+       AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = p.oid AND t.tgname = 'boundary_refuse_insert')
     UNION ALL
     -- Every shard and every worker's copy of a protected Citus table.
     SELECT c.object, c.problem, c.fix FROM boundary.citus_policy_findings() c
