@@ -804,6 +804,34 @@ async fn copied_rows_never_land_in_another_tenants_shard() {
     );
 }
 
+/// COPY out of a protected Citus table inside a boundary: the tenant's rows only, or an error.
+async fn copy_out_reads_only_the_tenants_rows_or_fails_closed() {
+    let agent = agent().await;
+    agent.batch_execute("BEGIN").await.unwrap();
+    enter(&agent, &dental_alice()).await.unwrap();
+    let copy_out = |sql: &'static str| {
+        let agent = &agent;
+        async move {
+            use futures_util::TryStreamExt;
+            let stream = agent.copy_out(sql).await?;
+            let chunks: Vec<bytes::Bytes> = Box::pin(stream).try_collect().await?;
+            Ok::<_, tokio_postgres::Error>(chunks.concat())
+        }
+    };
+    let rows = copy_out("COPY (SELECT tenant_id FROM public.fw_runs ORDER BY key) TO STDOUT").await.unwrap();
+    assert_eq!(String::from_utf8(rows).unwrap(), "northstar-dental\nnorthstar-dental\n");
+    // Citus reads the table's shards over connections of its own: where the boundary is not
+    // carried on them, the shards refuse; where it is, they give the tenant's rows.
+    match copy_out("COPY public.fw_runs (tenant_id) TO STDOUT").await {
+        Ok(rows) => assert_eq!(String::from_utf8(rows).unwrap(), "northstar-dental\nnorthstar-dental\n"),
+        Err(e) => {
+            let db = e.as_db_error().expect("a server error");
+            assert_eq!((db.code().code(), db.message()), ("42501", "no agent boundary is set"));
+        }
+    }
+    agent.batch_execute("ROLLBACK").await.unwrap();
+}
+
 /// Like `assert_refused`, for a message that starts with `prefix` (it names a shard).
 fn assert_refused_starting<T: std::fmt::Debug>(
     result: Result<T, tokio_postgres::Error>,
@@ -863,6 +891,7 @@ fn main() {
         a_forged_citus_application_name_changes_nothing_inside_a_boundary,
         auto_protect_add_columns_on_a_coordinator_that_holds_shards,
         copied_rows_never_land_in_another_tenants_shard,
+        copy_out_reads_only_the_tenants_rows_or_fails_closed,
     ];
     let conclusion = match citus_installed() {
         Err(why) => {
