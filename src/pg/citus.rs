@@ -95,10 +95,21 @@ pub fn connection_gpid() -> Option<u64> {
     std::str::from_utf8(application_name().strip_prefix(b"citus_internal gpid=")?).ok()?.parse().ok()
 }
 
+thread_local! {
+    /// This backend's global pid, and the application_name it was read under (Citus assigns a
+    /// backend's global pid again only when its application_name changes).
+    static GPID: std::cell::RefCell<Option<(Vec<u8>, u64)>> = const { std::cell::RefCell::new(None) };
+}
+
 /// This backend's Citus global pid (what its connections to other nodes carry).
 pub fn backend_gpid() -> Result<u64> {
-    let gpid = Spi::get_one::<i64>("SELECT pg_catalog.citus_backend_gpid()")?.unwrap_or(0);
-    Ok(gpid as u64)
+    let name = application_name();
+    if let Some(gpid) = GPID.with(|cell| cell.borrow().as_ref().filter(|(n, _)| n == name).map(|(_, g)| *g)) {
+        return Ok(gpid);
+    }
+    let gpid = Spi::get_one::<i64>("SELECT pg_catalog.citus_backend_gpid()")?.unwrap_or(0) as u64;
+    GPID.with(|cell| *cell.borrow_mut() = Some((name.to_vec(), gpid)));
+    Ok(gpid)
 }
 
 /// `SET LOCAL name = 'value'` here and, through Citus, on every worker connection of this

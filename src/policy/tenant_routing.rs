@@ -144,7 +144,12 @@ unsafe fn add_tenant_filters(parse: *mut pg_sys::Query) -> Option<()> {
             .filter(|(_, rte)| (**rte).rtekind == pg_sys::RTEKind::RTE_RELATION)
             .map(|(index, rte)| (index as i32 + 1, (*rte).relid))
             .collect();
-        if relations.is_empty() || !crate::pg::citus::loaded() || !crate::gucs::route_to_tenant_shard() {
+        // A Citus connection to a worker plans shard queries, which name their shard already.
+        if relations.is_empty()
+            || !crate::pg::citus::loaded()
+            || !crate::gucs::route_to_tenant_shard()
+            || crate::pg::citus::connection_gpid().is_some()
+        {
             return None;
         }
         let boundary = sealed_guc::current_if_any().ok()??;
