@@ -10,20 +10,28 @@ STRICT STABLE PARALLEL SAFE
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'current_role_bypasses_rls_wrapper';
 
--- On Citus, the rows of COPY and INSERT ... SELECT that a node copies into the shards it holds
--- itself skip row level security. The insert guard of a protected Citus table
--- (boundary_refuse_insert, made by protect()) fires this for such a row outside the boundary;
--- its WHEN condition is in src/policy/ddl.rs.
-CREATE FUNCTION boundary.refuse_insert_outside() RETURNS trigger
+-- Row level security does not check every way a row changes. The guards on a protected table
+-- fire this (their WHEN conditions are in src/policy/ddl.rs): the cascade guard
+-- (boundary_refuse_cascade) for a change made below the top level (a referential action, another
+-- trigger) to a row outside the boundary; on Citus, the insert guard (boundary_refuse_insert) for
+-- a row outside the boundary that a node copies into its own shards (COPY, INSERT ... SELECT).
+CREATE OR REPLACE FUNCTION boundary.refuse_cross_tenant_change() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF TG_OP = 'INSERT' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'insufficient_privilege',
+            MESSAGE = format('INSERT on protected table %I.%I wrote a row outside the agent boundary',
+                             TG_TABLE_SCHEMA, TG_TABLE_NAME),
+            HINT = 'Insert only rows of the boundary''s own scope (leave the tenant column to its default).';
+    END IF;
     RAISE EXCEPTION USING
         ERRCODE = 'insufficient_privilege',
-        MESSAGE = format('INSERT on protected table %I.%I wrote a row outside the agent boundary',
-                         TG_TABLE_SCHEMA, TG_TABLE_NAME),
-        HINT = 'Insert only rows of the boundary''s own scope (leave the tenant column to its default).';
+        MESSAGE = format('%s on protected table %I.%I reached a row outside the agent boundary (a cascaded or trigger-made change, which row level security does not check)',
+                         TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME),
+        HINT = 'Change each tenant''s rows inside its own boundary first, or make the foreign key carry the tenant column.';
 END
 $$;
 
@@ -64,6 +72,8 @@ DECLARE
     tbl regclass;
     expected text;
     copy record;
+    run_on_worker regprocedure;
+    who text;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus') THEN
         RETURN;
@@ -71,23 +81,19 @@ BEGIN
     -- Where boundaries reach the workers (a cluster seal key is set), a role that runs its own
     -- SQL on the workers over Citus' connections could set there a boundary it saw in a
     -- worker's log or pg_stat_activity (cluster_seal.rs).
-    IF pg_catalog.current_setting('agent_boundary.cluster_seal_key_file', true) <> ''
-       AND pg_catalog.to_regprocedure('pg_catalog.master_run_on_worker(text[],integer[],text[],boolean)') IS NOT NULL
-    THEN
-        object := 'pg_catalog.master_run_on_worker(text[], integer[], text[], boolean)';
-        FOR problem IN
-            SELECT format('%s can run its own SQL on the Citus workers over Citus'' connections (so can run_command_on_workers and the other run_command_on_* functions built on it), where it could replay a boundary seen in a worker''s log or pg_stat_activity', who)
-              FROM (SELECT CASE WHEN pg_catalog.has_function_privilege('public', f, 'EXECUTE') THEN 'every role (PUBLIC)'
-                                ELSE (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(r.rolname), ', ' ORDER BY r.rolname)
-                                        FROM pg_catalog.pg_roles r
-                                       WHERE NOT r.rolsuper AND r.rolname !~ '^pg_'
-                                         AND pg_catalog.has_function_privilege(r.oid, f, 'EXECUTE')) END AS who
-                      FROM (SELECT pg_catalog.to_regprocedure('pg_catalog.master_run_on_worker(text[],integer[],text[],boolean)') AS f) fn) w
-             WHERE who IS NOT NULL
-        LOOP
-            fix := 'REVOKE EXECUTE ON FUNCTION pg_catalog.master_run_on_worker(text[], integer[], text[], boolean) FROM PUBLIC; on every node (and from each role listed)';
+    run_on_worker := pg_catalog.to_regprocedure('pg_catalog.master_run_on_worker(text[],integer[],text[],boolean)');
+    IF pg_catalog.current_setting('agent_boundary.cluster_seal_key_file', true) <> '' AND run_on_worker IS NOT NULL THEN
+        who := CASE WHEN pg_catalog.has_function_privilege('public', run_on_worker, 'EXECUTE') THEN 'every role (PUBLIC)'
+                    ELSE (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(r.rolname), ', ' ORDER BY r.rolname)
+                            FROM pg_catalog.pg_roles r
+                           WHERE NOT r.rolsuper AND r.rolname !~ '^pg_'
+                             AND pg_catalog.has_function_privilege(r.oid, run_on_worker, 'EXECUTE')) END;
+        IF who IS NOT NULL THEN
+            object := 'pg_catalog.master_run_on_worker(text[], integer[], text[], boolean)';
+            problem := format('%s can run its own SQL on the Citus workers over Citus'' connections (so can run_command_on_workers and the other run_command_on_* functions built on it), where it could replay a boundary seen in a worker''s log or pg_stat_activity', who);
+            fix := format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC; on every node (and from each role listed)', object);
             RETURN NEXT;
-        END LOOP;
+        END IF;
     END IF;
     FOR tbl IN EXECUTE
         'SELECT d.logicalrelid FROM pg_catalog.pg_dist_partition d
@@ -227,11 +233,15 @@ findings (object, problem, fix) AS (
      WHERE EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = t.oid AND p.polname LIKE 'boundary\_%')
        AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = t.oid AND p.polname = m.polname)
     UNION ALL
+    -- (the insert guard only where protect() made Citus' shape: no restrictive policy)
     SELECT p.name, format('the %s guard (trigger %s) is missing', g.what, g.tgname),
            format('SELECT boundary.reprotect(%L);', p.name)
       FROM protected p
-     CROSS JOIN (VALUES ('TRUNCATE', 'boundary_refuse_truncate'), ('cascade', 'boundary_refuse_cascade')) g(what, tgname)
+     CROSS JOIN (VALUES ('TRUNCATE', 'boundary_refuse_truncate'), ('cascade', 'boundary_refuse_cascade'),
+                        ('insert', 'boundary_refuse_insert')) g(what, tgname)
      WHERE NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = p.oid AND t.tgname = g.tgname)
+       AND (g.what <> 'insert'
+            OR NOT EXISTS (SELECT 1 FROM pg_policy q WHERE q.polrelid = p.oid AND q.polname LIKE 'boundary\_%' AND NOT q.polpermissive))
     UNION ALL
     -- Generated policies changed after protect() made them (ALTER POLICY with the DDL guard off,
     -- or a version that did not record them).
@@ -372,14 +382,6 @@ findings (object, problem, fix) AS (
       FROM app_protected p CROSS JOIN settings s
      WHERE s.citus
        AND EXISTS (SELECT 1 FROM pg_policy q WHERE q.polrelid = p.oid AND q.polname LIKE 'boundary\_%' AND NOT q.polpermissive)
-    UNION ALL
-    -- ... and one protected in the shape Citus needs, by a version without the insert guard.
-    SELECT p.name, 'the insert guard (trigger boundary_refuse_insert) is missing: Citus copies the rows of COPY and INSERT ... SELECT into the shards a node holds past row level security',
-           format('SELECT boundary.reprotect(%L);', p.name)
-      FROM app_protected p CROSS JOIN settings s
-     WHERE s.citus
-       AND NOT EXISTS (SELECT 1 FROM pg_policy q WHERE q.polrelid = p.oid AND q.polname LIKE 'boundary\_%' AND NOT q.polpermissive)
-       AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = p.oid AND t.tgname = 'boundary_refuse_insert')
     UNION ALL
     -- Every shard and every worker's copy of a protected Citus table.
     SELECT c.object, c.problem, c.fix FROM boundary.citus_policy_findings() c

@@ -24,7 +24,7 @@ pub fn distribution_column(oid: pg_sys::Oid) -> Result<Option<String>> {
     }
     Ok(Spi::get_one_with_args::<String>(
         "SELECT pg_catalog.column_to_column_name(logicalrelid, partkey) FROM pg_catalog.pg_dist_partition
-          WHERE logicalrelid = $1 AND partkey IS NOT NULL",
+          WHERE logicalrelid OPERATOR(pg_catalog.=) $1 AND partkey IS NOT NULL",
         &[oid.into()],
     )
     .or_else(|e| match e {
@@ -115,11 +115,9 @@ pub fn backend_gpid() -> Result<u64> {
 /// `SET LOCAL name = 'value'` here and, through Citus, on every worker connection of this
 /// transaction, those open now and those it opens later (Citus propagates `SET LOCAL` while
 /// `citus.propagate_set_commands` is `local`, which holds only for this statement).
+/// `name` is one of the extension's setting names (a constant, not a caller's text).
 pub fn set_local_on_every_node(name: &str, value: &str) -> Result<()> {
-    // Sealed values are base64url and dots: anything else would not be a literal.
-    if !value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
-        return Err(crate::error::BoundaryError::Internal(format!("{name}: not a sealed value")));
-    }
+    let value = super::catalog::quote_literal(value);
     super::guc::with_nest_level(|| {
         super::guc::set(
             c"citus.propagate_set_commands",
@@ -127,7 +125,7 @@ pub fn set_local_on_every_node(name: &str, value: &str) -> Result<()> {
             pg_sys::GucContext::PGC_USERSET,
             pg_sys::GucAction::GUC_ACTION_SAVE,
         );
-        Spi::run(&format!("SET LOCAL {name} = '{value}'"))
+        Spi::run(&format!("SET LOCAL {name} = {value}"))
     })?;
     Ok(())
 }

@@ -11,22 +11,22 @@ pub mod shmem;
 pub mod spi_plans;
 
 /// Whether the current role (the one row level security checks: a SECURITY DEFINER function's
-/// owner inside it) is exempt from row level security: a superuser or a BYPASSRLS role.
+/// owner inside it) is exempt from row level security.
 pub fn current_role_bypasses_rls() -> bool {
-    // SAFETY: reads backend-local role state and the role syscache; no memory is handed out.
-    unsafe {
-        let role = pgrx::pg_sys::GetUserId();
-        pgrx::pg_sys::superuser_arg(role) || pgrx::pg_sys::has_bypassrls_privilege(role)
-    }
+    // SAFETY: reads backend-local role state.
+    bypasses_rls(unsafe { pgrx::pg_sys::GetUserId() })
+}
+
+/// A superuser or a BYPASSRLS role.
+fn bypasses_rls(role: pgrx::pg_sys::Oid) -> bool {
+    // SAFETY: role syscache lookups; no memory is handed out.
+    unsafe { pgrx::pg_sys::superuser_arg(role) || pgrx::pg_sys::has_bypassrls_privilege(role) }
 }
 
 /// Whether the session's role (after SET ROLE; not the role a SECURITY DEFINER function or a
 /// referential action switched to) is exempt from row level security: a superuser or a
 /// BYPASSRLS role, whose maintenance the guards on protected and store tables let through.
 pub fn session_role_bypasses_rls() -> bool {
-    // SAFETY: reads backend-local role state and the role syscache; no memory is handed out.
-    unsafe {
-        let role = pgrx::pg_sys::GetOuterUserId();
-        pgrx::pg_sys::superuser_arg(role) || pgrx::pg_sys::has_bypassrls_privilege(role)
-    }
+    // SAFETY: reads backend-local role state.
+    bypasses_rls(unsafe { pgrx::pg_sys::GetOuterUserId() })
 }

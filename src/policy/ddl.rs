@@ -254,7 +254,7 @@ impl ProtectPlan {
             (_, Some(Guard::Inherited)) => {}
             (Shape::Distributable, _) => out.push(format!(
                 "CREATE OR REPLACE TRIGGER {INSERT_TRIGGER} BEFORE INSERT ON {t} FOR EACH ROW \
-                 WHEN ({}) EXECUTE FUNCTION boundary.refuse_insert_outside()",
+                 WHEN ({}) EXECUTE FUNCTION boundary.refuse_cross_tenant_change()",
                 self.insert_guard_condition()
             )),
             (Shape::Restrictive, Some(Guard::Own)) => {
@@ -407,7 +407,7 @@ mod tests {
             "CREATE OR REPLACE TRIGGER boundary_refuse_insert BEFORE INSERT ON \"public\".\"tickets\" FOR EACH ROW \
              WHEN (NOT boundary.current_role_bypasses_rls() AND NOT coalesce(boundary.is_active() \
              AND NEW.\"tenant_id\" = boundary.tenant_id() AND boundary.role() = ANY ('{owner,admin,member}'::text[]), \
-             false)) EXECUTE FUNCTION boundary.refuse_insert_outside()"
+             false)) EXECUTE FUNCTION boundary.refuse_cross_tenant_change()"
         );
         // Protected again in the restrictive shape (Citus gone), the guard goes.
         let guarded = Existing { insert_trigger: Some(Guard::Own), ..existing };

@@ -25,9 +25,9 @@ thread_local! {
     /// The tenant this backend's valid routed plans were made for, and the hash value their
     /// invalidation item carries.
     static ROUTED_FOR: RefCell<Option<(String, u32)>> = const { RefCell::new(None) };
-    /// Per relation: whether it is a Citus table distributed by the column of this attribute
-    /// number (`None`: not distributed, or by no column). Emptied by relcache invalidations.
-    static DISTRIBUTION: RefCell<HashMap<pg_sys::Oid, Option<i16>>> = RefCell::new(HashMap::new());
+    /// Per relation: the Citus distribution column's name (`None`: not distributed, or by no
+    /// column). Emptied by relcache invalidations.
+    static DISTRIBUTION: RefCell<HashMap<pg_sys::Oid, Option<String>>> = RefCell::new(HashMap::new());
 }
 
 static mut PREVIOUS_PLANNER_HOOK: pg_sys::planner_hook_type = None;
@@ -232,7 +232,7 @@ unsafe fn tenant_filter(rt_index: i32, relid: pg_sys::Oid) -> Option<*mut pg_sys
         let op = copied?;
         let args = PgList::<pg_sys::Node>::from_pg((*op).args);
         let column = args.get_ptr(0)?.cast::<pg_sys::Var>();
-        if distribution_attribute(relid)? != (*column).varattno {
+        if !distributed_by(relid, (*column).varattno) {
             return None;
         }
         (*column).varno = rt_index;
@@ -321,20 +321,18 @@ unsafe fn calls(expr: *mut pg_sys::Node, function: pg_sys::Oid) -> bool {
     }
 }
 
-/// The attribute number of the Citus distribution column of `relid`, if it has one.
-fn distribution_attribute(relid: pg_sys::Oid) -> Option<i16> {
-    if let Some(known) = DISTRIBUTION.with(|cache| cache.borrow().get(&relid).copied()) {
-        return known;
-    }
-    let attribute = Spi::get_one_with_args::<i16>(
-        "SELECT a.attnum FROM pg_catalog.pg_dist_partition d
-           JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) d.logicalrelid
-                AND a.attname OPERATOR(pg_catalog.=) pg_catalog.column_to_column_name(d.logicalrelid, d.partkey)
-          WHERE d.logicalrelid OPERATOR(pg_catalog.=) $1 AND d.partkey IS NOT NULL",
-        &[relid.into()],
-    )
-    .ok()
-    .flatten();
-    DISTRIBUTION.with(|cache| cache.borrow_mut().insert(relid, attribute));
-    attribute
+/// Whether `relid` is a Citus table distributed by its column `attnum`.
+fn distributed_by(relid: pg_sys::Oid, attnum: i16) -> bool {
+    let known = DISTRIBUTION.with(|cache| cache.borrow().get(&relid).cloned());
+    let column = known.unwrap_or_else(|| {
+        let column = crate::pg::citus::distribution_column(relid).ok().flatten();
+        DISTRIBUTION.with(|cache| cache.borrow_mut().insert(relid, column.clone()));
+        column
+    });
+    // SAFETY: a syscache lookup of the column's name; NULL when it does not exist.
+    let name = unsafe { pg_sys::get_attname(relid, attnum, true) };
+    // SAFETY: a palloc'd NUL-terminated string when not NULL.
+    column.is_some_and(|column| {
+        !name.is_null() && unsafe { std::ffi::CStr::from_ptr(name) }.to_bytes() == column.as_bytes()
+    })
 }
