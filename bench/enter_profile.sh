@@ -74,6 +74,24 @@ for arm in "${arms[@]}"; do
   IFS='|' read -r "tps[$arm]" "share[$arm]" "hot[$arm]" < <(profile "$arm")
 done
 rows="$(psql_q -c "SELECT count(*) FROM boundary.audit_log WHERE event = 'enter'")"
+# Instructions per first meeting, which unlike time do not move with the machine's load: a
+# single-user backend under callgrind enters N never-met tokens in one transaction (audit off),
+# minus the same with 2; valgrind runs SHA-256 in software (no SHA extensions), so the count
+# includes more hashing than the CPU above executes.
+instructions=""
+if command -v valgrind >/dev/null; then
+  cluster_stop "$BENCH_DIR"
+  enters() {  # enters N: instructions of a backend that enters N fresh tokens
+    printf '%s\n' "SET agent_boundary.audit_enter = off;" "BEGIN;" \
+      "DO \$\$ DECLARE t text; BEGIN FOR t IN SELECT token FROM tokens WHERE n > $tokens - $1 LOOP PERFORM boundary.enter(t); END LOOP; END \$\$;" \
+      "COMMIT;" > "$dir/enters.sql"
+    as_server_user valgrind --tool=callgrind --callgrind-out-file=/dev/null "$PGBIN/postgres" --single -D "$dir/data" postgres \
+      < "$dir/enters.sql" 2>&1 | sed -n 's/.*refs: *\([0-9,]*\).*/\1/p' | tr -d ,
+  }
+  say "counting instructions per first enter (callgrind)"
+  many="$(enters 2000)"; few="$(enters 2)"
+  instructions="$(( (many - few) / 1998 ))"
+fi
 us() { awk -v t="$1" 'BEGIN { printf "%.0f", 1e6 / t }'; }
 above() { awk -v t="$1" -v b="${tps[baseline]}" 'BEGIN { printf "%+.0f", 1e6 / t - 1e6 / b }'; }
 {
@@ -87,5 +105,6 @@ above() { awk -v t="$1" -v b="${tps[baseline]}" 'BEGIN { printf "%+.0f", 1e6 / t
     echo "| $arm | ${tps[$arm]} | $(us "${tps[$arm]}") | $(above "${tps[$arm]}") | ${share[$arm]} | ${hot[$arm]:-—} |"
   done
   echo
+  [ -z "$instructions" ] || { echo "Instructions per first enter (\`valgrind --tool=callgrind\`, a single-user backend entering 2,000 never-met tokens in one transaction with \`audit_enter = off\`, minus the same with 2; valgrind runs SHA-256 in software): $instructions."; echo; }
   echo "A remembered token costs a hash lookup, the time checks, one setting and the function call's own SECURITY DEFINER and search_path switch; a first meeting adds the signature check, the claims, the registry read and the seal (unaudited), and its audit row (first − unaudited): the server preloads the library, so the row is queued in shared memory and the background writer inserts it in its own process, which this profile of the backend does not sample (with \`agent_boundary.audit_writer = transaction\` the backend inserts it and commits, +211 µs on 2026-12-01 before the writer existed: first +293, unaudited +82). The rest of each transaction is PostgreSQL and the kernel (loopback network) as in the baseline."
 } | write_section enter-profile

@@ -122,8 +122,9 @@ pub fn init() {
         c"agent_boundary.remembered_tokens",
         c"How many entered tokens, registry rows and recent audit rows each backend remembers.",
         c"A backend serving more distinct tokens than this verifies the least recently used ones \
-          again. Memory: about 2 kB per token of 600 bytes (at most 12 kB, for 4 kB tokens; longer \
-          ones are not remembered), under 1 kB per registry row and audit row. 0 remembers none.",
+          again. Memory: about 2.6 kB per token of 330 bytes, at most 16 kB (larger verdicts are not \
+          remembered), and under 1 kB per registry row and audit row with typical ids. 0 remembers \
+          none.",
         &REMEMBERED_TOKENS,
         0,
         1_000_000,

@@ -242,16 +242,18 @@ pub struct Boundary {
     /// Id of the signing key that verified the token.
     pub kid: String,
     pub scope: Scope,
-    /// Keys derived from the fields, built once per parsed boundary: policies read them per row.
+    /// Keys derived from the fields, each built on first use per parsed boundary: policies read
+    /// them per row.
     #[serde(skip)]
-    pub derived: std::cell::OnceCell<DerivedKeys>,
+    pub derived: DerivedKeys,
 }
 
-/// What the memory and cache policies compare rows with.
+/// What the memory and cache policies compare rows with (separately: `enter` returns the
+/// namespace, and only the cache needs the prefix's hash).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DerivedKeys {
-    memory_namespace: String,
-    cache_prefix: String,
+    memory_namespace: std::cell::OnceCell<String>,
+    cache_prefix: std::cell::OnceCell<String>,
 }
 
 fn intersect(requested: Option<Vec<String>>, allowed: &[String]) -> Vec<String> {
@@ -330,22 +332,8 @@ impl Boundary {
     /// The user-scoped memory namespace: tenant, workspace and the user (or the token's
     /// `memory_namespace`, which still lives inside the tenant and workspace).
     pub fn memory_namespace(&self) -> &str {
-        &self.derived().memory_namespace
-    }
-
-    fn derived(&self) -> &DerivedKeys {
-        self.derived.get_or_init(|| DerivedKeys {
-            memory_namespace: keyspace::memory_namespace(
-                &self.tenant_id,
-                &self.workspace_id,
-                self.memory_owner(),
-            ),
-            cache_prefix: keyspace::cache_prefix(
-                &self.tenant_id,
-                &self.workspace_id,
-                self.role.as_str(),
-                &self.datasource_ids,
-            ),
+        self.derived.memory_namespace.get_or_init(|| {
+            keyspace::memory_namespace(&self.tenant_id, &self.workspace_id, self.memory_owner())
         })
     }
 
@@ -368,7 +356,23 @@ impl Boundary {
 
     /// What every cache key built under this boundary starts with.
     pub fn cache_prefix(&self) -> &str {
-        &self.derived().cache_prefix
+        self.derived.cache_prefix.get_or_init(|| {
+            keyspace::cache_prefix(&self.tenant_id, &self.workspace_id, self.role.as_str(), &self.datasource_ids)
+        })
+    }
+
+    /// About how much memory this boundary takes: the struct, and each string with its
+    /// allocation's overhead (many short ids cost more than their bytes).
+    pub fn approximate_bytes(&self) -> usize {
+        const PER_STRING: usize = 32;
+        let text = |s: &String| s.len() + PER_STRING;
+        let optional = [&self.memory_namespace, &self.trace_id, &self.run_id, &self.prompt_version];
+        std::mem::size_of::<Boundary>()
+            + [&self.tenant_id, &self.workspace_id, &self.user_id, &self.kid].into_iter().map(text).sum::<usize>()
+            + optional.into_iter().flatten().map(text).sum::<usize>()
+            + self.tool_ids.iter().chain(&self.datasource_ids).map(text).sum::<usize>()
+            + self.derived.memory_namespace.get().map_or(0, text)
+            + self.derived.cache_prefix.get().map_or(0, text)
     }
 
     /// The public shape returned by `boundary.current()` and `boundary.enter()`, field by field:
@@ -424,7 +428,25 @@ pub fn rfc3339(unix_seconds: i64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+    if !(0..=9999).contains(&year) {
+        return format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60);
+    }
+    // Digit by digit: enter() formats three of these per new token, and format! costs more
+    // than the rest of the conversion.
+    let mut text = *b"0000-00-00T00:00:00Z";
+    let mut put = |at: usize, width: usize, mut n: i64| {
+        for i in (at..at + width).rev() {
+            text[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, secs / 3600);
+    put(14, 2, secs % 3600 / 60);
+    put(17, 2, secs % 60);
+    text.iter().map(|&b| char::from(b)).collect()
 }
 
 #[cfg(test)]
@@ -562,6 +584,15 @@ mod tests {
     }
 
     #[test]
+    fn a_boundary_counts_what_its_strings_take() {
+        let typical = narrow_claims(&claims(), &principal()).unwrap();
+        assert!((300..1500).contains(&typical.approximate_bytes()), "{}", typical.approximate_bytes());
+        let mut long_lists = typical.clone();
+        long_lists.tool_ids = (0..1024).map(|i| format!("tool-{i:03}")).collect();
+        assert!(long_lists.approximate_bytes() > 16 * 1024, "1,024 short ids take more than their bytes");
+    }
+
+    #[test]
     fn default_memory_namespace_is_injective() {
         let mk = |t: &str, w: &str| {
             let mut c = claims();
@@ -578,6 +609,11 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(rfc3339(-62_167_219_200), "0000-01-01T00:00:00Z", "the first four-digit year");
+        assert_eq!(rfc3339(253_402_300_799), "9999-12-31T23:59:59Z", "the last four-digit year");
+        assert_eq!(rfc3339(253_402_300_800), "10000-01-01T00:00:00Z", "wider years are written in full");
+        assert_eq!(rfc3339(-62_167_219_201), "-001-12-31T23:59:59Z", "as format! pads a signed year");
         assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
     }
 

@@ -12,50 +12,69 @@ use std::rc::Rc;
 pub struct BoundaryJsonb(Rc<[u8]>);
 
 impl BoundaryJsonb {
-    /// Builds the jsonb straight from the boundary's fields (no JSON text to write and parse
-    /// back: on a token's first `enter` that was a third of the verification's cost).
+    /// The jsonb's length in bytes.
+    pub fn byte_len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Builds the jsonb straight from the boundary's fields: one object value, its keys already
+    /// in jsonb's order (shorter first, then bytewise) and unique, converted by PostgreSQL in one
+    /// call (no JSON text to write and parse back, no value-by-value push and key sort).
     pub fn of(boundary: &Boundary) -> BoundaryJsonb {
-        use pg_sys::JsonbIteratorToken::{
-            WJB_BEGIN_ARRAY, WJB_BEGIN_OBJECT, WJB_ELEM, WJB_END_ARRAY, WJB_END_OBJECT, WJB_KEY, WJB_VALUE,
+        let mut fields = boundary.public_fields();
+        fields.sort_unstable_by_key(|(key, _)| (key.len(), key.as_bytes()));
+        // Every array's elements, kept alive here until the jsonb is built.
+        let arrays: Vec<Vec<pg_sys::JsonbValue>> = fields
+            .iter()
+            .map(|(_, value)| match value {
+                PublicValue::Texts(items) => items.iter().map(|item| string(item)).collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        let mut pairs: Vec<pg_sys::JsonbPair> = fields
+            .iter()
+            .zip(&arrays)
+            .enumerate()
+            .map(|(order, ((key, value), elements))| pg_sys::JsonbPair {
+                key: string(key),
+                value: match value {
+                    PublicValue::Text(text) => string(text),
+                    PublicValue::Bool(flag) => boolean(*flag),
+                    PublicValue::Null => null(),
+                    PublicValue::Texts(_) => array(elements),
+                },
+                order: order as u32,
+            })
+            .collect();
+        let mut object = pg_sys::JsonbValue { type_: pg_sys::jbvType::jbvObject, ..null() };
+        object.val.object = pg_sys::JsonbValue__bindgen_ty_1__bindgen_ty_3 {
+            nPairs: pairs.len() as i32,
+            pairs: pairs.as_mut_ptr(),
         };
-        // The strings the parse state points into live here until the jsonb is built.
-        let fields = boundary.public_fields();
-        let mut state: *mut pg_sys::JsonbParseState = std::ptr::null_mut();
-        // SAFETY: pushJsonbValue copies each JsonbValue (not the bytes its string points to) into
-        // the parse state, allocated in the current memory context; every string is valid for
-        // `fields`' lifetime, which outlasts JsonbValueToJsonb. No string holds a NUL (claim
-        // checks), and none is longer than an identifier or a claim limit (well under jsonb's).
+        // SAFETY: JsonbValueToJsonb reads the object, its pairs, arrays and strings (all alive
+        // in `fields`, `arrays` and `pairs` for this call) and copies them into one palloc'd
+        // varlena in the current memory context. It writes keys in the order given, so they
+        // must be sorted and unique as jsonb requires: the sort above, and public_fields' keys
+        // are distinct. No string holds a NUL (claim checks), and none is longer than an
+        // identifier or a claim limit (well under jsonb's).
         unsafe {
-            let mut push = |token, value: Option<pg_sys::JsonbValue>| {
-                let mut value = value;
-                pg_sys::pushJsonbValue(
-                    &mut state,
-                    token,
-                    value.as_mut().map_or(std::ptr::null_mut(), |v| v as *mut pg_sys::JsonbValue),
-                )
-            };
-            push(WJB_BEGIN_OBJECT, None);
-            for (key, value) in &fields {
-                push(WJB_KEY, Some(string(key)));
-                match value {
-                    PublicValue::Text(text) => push(WJB_VALUE, Some(string(text))),
-                    PublicValue::Bool(flag) => push(WJB_VALUE, Some(boolean(*flag))),
-                    PublicValue::Null => push(WJB_VALUE, Some(null())),
-                    PublicValue::Texts(items) => {
-                        push(WJB_BEGIN_ARRAY, None);
-                        for item in items.iter() {
-                            push(WJB_ELEM, Some(string(item)));
-                        }
-                        push(WJB_END_ARRAY, None)
-                    }
-                };
-            }
-            let object = push(WJB_END_OBJECT, None);
-            let varlena = pg_sys::JsonbValueToJsonb(object).cast::<pg_sys::varlena>();
+            let varlena = pg_sys::JsonbValueToJsonb(&mut object).cast::<pg_sys::varlena>();
             let bytes = std::slice::from_raw_parts(varlena as *const u8, pgrx::varlena::varsize_any(varlena));
-            BoundaryJsonb(Rc::from(bytes))
+            let built = BoundaryJsonb(Rc::from(bytes));
+            pg_sys::pfree(varlena.cast());
+            built
         }
     }
+}
+
+fn array(elements: &[pg_sys::JsonbValue]) -> pg_sys::JsonbValue {
+    let mut value = pg_sys::JsonbValue { type_: pg_sys::jbvType::jbvArray, ..null() };
+    value.val.array = pg_sys::JsonbValue__bindgen_ty_1__bindgen_ty_2 {
+        nElems: i32::try_from(elements.len()).expect("allow-lists are bounded"),
+        elems: elements.as_ptr() as *mut pg_sys::JsonbValue,
+        rawScalar: false,
+    };
+    value
 }
 
 fn string(text: &str) -> pg_sys::JsonbValue {

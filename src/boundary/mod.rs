@@ -31,8 +31,10 @@ use std::rc::Rc;
 use token::TokenTimes;
 use verdicts::Memo;
 
-/// The longest token whose verdict a backend remembers (how many: `agent_boundary.remembered_tokens`).
-const REMEMBERED_TOKEN_MAX_BYTES: usize = 4096;
+/// The most memory one remembered verdict may take (how many a backend remembers:
+/// `agent_boundary.remembered_tokens`); a larger one (a long token, a registry row with long
+/// allow-lists) is verified again on each enter.
+const REMEMBERED_VERDICT_MAX_BYTES: usize = 16 * 1024;
 
 /// Who a boundary belongs to: a transaction serves one of these from its first `admit` to its end.
 type Principal = [String; 3];
@@ -108,10 +110,18 @@ struct Entered {
     times: TokenTimes,
 }
 
+impl Entered {
+    /// About how much memory remembering this verdict under `token` takes: the token (the key),
+    /// the sealed value, the jsonb and the parsed boundary.
+    fn approximate_bytes(&self, token: &str) -> usize {
+        token.len() + self.sealed.value_len() + self.jsonb.byte_len() + self.sealed.boundary.approximate_bytes()
+    }
+}
+
 /// The verdict for `token`: remembered from an earlier `enter` in this backend when the keys and
 /// the registry have not changed since and the token is still in date; else verified now (and
 /// remembered when the token carries its own iat, so the verdict does not depend on the clock,
-/// and is not outsized).
+/// and is not outsized: [`REMEMBERED_VERDICT_MAX_BYTES`]).
 fn entered(token: &str, scope: Scope) -> Result<Rc<Entered>> {
     let generation = verdicts::generation();
     let time = time_policy(sealed_guc::now_unix(), gucs::max_token_lifetime_secs());
@@ -121,9 +131,9 @@ fn entered(token: &str, scope: Scope) -> Result<Rc<Entered>> {
         }
     }
     let entered = Rc::new(verify_and_narrow(token, scope, time)?);
-    if entered.times.iat.is_some() && token.len() <= REMEMBERED_TOKEN_MAX_BYTES {
+    if entered.times.iat.is_some() && entered.approximate_bytes(token) <= REMEMBERED_VERDICT_MAX_BYTES {
         ENTERED.with(|m| {
-            m.borrow_mut().put(token.to_string(), entered.clone(), generation, gucs::remembered_tokens())
+            m.borrow_mut().put(token, entered.clone(), generation, gucs::remembered_tokens())
         });
     }
     Ok(entered)

@@ -228,6 +228,13 @@ pub struct Sealed {
     value: CString,
 }
 
+impl Sealed {
+    /// The sealed value's length in bytes.
+    pub fn value_len(&self) -> usize {
+        self.value.as_bytes().len()
+    }
+}
+
 pub fn seal(boundary: Boundary) -> Result<Sealed> {
     let secret = seal_secret().map_err(BoundaryError::Internal)?;
     let sealed = token::seal(&boundary, &secret).map_err(BoundaryError::Internal)?;

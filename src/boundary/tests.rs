@@ -35,6 +35,31 @@ fn accessors_fail_closed_without_a_boundary() {
     assert_eq!(one::<bool>("SELECT boundary.is_active()"), Some(false));
 }
 
+/// `enter` builds its jsonb from one object value with the keys it sorted itself: a key out of
+/// jsonb's order would make lookups (a binary search) miss it and equality with the same text
+/// parsed by PostgreSQL fail.
+#[pg_test]
+fn the_jsonb_enter_returns_is_what_postgresql_makes_of_its_text() {
+    fixture();
+    for extra in [
+        json!({}),
+        json!({"tool_ids": [], "datasource_ids": []}),
+        json!({"tool_ids": ["crm"], "datasource_ids": ["tickets", "kb"], "trace_id": "tr-1", "run_id": "r",
+               "prompt_version": "v1", "memory_namespace": "ns"}),
+    ] {
+        let token = token_for("northstar-dental", extra.clone());
+        let checked = one::<String>(&format!(
+            "WITH e AS (SELECT boundary.enter('{token}') AS j)
+             SELECT pg_catalog.concat_ws(',', j OPERATOR(pg_catalog.=) (j::text)::jsonb,
+                    (SELECT pg_catalog.count(*) FROM pg_catalog.jsonb_object_keys(j) k),
+                    (SELECT pg_catalog.bool_and(j -> k IS NOT NULL) FROM pg_catalog.jsonb_object_keys(j) k),
+                    j ->> 'issued_at' ~ '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}T[0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}Z$')
+               FROM e"
+        ));
+        assert_eq!(checked.as_deref(), Some("t,18,t,t"), "claims {extra}");
+    }
+}
+
 #[pg_test]
 fn enter_sets_every_field_and_exit_clears_it() {
     fixture();

@@ -258,69 +258,102 @@ pub fn expired(exp: i64, skew: i64, now: i64) -> bool {
     exp.saturating_add(skew.max(0)) < now
 }
 
-/// Refuses a payload in which any object names a member twice (`{"tenant_id": "a", ...,
-/// "tenant_id": "b"}`): JSON parsers disagree on which one wins, and serde_json keeps the last.
-fn refuse_duplicate_members(token: &str) -> Result<(), Refusal> {
+/// Reads a verified token's payload: base64url JSON whose top level is an object, refusing any
+/// object that names a member twice (`{"tenant_id": "a", ..., "tenant_id": "b"}`): JSON parsers
+/// disagree on which one wins, and serde_json keeps the last. One pass builds the claims and
+/// checks every object, nested ones included.
+fn parse_claims(payload: &str) -> Result<Value, Refusal> {
     use base64::Engine;
     use serde::de::{DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visitor};
 
+    /// A JSON value, as serde_json's own `Value` reads it, except that a repeated member name
+    /// is an error.
     struct Unique;
     impl<'de> DeserializeSeed<'de> for Unique {
-        type Value = ();
-        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        type Value = Value;
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
             deserializer.deserialize_any(self)
         }
     }
     impl<'de> Visitor<'de> for Unique {
-        type Value = ();
+        type Value = Value;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("JSON")
         }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-            let mut seen = std::collections::HashSet::new();
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut object = serde_json::Map::new();
             while let Some(name) = map.next_key::<String>()? {
-                if seen.contains(&name) {
+                if object.contains_key(&name) {
                     return Err(A::Error::custom(format!("claim {name:?} appears more than once")));
                 }
-                map.next_value_seed(Unique)?;
-                seen.insert(name);
+                let value = map.next_value_seed(Unique)?;
+                object.insert(name, value);
             }
-            Ok(())
+            Ok(Value::Object(object))
         }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-            while seq.next_element_seed(Unique)?.is_some() {}
-            Ok(())
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element_seed(Unique)? {
+                items.push(item);
+            }
+            Ok(Value::Array(items))
         }
-        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-            Ok(())
+        fn visit_bool<E>(self, flag: bool) -> Result<Value, E> {
+            Ok(Value::Bool(flag))
         }
-        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-            Ok(())
+        fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+            Ok(Value::from(n))
         }
-        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-            Ok(())
+        fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+            Ok(Value::from(n))
         }
-        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-            Ok(())
+        fn visit_f64<E>(self, n: f64) -> Result<Value, E> {
+            Ok(Value::from(n))
         }
-        fn visit_str<E>(self, _: &str) -> Result<(), E> {
-            Ok(())
+        fn visit_str<E>(self, text: &str) -> Result<Value, E> {
+            Ok(Value::String(text.to_owned()))
         }
-        fn visit_unit<E>(self) -> Result<(), E> {
-            Ok(())
+        fn visit_string<E>(self, text: String) -> Result<Value, E> {
+            Ok(Value::String(text))
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
         }
     }
 
     let malformed = || Refusal::Invalid("token is malformed".into());
-    let payload = token.split('.').nth(1).ok_or_else(malformed)?;
+    let not_an_object = || Refusal::Invalid("token is malformed: the payload is not a JSON object".into());
     let json = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).map_err(|_| malformed())?;
     let mut deserializer = serde_json::Deserializer::from_slice(&json);
-    Unique.deserialize(&mut deserializer).map_err(|e| {
-        // serde_json appends " at line L column C"; the claim is what matters.
-        let why = e.to_string();
-        let why = why.split(" at line ").next().unwrap_or(&why);
-        Refusal::Invalid(format!("token is malformed: {why}"))
-    })
+    let claims = Unique.deserialize(&mut deserializer).and_then(|claims| deserializer.end().map(|()| claims));
+    match claims {
+        Ok(claims @ Value::Object(_)) => Ok(claims),
+        Ok(_) => Err(not_an_object()),
+        // A repeated member (the only error Unique raises itself); serde_json appends " at line
+        // L column C", and the claim is what matters.
+        Err(e) if e.classify() == serde_json::error::Category::Data => {
+            let why = e.to_string();
+            let why = why.split(" at line ").next().unwrap_or(&why);
+            Err(Refusal::Invalid(format!("token is malformed: {why}")))
+        }
+        Err(_) => Err(not_an_object()),
+    }
+}
+
+/// Refuses a token whose `aud` does not name `audience` (a string, or an array holding it), or
+/// that has none when `required`.
+fn check_audience(claims: &Value, audience: &str, required: bool) -> Result<(), Refusal> {
+    let names_it = match claims.get("aud") {
+        None | Some(Value::Null) => !required,
+        Some(Value::String(aud)) => aud == audience,
+        Some(Value::Array(auds)) => auds.iter().any(|aud| aud.as_str() == Some(audience)),
+        Some(_) => false,
+    };
+    if names_it {
+        Ok(())
+    } else {
+        Err(Refusal::Invalid(format!("token audience is not {audience:?}")))
+    }
 }
 
 /// Whether an HMAC token's signature verifies with the base64 text of `secret` instead of the
@@ -362,23 +395,29 @@ fn verify_for(
     audience: &str,
     require_audience: bool,
 ) -> Result<Value, Refusal> {
-    let mut validation = Validation::new(key.alg);
-    validation.leeway = time.skew.max(0) as u64;
-    validation.validate_nbf = true;
-    validation.set_audience(&[audience]);
-    validation.set_required_spec_claims(if require_audience { &["exp", "aud"][..] } else { &["exp"][..] });
-    let data =
-        jsonwebtoken::decode::<Value>(token, &key.decoding, &validation).map_err(|e| match e.kind() {
-            ErrorKind::InvalidAudience => Refusal::Invalid(format!("token audience is not {audience:?}")),
-            ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => {
-                Refusal::Invalid(format!("token audience is not {audience:?}"))
-            }
-            kind => describe(kind),
-        })?;
-    let claims = data.claims;
-    refuse_duplicate_members(token)?;
-    // jsonwebtoken checks exp against the system clock; recheck against the policy's clock too.
+    let malformed = || Refusal::Invalid("token is malformed".into());
+    let (message, signature) = token.rsplit_once('.').ok_or_else(malformed)?;
+    let (_, payload) = message.split_once('.').ok_or_else(malformed)?;
+    if payload.contains('.') {
+        return Err(malformed());
+    }
+    // The crate's own checks, in its order: the header names the key's algorithm, then the
+    // signature; only then are the claims read.
+    let header = jsonwebtoken::decode_header(token).map_err(|e| describe(e.kind()))?;
+    if header.alg != key.alg {
+        return Err(describe(&ErrorKind::InvalidAlgorithm));
+    }
+    let signed = jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key.decoding, key.alg)
+        .map_err(|e| describe(e.kind()))?;
+    if !signed {
+        return Err(describe(&ErrorKind::InvalidSignature));
+    }
+    let claims = parse_claims(payload)?;
+    if claims.get("exp").is_none_or(Value::is_null) {
+        return Err(describe(&ErrorKind::MissingRequiredClaim("exp".into())));
+    }
     TokenTimes::from_claims(&claims)?.check(time)?;
+    check_audience(&claims, audience, require_audience)?;
     Ok(claims)
 }
 
@@ -639,6 +678,50 @@ mod tests {
                 "{payload}"
             );
         }
+    }
+
+    #[test]
+    fn audiences_and_payload_shapes_are_checked_after_the_signature() {
+        let with = |aud: Value| {
+            let mut c = good_claims();
+            c["aud"] = aud;
+            token(c)
+        };
+        assert!(verify(&with(json!(AUDIENCE)), &hmac_key(), TIME).is_ok());
+        assert!(verify(&with(json!(["crm", AUDIENCE])), &hmac_key(), TIME).is_ok());
+        assert!(verify(&with(json!(null)), &hmac_key(), TIME).is_ok(), "no audience: any boundary token");
+        let refused = format!("token audience is not {AUDIENCE:?}");
+        for aud in [json!("crm"), json!(["crm"]), json!([]), json!(7), json!({"aud": AUDIENCE})] {
+            assert_eq!(verify(&with(aud.clone()), &hmac_key(), TIME).unwrap_err().to_string(), refused, "{aud}");
+        }
+        let job_refused = format!("token audience is not {JOB_AUDIENCE:?}");
+        assert_eq!(verify_job(&with(json!(null)), &hmac_key(), TIME).unwrap_err().to_string(), job_refused);
+        assert_eq!(verify_job(&with(json!(AUDIENCE)), &hmac_key(), TIME).unwrap_err().to_string(), job_refused);
+        assert!(verify_job(&with(json!(JOB_AUDIENCE)), &hmac_key(), TIME).is_ok());
+
+        let mut no_exp = good_claims();
+        no_exp.as_object_mut().unwrap().remove("exp");
+        assert_eq!(verify(&token(no_exp), &hmac_key(), TIME).unwrap_err().to_string(), "claim exp is missing");
+        let not_an_object = "token is malformed: the payload is not a JSON object";
+        for payload in ["[1, 2]", "\"text\"", r#"{"exp": 1} trailing"#, r#"{"exp": "#] {
+            assert_eq!(
+                verify(&token_with_payload(payload), &hmac_key(), TIME).unwrap_err().to_string(),
+                not_an_object,
+                "{payload}"
+            );
+        }
+        // A tampered payload is refused for its signature before anything reads it.
+        let good = token(good_claims());
+        let (message, signature) = good.rsplit_once('.').unwrap();
+        let (header, _) = message.split_once('.').unwrap();
+        assert_eq!(
+            verify(&format!("{header}.W10.{signature}"), &hmac_key(), TIME).unwrap_err().to_string(),
+            "signature does not verify (tampered, or signed with another key)"
+        );
+        assert_eq!(
+            verify(&format!("{message}.x.{signature}"), &hmac_key(), TIME).unwrap_err().to_string(),
+            "token is malformed"
+        );
     }
 
     #[test]

@@ -106,9 +106,10 @@ pub fn generation() -> u64 {
 /// recently used entry makes room (a hot tenant's verdict stays while cold ones cycle).
 pub struct Memo<V> {
     /// Value and the tick of its last use.
-    entries: HashMap<String, (V, u64)>,
-    /// Tick of last use -> key, oldest first.
-    by_use: BTreeMap<u64, String>,
+    entries: HashMap<Rc<str>, (V, u64)>,
+    /// Tick of last use -> key (the same allocation as the entry's: keys are whole tokens),
+    /// oldest first.
+    by_use: BTreeMap<u64, Rc<str>>,
     tick: u64,
     generation: u64,
 }
@@ -143,20 +144,25 @@ impl<V: Clone> Memo<V> {
 
     /// Remembers `value`, read at `read_at`, unless an invalidation arrived since; holds at most
     /// `capacity` entries afterwards (0: remembers nothing).
-    pub fn put(&mut self, key: String, value: V, read_at: u64, capacity: usize) {
+    pub fn put(&mut self, key: &str, value: V, read_at: u64, capacity: usize) {
         if read_at != GENERATION.get() || read_at != self.generation || capacity == 0 {
             return;
         }
         let tick = self.touch();
-        if let Some((_, used)) = self.entries.get(&key) {
-            self.by_use.remove(used);
-        } else {
-            // More than one when the capacity was lowered since.
-            while self.entries.len() >= capacity {
-                let Some((_, oldest)) = self.by_use.pop_first() else { break };
-                self.entries.remove(&oldest);
+        if let Some((known, used)) = self.entries.get_mut(key) {
+            *known = value;
+            let previous = std::mem::replace(used, tick);
+            if let Some(key) = self.by_use.remove(&previous) {
+                self.by_use.insert(tick, key);
             }
+            return;
         }
+        // More than one when the capacity was lowered since.
+        while self.entries.len() >= capacity {
+            let Some((_, oldest)) = self.by_use.pop_first() else { break };
+            self.entries.remove(&oldest);
+        }
+        let key: Rc<str> = key.into();
         self.by_use.insert(tick, key.clone());
         self.entries.insert(key, (value, tick));
     }
@@ -175,7 +181,7 @@ pub fn remembered<V>(
         return Ok(Some(found));
     }
     let Some(found) = read()?.map(Rc::new) else { return Ok(None) };
-    memo.with(|m| m.borrow_mut().put(key.to_string(), found.clone(), generation, capacity));
+    memo.with(|m| m.borrow_mut().put(key, found.clone(), generation, capacity));
     Ok(Some(found))
 }
 
@@ -188,7 +194,7 @@ mod tests {
         let mut memo = Memo::default();
         let read_at = GENERATION.get();
         assert_eq!(memo.get("k", read_at), None);
-        memo.put("k".into(), 1, read_at, 8);
+        memo.put("k", 1, read_at, 8);
         assert_eq!(memo.get("k", read_at), Some(1));
         GENERATION.set(read_at + 1);
         assert_eq!(memo.get("k", read_at + 1), None, "an invalidation empties the memo");
@@ -199,12 +205,12 @@ mod tests {
         let mut memo = Memo::default();
         let now = GENERATION.get();
         memo.get("a", now);
-        memo.put("a".into(), 1, now, 2);
-        memo.put("b".into(), 2, now, 2);
+        memo.put("a", 1, now, 2);
+        memo.put("b", 2, now, 2);
         assert_eq!(memo.get("a", now), Some(1), "a is now the most recently used");
-        memo.put("c".into(), 3, now, 2);
+        memo.put("c", 3, now, 2);
         assert_eq!((memo.get("a", now), memo.get("b", now), memo.get("c", now)), (Some(1), None, Some(3)));
-        memo.put("a".into(), 4, now, 2);
+        memo.put("a", 4, now, 2);
         assert_eq!(memo.entries.len(), 2);
         assert_eq!(memo.by_use.len(), 2, "replacing a value keeps one use entry per key");
         assert_eq!(memo.get("a", now), Some(4));
@@ -216,12 +222,12 @@ mod tests {
         let now = GENERATION.get();
         memo.get("a", now);
         for (i, key) in ["a", "b", "c", "d"].into_iter().enumerate() {
-            memo.put(key.into(), i, now, 4);
+            memo.put(key, i, now, 4);
         }
-        memo.put("e".into(), 4, now, 2);
+        memo.put("e", 4, now, 2);
         assert_eq!(memo.entries.len(), 2);
         assert_eq!((memo.get("d", now), memo.get("e", now)), (Some(3), Some(4)), "the most recent stay");
-        memo.put("f".into(), 5, now, 0);
+        memo.put("f", 5, now, 0);
         assert_eq!(memo.get("f", now), None);
     }
 
@@ -231,7 +237,7 @@ mod tests {
         let read_at = GENERATION.get();
         assert_eq!(memo.get("k", read_at), None);
         GENERATION.set(read_at + 1); // arrives during the read
-        memo.put("k".into(), 1, read_at, 8);
+        memo.put("k", 1, read_at, 8);
         assert_eq!(memo.get("k", read_at + 1), None);
     }
 }
