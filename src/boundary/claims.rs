@@ -357,7 +357,12 @@ impl Boundary {
     /// What every cache key built under this boundary starts with.
     pub fn cache_prefix(&self) -> &str {
         self.derived.cache_prefix.get_or_init(|| {
-            keyspace::cache_prefix(&self.tenant_id, &self.workspace_id, self.role.as_str(), &self.datasource_ids)
+            keyspace::cache_prefix(
+                &self.tenant_id,
+                &self.workspace_id,
+                self.role.as_str(),
+                &self.datasource_ids,
+            )
         })
     }
 
@@ -368,7 +373,10 @@ impl Boundary {
         let text = |s: &String| s.len() + PER_STRING;
         let optional = [&self.memory_namespace, &self.trace_id, &self.run_id, &self.prompt_version];
         std::mem::size_of::<Boundary>()
-            + [&self.tenant_id, &self.workspace_id, &self.user_id, &self.kid].into_iter().map(text).sum::<usize>()
+            + [&self.tenant_id, &self.workspace_id, &self.user_id, &self.kid]
+                .into_iter()
+                .map(text)
+                .sum::<usize>()
             + optional.into_iter().flatten().map(text).sum::<usize>()
             + self.tool_ids.iter().chain(&self.datasource_ids).map(text).sum::<usize>()
             + self.derived.memory_namespace.get().map_or(0, text)
@@ -429,7 +437,12 @@ pub fn rfc3339(unix_seconds: i64) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     if !(0..=9999).contains(&year) {
-        return format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60);
+        return format!(
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+            secs / 3600,
+            secs % 3600 / 60,
+            secs % 60
+        );
     }
     // Digit by digit: enter() formats three of these per new token, and format! costs more
     // than the rest of the conversion.

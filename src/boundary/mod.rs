@@ -114,7 +114,10 @@ impl Entered {
     /// About how much memory remembering this verdict under `token` takes: the token (the key),
     /// the sealed value, the jsonb and the parsed boundary.
     fn approximate_bytes(&self, token: &str) -> usize {
-        token.len() + self.sealed.value_len() + self.jsonb.byte_len() + self.sealed.boundary.approximate_bytes()
+        token.len()
+            + self.sealed.value_len()
+            + self.jsonb.byte_len()
+            + self.sealed.boundary.approximate_bytes()
     }
 }
 
@@ -132,9 +135,7 @@ fn entered(token: &str, scope: Scope) -> Result<Rc<Entered>> {
     }
     let entered = Rc::new(verify_and_narrow(token, scope, time)?);
     if entered.times.iat.is_some() && entered.approximate_bytes(token) <= REMEMBERED_VERDICT_MAX_BYTES {
-        ENTERED.with(|m| {
-            m.borrow_mut().put(token, entered.clone(), generation, gucs::remembered_tokens())
-        });
+        ENTERED.with(|m| m.borrow_mut().put(token, entered.clone(), generation, gucs::remembered_tokens()));
     }
     Ok(entered)
 }

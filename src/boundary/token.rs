@@ -692,16 +692,26 @@ mod tests {
         assert!(verify(&with(json!(null)), &hmac_key(), TIME).is_ok(), "no audience: any boundary token");
         let refused = format!("token audience is not {AUDIENCE:?}");
         for aud in [json!("crm"), json!(["crm"]), json!([]), json!(7), json!({"aud": AUDIENCE})] {
-            assert_eq!(verify(&with(aud.clone()), &hmac_key(), TIME).unwrap_err().to_string(), refused, "{aud}");
+            assert_eq!(
+                verify(&with(aud.clone()), &hmac_key(), TIME).unwrap_err().to_string(),
+                refused,
+                "{aud}"
+            );
         }
         let job_refused = format!("token audience is not {JOB_AUDIENCE:?}");
         assert_eq!(verify_job(&with(json!(null)), &hmac_key(), TIME).unwrap_err().to_string(), job_refused);
-        assert_eq!(verify_job(&with(json!(AUDIENCE)), &hmac_key(), TIME).unwrap_err().to_string(), job_refused);
+        assert_eq!(
+            verify_job(&with(json!(AUDIENCE)), &hmac_key(), TIME).unwrap_err().to_string(),
+            job_refused
+        );
         assert!(verify_job(&with(json!(JOB_AUDIENCE)), &hmac_key(), TIME).is_ok());
 
         let mut no_exp = good_claims();
         no_exp.as_object_mut().unwrap().remove("exp");
-        assert_eq!(verify(&token(no_exp), &hmac_key(), TIME).unwrap_err().to_string(), "claim exp is missing");
+        assert_eq!(
+            verify(&token(no_exp), &hmac_key(), TIME).unwrap_err().to_string(),
+            "claim exp is missing"
+        );
         let not_an_object = "token is malformed: the payload is not a JSON object";
         for payload in ["[1, 2]", "\"text\"", r#"{"exp": 1} trailing"#, r#"{"exp": "#] {
             assert_eq!(
