@@ -74,6 +74,21 @@ for arm in "${arms[@]}"; do
   IFS='|' read -r "tps[$arm]" "share[$arm]" "hot[$arm]" < <(profile "$arm")
 done
 rows="$(psql_q -c "SELECT count(*) FROM boundary.audit_log WHERE event = 'enter'")"
+# Memory a remembered verdict takes: the backend's resident memory before and after entering
+# 4,096 tokens it has not met (the default agent_boundary.remembered_tokens), audit off.
+say "measuring memory per remembered token"
+rss_kb="(pg_catalog.regexp_match(pg_catalog.pg_read_file('/proc/' || pg_catalog.pg_backend_pid() || '/status'), 'VmRSS:\s+(\d+) kB'))[1]::bigint"
+remembered_bytes="$(psql_q <<SQL | tail -1
+SET agent_boundary.audit_enter = off;
+BEGIN; SELECT boundary.enter(token) IS NOT NULL FROM tokens WHERE n = 1; COMMIT;
+SELECT $rss_kb AS before_kb \gset
+BEGIN;
+DO \$\$ DECLARE t text; BEGIN FOR t IN SELECT token FROM tokens WHERE n > $tokens - 4096 LOOP PERFORM boundary.enter(t); END LOOP; END \$\$;
+COMMIT;
+SELECT ($rss_kb - :before_kb) * 1024 / 4096;
+SQL
+)"
+token_bytes="$(psql_q -c "SELECT avg(octet_length(token))::int FROM tokens")"
 # Instructions per first meeting, which unlike time do not move with the machine's load: a
 # single-user backend under callgrind enters N never-met tokens in one transaction (audit off),
 # minus the same with 2; valgrind runs SHA-256 in software (no SHA extensions), so the count
@@ -104,6 +119,8 @@ above() { awk -v t="$1" -v b="${tps[baseline]}" 'BEGIN { printf "%+.0f", 1e6 / t
   for arm in "${arms[@]}"; do
     echo "| $arm | ${tps[$arm]} | $(us "${tps[$arm]}") | $(above "${tps[$arm]}") | ${share[$arm]} | ${hot[$arm]:-—} |"
   done
+  echo
+  echo "Memory per remembered token: $remembered_bytes bytes (the backend's resident memory after entering 4,096 never-met tokens of $token_bytes bytes on average, audit off, minus before; the default \`agent_boundary.remembered_tokens\` holds that many)."
   echo
   [ -z "$instructions" ] || { echo "Instructions per first enter (\`valgrind --tool=callgrind\`, a single-user backend entering 2,000 never-met tokens in one transaction with \`audit_enter = off\`, minus the same with 2; valgrind runs SHA-256 in software): $instructions."; echo; }
   echo "A remembered token costs a hash lookup, the time checks, one setting and the function call's own SECURITY DEFINER and search_path switch; a first meeting adds the signature check, the claims, the registry read and the seal (unaudited), and its audit row (first − unaudited): the server preloads the library, so the row is queued in shared memory and the background writer inserts it in its own process, which this profile of the backend does not sample (with \`agent_boundary.audit_writer = transaction\` the backend inserts it and commits, +211 µs on 2026-12-01 before the writer existed: first +293, unaudited +82). The rest of each transaction is PostgreSQL and the kernel (loopback network) as in the baseline."

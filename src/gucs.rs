@@ -122,7 +122,7 @@ pub fn init() {
         c"agent_boundary.remembered_tokens",
         c"How many entered tokens, registry rows and recent audit rows each backend remembers.",
         c"A backend serving more distinct tokens than this verifies the least recently used ones \
-          again. Memory: about 2.6 kB per token of 330 bytes, at most 16 kB (larger verdicts are not \
+          again. Memory: about 2.8 kB per token of 330 bytes, at most 16 kB (larger verdicts are not \
           remembered), and under 1 kB per registry row and audit row with typical ids. 0 remembers \
           none.",
         &REMEMBERED_TOKENS,
