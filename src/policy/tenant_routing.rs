@@ -329,10 +329,9 @@ fn distributed_by(relid: pg_sys::Oid, attnum: i16) -> bool {
         DISTRIBUTION.with(|cache| cache.borrow_mut().insert(relid, column.clone()));
         column
     });
+    let Some(column) = column else { return false };
     // SAFETY: a syscache lookup of the column's name; NULL when it does not exist.
     let name = unsafe { pg_sys::get_attname(relid, attnum, true) };
     // SAFETY: a palloc'd NUL-terminated string when not NULL.
-    column.is_some_and(|column| {
-        !name.is_null() && unsafe { std::ffi::CStr::from_ptr(name) }.to_bytes() == column.as_bytes()
-    })
+    !name.is_null() && unsafe { std::ffi::CStr::from_ptr(name) }.to_bytes() == column.as_bytes()
 }
