@@ -95,6 +95,19 @@ BEGIN
             RETURN NEXT;
         END IF;
     END IF;
+    -- Keys and registry local to each node: Citus syncs metadata to the workers, which then take
+    -- clients' queries, and boundary.enter there would read that node's own copy.
+    FOR tbl IN EXECUTE
+        'SELECT t FROM pg_catalog.unnest(ARRAY[''boundary.signing_keys'', ''boundary.principals'']::pg_catalog.regclass[]) t
+          WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_dist_node n WHERE n.groupid <> 0)
+            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition d
+                             WHERE d.logicalrelid = t AND d.partmethod = ''n'' AND d.repmodel = ''t'')'
+    LOOP
+        object := tbl::text;
+        problem := 'each node of the Citus cluster has its own copy: boundary.enter on a worker verifies with that node''s keys and registry, which no key rotation or revocation here reaches';
+        fix := 'SELECT boundary.distribute_own_tables(); (on the coordinator: one copy on every node)';
+        RETURN NEXT;
+    END LOOP;
     FOR tbl IN EXECUTE
         'SELECT d.logicalrelid FROM pg_catalog.pg_dist_partition d
           WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_policy q
@@ -109,7 +122,28 @@ BEGIN
                    format('DROP POLICY %I ON %s; (narrow access with protect()''s own scope columns instead)', q.polname, tbl)
               FROM pg_catalog.pg_policy q
              WHERE q.polrelid = tbl AND q.polname NOT LIKE 'boundary\_%' AND NOT q.polpermissive
+               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e
+                                WHERE e.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND e.objid = tbl
+                                  AND e.deptype = 'e' AND e.refobjid = (SELECT x.oid FROM pg_catalog.pg_extension x
+                                                                         WHERE x.extname = 'agent_boundary'))
              ORDER BY q.polname
+        LOOP
+            RETURN NEXT;
+        END LOOP;
+        -- The stores (memories, cache, run state) stay on one node: distributed by hand, their own
+        -- restrictive policies reach the shards as permissive ones, and Citus cannot make a
+        -- table that belongs to an extension local again.
+        FOR problem, fix IN
+            SELECT format('agent_boundary''s own table is a Citus table, which agent_boundary does not support yet: Citus copies its policy %s to the shards as a permissive policy, which admits other tenants'' rows',
+                          pg_catalog.string_agg(pg_catalog.quote_ident(q.polname), ', ' ORDER BY q.polname)),
+                   format('REVOKE ALL ON %s FROM PUBLIC; (Citus cannot make it local again: save its rows, DROP EXTENSION agent_boundary CASCADE, CREATE EXTENSION agent_boundary, protect your tables again and put the rows back)', tbl)
+              FROM pg_catalog.pg_policy q
+             WHERE q.polrelid = tbl AND q.polname NOT LIKE 'boundary\_%' AND NOT q.polpermissive
+               AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend e
+                            WHERE e.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND e.objid = tbl
+                              AND e.deptype = 'e' AND e.refobjid = (SELECT x.oid FROM pg_catalog.pg_extension x
+                                                                     WHERE x.extname = 'agent_boundary'))
+            HAVING pg_catalog.count(*) > 0
         LOOP
             RETURN NEXT;
         END LOOP;
@@ -138,6 +172,48 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- The key and registry tables as Citus reference tables (src/scale_out.rs).
+CREATE FUNCTION boundary.distribute_own_tables() RETURNS SETOF text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tbl regclass;
+    unsafe_triggers text;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus') THEN
+        RAISE EXCEPTION 'boundary.distribute_own_tables() needs Citus, which is not installed in this database'
+            USING ERRCODE = '55000',
+                  HINT = 'On one node the key and registry tables are already the only copy.';
+    END IF;
+    IF (SELECT groupid FROM pg_catalog.pg_dist_local_group) <> 0 THEN
+        RAISE EXCEPTION 'boundary.distribute_own_tables() runs on the Citus coordinator'
+            USING ERRCODE = '55000';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_node WHERE groupid = 0) THEN
+        RAISE EXCEPTION 'the coordinator is not in Citus'' metadata, so it would hold no copy of the key and registry tables and its backends would not forget what a change revokes'
+            USING ERRCODE = '55000',
+                  HINT = 'SELECT citus_set_coordinator_host(''<coordinator host>'', <port>); then call boundary.distribute_own_tables() again.';
+    END IF;
+    unsafe_triggers := pg_catalog.current_setting('citus.enable_unsafe_triggers');
+    -- The tables' row triggers must reach every placement: they make each node forget.
+    PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
+    FOREACH tbl IN ARRAY ARRAY['boundary.signing_keys', 'boundary.principals']::regclass[] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition d
+                    WHERE d.logicalrelid = tbl AND d.partmethod = 'n' AND d.repmodel = 't') THEN
+            RETURN NEXT format('%s is a reference table already', tbl);
+        ELSE
+            PERFORM pg_catalog.create_reference_table(tbl);
+            RETURN NEXT format('%s is now a reference table: one copy on every node', tbl);
+        END IF;
+    END LOOP;
+    PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', unsafe_triggers, true);
+END
+$$;
+COMMENT ON FUNCTION boundary.distribute_own_tables() IS
+  'On a Citus coordinator: makes the key and registry tables reference tables, so boundary.enter on any node verifies with the same keys and registry, and a change reaches every node.';
+REVOKE EXECUTE ON FUNCTION boundary.distribute_own_tables() FROM PUBLIC;
 
 -- The lint: one row per way a tenant's rows could reach another tenant, with the fix.
 -- Returns nothing when clean, so CI can run: SELECT count(*) = 0 FROM boundary.unprotected_tables();

@@ -24,6 +24,7 @@ mod error;
 mod gucs;
 mod pg;
 mod policy;
+mod scale_out;
 mod stores;
 mod tools;
 mod vector;

@@ -10,7 +10,9 @@
 //! lookalike tenants' router, multi-shard and write queries see and change only their own rows;
 //! a boundary value captured from a worker cannot be set anywhere else; then Citus DDL on
 //! protected tables: ALTER TABLE, reprotect(), auto-protection configured on every node,
-//! reference tables, and a forged Citus application_name.
+//! reference tables, and a forged Citus application_name; the key and registry tables as
+//! reference tables (boundary.distribute_own_tables()): a worker enters, its queries carry the
+//! boundary to the other nodes, and every node forgets what a change revokes.
 
 #[macro_use]
 mod support;
@@ -97,6 +99,8 @@ fn start_citus() {
         }
         // Created on the coordinator, propagated to the workers by Citus.
         admin.batch_execute(BASE_FIXTURE).await.expect("base fixture");
+        // The keys and registry the base fixture wrote become one copy on every node.
+        admin.batch_execute("SELECT boundary.distribute_own_tables()").await.expect("distribute own tables");
         admin.batch_execute(FIXTURE).await.expect("fixture");
         // The deployment rule the lint checks: no ordinary role runs its own SQL on the workers.
         for node in &nodes {
@@ -833,6 +837,194 @@ async fn copy_out_reads_only_the_tenants_rows_or_fails_closed() {
 }
 
 /// Like `assert_refused`, for a message that starts with `prefix` (it names a shard).
+/// The key and registry tables are reference tables (the fixture ran
+/// boundary.distribute_own_tables()): a key made and a principal registered on the coordinator
+/// let a client of a worker enter there, its distributed query carries the boundary to the other
+/// nodes, and a revocation or a retired key on the coordinator is seen at once by every node,
+/// remembered verdicts included.
+async fn every_node_enters_with_the_coordinators_keys_and_registry_and_forgets_what_they_revoke() {
+    let admin = coordinator().connect("postgres").await;
+    admin
+        .batch_execute(
+            "SELECT boundary.generate_signing_key('cluster-2026');
+             SELECT boundary.register_principal('northstar-dental', 'support', 'carol', 'member')",
+        )
+        .await
+        .unwrap();
+    let sign = "SELECT boundary.sign('{\"tenant_id\": \"northstar-dental\", \"workspace_id\": \"support\", \
+                \"user_id\": \"carol\", \"role\": \"member\"}', '10 minutes', 'cluster-2026')";
+    let carol = column(&admin, sign).await.unwrap().remove(0);
+    // One connection per node, kept: the second enter on each is a remembered verdict.
+    let mut sessions = Vec::new();
+    for node in &citus().nodes {
+        sessions.push(node.connect("agent").await);
+    }
+    let read = "SELECT body FROM public.notes UNION ALL SELECT body FROM public.later ORDER BY 1";
+    for session in &sessions {
+        session.batch_execute("BEGIN").await.unwrap();
+        enter(session, &carol).await.unwrap();
+        assert_eq!(column(session, read).await.unwrap(), ["dental: crown follow-up", "dental: x-ray"]);
+        session.batch_execute("COMMIT").await.unwrap();
+    }
+    let refused_everywhere = |sqlstate: &'static str, message: &'static str| {
+        let sessions = &sessions;
+        let carol = &carol;
+        async move {
+            for session in sessions {
+                session.batch_execute("BEGIN").await.unwrap();
+                assert_refused(enter(session, carol).await, sqlstate, message);
+                session.batch_execute("ROLLBACK").await.unwrap();
+            }
+        }
+    };
+    admin.batch_execute("SELECT boundary.revoke('northstar-dental', 'support', 'carol')").await.unwrap();
+    refused_everywhere("42501", "agent boundary refused: the principal has been revoked").await;
+    // A TRUNCATE (its statement trigger is on every placement too); the other principals are
+    // put back afterwards (the tests run one at a time).
+    admin
+        .batch_execute("SELECT boundary.register_principal('northstar-dental', 'support', 'carol', 'member')")
+        .await
+        .unwrap();
+    for session in &sessions {
+        session.batch_execute("BEGIN").await.unwrap();
+        enter(session, &carol).await.unwrap();
+        session.batch_execute("COMMIT").await.unwrap();
+    }
+    admin
+        .batch_execute(
+            "CREATE TABLE public.kept_principals AS SELECT * FROM boundary.principals WHERE user_id <> 'carol';
+             TRUNCATE boundary.principals",
+        )
+        .await
+        .unwrap();
+    refused_everywhere(
+        "42501",
+        "agent boundary refused: no registered principal for tenant_id \"northstar-dental\", workspace_id \"support\", user_id \"carol\"",
+    )
+    .await;
+    admin
+        .batch_execute(
+            "INSERT INTO boundary.principals SELECT * FROM public.kept_principals; DROP TABLE public.kept_principals",
+        )
+        .await
+        .unwrap();
+    admin
+        .batch_execute(
+            "SELECT boundary.register_principal('northstar-dental', 'support', 'carol', 'member');
+             SELECT boundary.retire_signing_key('cluster-2026')",
+        )
+        .await
+        .unwrap();
+    refused_everywhere(
+        "28000",
+        "agent boundary token refused: signed with an unknown or retired key id \"cluster-2026\"",
+    )
+    .await;
+    admin
+        .batch_execute("DELETE FROM boundary.principals WHERE user_id = 'carol'; DELETE FROM boundary.signing_keys WHERE kid = 'cluster-2026'")
+        .await
+        .unwrap();
+}
+
+/// boundary.distribute_own_tables() runs on the coordinator only and may run again; the lint
+/// reports key and registry tables that are not one copy on every node (in a database of its
+/// own: Citus cannot turn a reference table that belongs to an extension back into a local one).
+async fn the_lint_reports_keys_and_registry_local_to_each_node() {
+    let worker = citus().nodes[1].connect("postgres").await;
+    assert_refused(
+        column(&worker, "SELECT boundary.distribute_own_tables()").await,
+        "55000",
+        "boundary.distribute_own_tables() runs on the Citus coordinator",
+    );
+    const DATABASE: &str = "own_tables";
+    for node in &citus().nodes {
+        let admin = node.connect("postgres").await;
+        admin.batch_execute(&format!("CREATE DATABASE {DATABASE}")).await.unwrap();
+        node.connect_to("postgres", DATABASE).await.batch_execute("CREATE EXTENSION citus").await.unwrap();
+    }
+    let admin = coordinator().connect_to("postgres", DATABASE).await;
+    admin.batch_execute("CREATE EXTENSION agent_boundary CASCADE").await.unwrap();
+    let refused = assert_refused(
+        column(&admin, "SELECT boundary.distribute_own_tables()").await,
+        "55000",
+        "the coordinator is not in Citus' metadata, so it would hold no copy of the key and registry tables \
+         and its backends would not forget what a change revokes",
+    );
+    assert_eq!(
+        refused.hint(),
+        Some(
+            "SELECT citus_set_coordinator_host('<coordinator host>', <port>); then call \
+             boundary.distribute_own_tables() again."
+        )
+    );
+    admin
+        .execute(
+            "SELECT pg_catalog.citus_set_coordinator_host('127.0.0.1', $1)",
+            &[&(coordinator().port as i32)],
+        )
+        .await
+        .unwrap();
+    for worker in &citus().nodes[1..] {
+        admin
+            .execute("SELECT pg_catalog.citus_add_node('127.0.0.1', $1)", &[&(worker.port as i32)])
+            .await
+            .unwrap();
+    }
+    let findings = "SELECT object || ' | ' || problem || ' | ' || fix FROM boundary.unprotected_tables()
+                     WHERE object LIKE 'boundary.%' ORDER BY 1";
+    let finding = |table: &str| {
+        format!(
+            "{table} | each node of the Citus cluster has its own copy: boundary.enter on a worker verifies \
+             with that node's keys and registry, which no key rotation or revocation here reaches | \
+             SELECT boundary.distribute_own_tables(); (on the coordinator: one copy on every node)"
+        )
+    };
+    assert_eq!(
+        column(&admin, findings).await.unwrap(),
+        [finding("boundary.principals"), finding("boundary.signing_keys")]
+    );
+    assert_eq!(
+        column(&admin, "SELECT boundary.distribute_own_tables()").await.unwrap(),
+        [
+            "boundary.signing_keys is now a reference table: one copy on every node",
+            "boundary.principals is now a reference table: one copy on every node"
+        ]
+    );
+    assert_eq!(column(&admin, findings).await.unwrap(), Vec::<String>::new());
+    assert_eq!(
+        column(&admin, "SELECT boundary.distribute_own_tables()").await.unwrap(),
+        [
+            "boundary.signing_keys is a reference table already",
+            "boundary.principals is a reference table already"
+        ]
+    );
+    // The stores are not supported as Citus tables: distributed by hand, the lint says why and
+    // does not advise dropping their own policies.
+    admin
+        .batch_execute(
+            "SET citus.enable_unsafe_triggers = on;
+             SELECT pg_catalog.create_distributed_table('boundary.memories', 'tenant_id')",
+        )
+        .await
+        .unwrap();
+    let memories = column(&admin, findings).await.unwrap();
+    assert_eq!(
+        memories[0],
+        "boundary.memories | agent_boundary's own table is a Citus table, which agent_boundary does not \
+         support yet: Citus copies its policy memories_owner to the shards as a permissive policy, which \
+         admits other tenants' rows | REVOKE ALL ON boundary.memories FROM PUBLIC; (Citus cannot make it \
+         local again: save its rows, DROP EXTENSION agent_boundary CASCADE, CREATE EXTENSION agent_boundary, \
+         protect your tables again and put the rows back)"
+    );
+    assert!(memories[1..].iter().all(|f| f.starts_with("boundary.memories_1")), "{memories:?}");
+    assert!(memories.len() > 1, "{memories:?}");
+    drop(admin);
+    for node in &citus().nodes {
+        let admin = node.connect("postgres").await;
+        admin.batch_execute(&format!("DROP DATABASE {DATABASE} WITH (FORCE)")).await.unwrap();
+    }
+}
+
 fn assert_refused_starting<T: std::fmt::Debug>(
     result: Result<T, tokio_postgres::Error>,
     sqlstate: &str,
@@ -845,23 +1037,41 @@ fn assert_refused_starting<T: std::fmt::Debug>(
     db
 }
 
-/// Citus' connections are known by application_name, which any session may set: inside a
-/// boundary a forged one changes nothing, and outside one the table it leaves unprotected is
+/// Citus' connections are known by application_name, which any session may set. Given when
+/// connecting, Citus itself refuses the session's boundary.enter (which reads the key and
+/// registry tables, reference tables here, in what Citus takes for a query on a shard); set
+/// inside a boundary it changes nothing, and outside one the table it leaves unprotected is
 /// reported by the lint.
 async fn a_forged_citus_application_name_changes_nothing_inside_a_boundary() {
+    const FORGED: &str = "citus_internal gpid=10000000001";
     let mut config = coordinator().config("postgres");
-    config.application_name("citus_internal gpid=10000000001");
+    config.application_name(FORGED);
     let forged = connect_with(config).await.unwrap();
-    forged.batch_execute("SET agent_boundary.auto_protect_schemas = 'public'; BEGIN").await.unwrap();
-    enter(&forged, &dental_alice()).await.unwrap();
-    forged.batch_execute("CREATE TABLE public.sneaky (tenant_id text NOT NULL, id int)").await.unwrap();
-    let policies = "SELECT count(*)::text FROM pg_policy WHERE polrelid = 'public.sneaky'::regclass";
-    assert_eq!(column(&forged, policies).await.unwrap(), ["5"]);
-    forged
-        .batch_execute("ROLLBACK; CREATE TABLE public.sneaky (tenant_id text NOT NULL, id int)")
+    forged.batch_execute("BEGIN").await.unwrap();
+    assert_refused(
+        enter(&forged, &dental_alice()).await,
+        "XX000",
+        "cannot execute a distributed query from a query on a shard",
+    );
+    forged.batch_execute("ROLLBACK").await.unwrap();
+    let session = coordinator().connect("postgres").await;
+    session.batch_execute("SET agent_boundary.auto_protect_schemas = 'public'; BEGIN").await.unwrap();
+    enter(&session, &dental_alice()).await.unwrap();
+    session
+        .batch_execute(&format!(
+            "SET LOCAL application_name = '{FORGED}'; CREATE TABLE public.sneaky (tenant_id text NOT NULL, id int)"
+        ))
         .await
         .unwrap();
-    assert_eq!(column(&forged, policies).await.unwrap(), ["0"]);
+    let policies = "SELECT count(*)::text FROM pg_policy WHERE polrelid = 'public.sneaky'::regclass";
+    assert_eq!(column(&session, policies).await.unwrap(), ["5"]);
+    session
+        .batch_execute(&format!(
+            "ROLLBACK; SET application_name = '{FORGED}'; CREATE TABLE public.sneaky (tenant_id text NOT NULL, id int)"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(column(&session, policies).await.unwrap(), ["0"]);
     let admin = coordinator().connect("postgres").await;
     assert_eq!(
         column(&admin, LINT).await.unwrap(),
@@ -892,6 +1102,8 @@ fn main() {
         auto_protect_add_columns_on_a_coordinator_that_holds_shards,
         copied_rows_never_land_in_another_tenants_shard,
         copy_out_reads_only_the_tenants_rows_or_fails_closed,
+        every_node_enters_with_the_coordinators_keys_and_registry_and_forgets_what_they_revoke,
+        the_lint_reports_keys_and_registry_local_to_each_node,
     ];
     let conclusion = match citus_installed() {
         Err(why) => {

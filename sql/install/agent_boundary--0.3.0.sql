@@ -7,7 +7,7 @@ The ordering of items is not stable, it is driven by a dependency graph.
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:34
+-- src/lib.rs:35
 -- bootstrap
 -- Runs first in the extension script. The control file puts everything in schema "boundary";
 -- if that schema already existed (CREATE EXTENSION then adopts it), whoever owns it could later
@@ -246,7 +246,7 @@ AS 'MODULE_PATHNAME', 'compose_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:415
+-- src/boundary/mod.rs:426
 -- agent_boundary::boundary::current
 CREATE  FUNCTION "current"() RETURNS jsonb /* SqlResult < BoundaryJsonb > */
 STRICT STABLE PARALLEL SAFE
@@ -264,7 +264,7 @@ AS 'MODULE_PATHNAME', 'current_role_bypasses_rls_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:388
+-- src/boundary/mod.rs:399
 -- agent_boundary::boundary::datasource_ids
 CREATE  FUNCTION "datasource_ids"() RETURNS TEXT[] /* SqlResult < Vec < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -273,7 +273,7 @@ AS 'MODULE_PATHNAME', 'datasource_ids_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:310
+-- src/boundary/mod.rs:321
 -- agent_boundary::boundary::enter
 CREATE  FUNCTION "enter"(
 	"token" TEXT, /* & str */
@@ -286,7 +286,7 @@ AS 'MODULE_PATHNAME', 'enter_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:330
+-- src/boundary/mod.rs:341
 -- agent_boundary::boundary::exit
 CREATE  FUNCTION "exit"() RETURNS VOID /* SqlResult < () > */
 STRICT VOLATILE PARALLEL UNSAFE
@@ -341,7 +341,7 @@ AS 'MODULE_PATHNAME', 'installed_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:344
+-- src/boundary/mod.rs:355
 -- agent_boundary::boundary::is_active
 CREATE  FUNCTION "is_active"() RETURNS bool /* bool */
 STRICT STABLE PARALLEL SAFE
@@ -430,7 +430,7 @@ AS 'MODULE_PATHNAME', 'memory_list_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:393
+-- src/boundary/mod.rs:404
 -- agent_boundary::boundary::memory_namespace
 CREATE  FUNCTION "memory_namespace"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
@@ -656,6 +656,19 @@ BEGIN
             RETURN NEXT;
         END IF;
     END IF;
+    -- Keys and registry local to each node: Citus syncs metadata to the workers, which then take
+    -- clients' queries, and boundary.enter there would read that node's own copy.
+    FOR tbl IN EXECUTE
+        'SELECT t FROM pg_catalog.unnest(ARRAY[''boundary.signing_keys'', ''boundary.principals'']::pg_catalog.regclass[]) t
+          WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_dist_node n WHERE n.groupid <> 0)
+            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition d
+                             WHERE d.logicalrelid = t AND d.partmethod = ''n'' AND d.repmodel = ''t'')'
+    LOOP
+        object := tbl::text;
+        problem := 'each node of the Citus cluster has its own copy: boundary.enter on a worker verifies with that node''s keys and registry, which no key rotation or revocation here reaches';
+        fix := 'SELECT boundary.distribute_own_tables(); (on the coordinator: one copy on every node)';
+        RETURN NEXT;
+    END LOOP;
     FOR tbl IN EXECUTE
         'SELECT d.logicalrelid FROM pg_catalog.pg_dist_partition d
           WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_policy q
@@ -670,7 +683,28 @@ BEGIN
                    format('DROP POLICY %I ON %s; (narrow access with protect()''s own scope columns instead)', q.polname, tbl)
               FROM pg_catalog.pg_policy q
              WHERE q.polrelid = tbl AND q.polname NOT LIKE 'boundary\_%' AND NOT q.polpermissive
+               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e
+                                WHERE e.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND e.objid = tbl
+                                  AND e.deptype = 'e' AND e.refobjid = (SELECT x.oid FROM pg_catalog.pg_extension x
+                                                                         WHERE x.extname = 'agent_boundary'))
              ORDER BY q.polname
+        LOOP
+            RETURN NEXT;
+        END LOOP;
+        -- The stores (memories, cache, run state) stay on one node: distributed by hand, their own
+        -- restrictive policies reach the shards as permissive ones, and Citus cannot make a
+        -- table that belongs to an extension local again.
+        FOR problem, fix IN
+            SELECT format('agent_boundary''s own table is a Citus table, which agent_boundary does not support yet: Citus copies its policy %s to the shards as a permissive policy, which admits other tenants'' rows',
+                          pg_catalog.string_agg(pg_catalog.quote_ident(q.polname), ', ' ORDER BY q.polname)),
+                   format('REVOKE ALL ON %s FROM PUBLIC; (Citus cannot make it local again: save its rows, DROP EXTENSION agent_boundary CASCADE, CREATE EXTENSION agent_boundary, protect your tables again and put the rows back)', tbl)
+              FROM pg_catalog.pg_policy q
+             WHERE q.polrelid = tbl AND q.polname NOT LIKE 'boundary\_%' AND NOT q.polpermissive
+               AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend e
+                            WHERE e.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND e.objid = tbl
+                              AND e.deptype = 'e' AND e.refobjid = (SELECT x.oid FROM pg_catalog.pg_extension x
+                                                                     WHERE x.extname = 'agent_boundary'))
+            HAVING pg_catalog.count(*) > 0
         LOOP
             RETURN NEXT;
         END LOOP;
@@ -1106,7 +1140,7 @@ $lint$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:373
+-- src/boundary/mod.rs:384
 -- agent_boundary::boundary::plan
 CREATE  FUNCTION "plan"() RETURNS TEXT /* SqlResult < & '_ str > */
 STRICT STABLE PARALLEL SAFE
@@ -1128,7 +1162,7 @@ AS 'MODULE_PATHNAME', 'promote_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:408
+-- src/boundary/mod.rs:419
 -- agent_boundary::boundary::prompt_version
 CREATE  FUNCTION "prompt_version"() RETURNS TEXT /* SqlResult < Option < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -1176,7 +1210,7 @@ AS 'MODULE_PATHNAME', 'purge_expired_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:378
+-- src/boundary/mod.rs:389
 -- agent_boundary::boundary::region
 CREATE  FUNCTION "region"() RETURNS TEXT /* SqlResult < & '_ str > */
 STRICT STABLE PARALLEL SAFE
@@ -1240,7 +1274,7 @@ AS 'MODULE_PATHNAME', 'retire_signing_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/registry.rs:131
+-- src/boundary/registry.rs:133
 -- agent_boundary::boundary::registry::revoke
 CREATE  FUNCTION "revoke"(
 	"tenant_id" TEXT, /* & str */
@@ -1254,7 +1288,7 @@ AS 'MODULE_PATHNAME', 'revoke_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:368
+-- src/boundary/mod.rs:379
 -- agent_boundary::boundary::role
 CREATE  FUNCTION "role"() RETURNS TEXT /* SqlResult < & '_ str > */
 STRICT STABLE PARALLEL SAFE
@@ -1263,7 +1297,7 @@ AS 'MODULE_PATHNAME', 'role_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:403
+-- src/boundary/mod.rs:414
 -- agent_boundary::boundary::run_id
 CREATE  FUNCTION "run_id"() RETURNS TEXT /* SqlResult < Option < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -1319,7 +1353,7 @@ AS 'MODULE_PATHNAME', 'snapshot_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:353
+-- src/boundary/mod.rs:364
 -- agent_boundary::boundary::tenant_id
 CREATE  FUNCTION "tenant_id"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
@@ -1328,7 +1362,7 @@ AS 'MODULE_PATHNAME', 'tenant_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:383
+-- src/boundary/mod.rs:394
 -- agent_boundary::boundary::tool_ids
 CREATE  FUNCTION "tool_ids"() RETURNS TEXT[] /* SqlResult < Vec < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -1337,7 +1371,7 @@ AS 'MODULE_PATHNAME', 'tool_ids_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:398
+-- src/boundary/mod.rs:409
 -- agent_boundary::boundary::trace_id
 CREATE  FUNCTION "trace_id"() RETURNS TEXT /* SqlResult < Option < String > > */
 STRICT STABLE PARALLEL SAFE
@@ -1358,7 +1392,7 @@ AS 'MODULE_PATHNAME', 'unprotect_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:363
+-- src/boundary/mod.rs:374
 -- agent_boundary::boundary::user_id
 CREATE  FUNCTION "user_id"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
@@ -1417,7 +1451,7 @@ COMMENT ON FUNCTION boundary.vector_search(regclass, vector, integer, text, text
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/mod.rs:358
+-- src/boundary/mod.rs:369
 -- agent_boundary::boundary::workspace_id
 CREATE  FUNCTION "workspace_id"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
@@ -1495,7 +1529,7 @@ GRANT SELECT (at, event, tenant_id, workspace_id, user_id, trace_id, run_id, pro
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/boundary/verdicts.rs:61
+-- src/boundary/verdicts.rs:63
 -- agent_boundary::boundary::verdicts::forget_verified
 CREATE FUNCTION "forget_verified"()
 	RETURNS TRIGGER
@@ -1530,12 +1564,98 @@ ALTER TABLE boundary.principals ENABLE ALWAYS TRIGGER forget_verified_truncate;
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/scale_out.rs:17
+-- requires:
+--   signing_keys_table
+--   principals_table
+--   forget_verified_triggers
+
+
+CREATE FUNCTION boundary.distribute_own_tables() RETURNS SETOF text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tbl regclass;
+    unsafe_triggers text;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus') THEN
+        RAISE EXCEPTION 'boundary.distribute_own_tables() needs Citus, which is not installed in this database'
+            USING ERRCODE = '55000',
+                  HINT = 'On one node the key and registry tables are already the only copy.';
+    END IF;
+    IF (SELECT groupid FROM pg_catalog.pg_dist_local_group) <> 0 THEN
+        RAISE EXCEPTION 'boundary.distribute_own_tables() runs on the Citus coordinator'
+            USING ERRCODE = '55000';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_node WHERE groupid = 0) THEN
+        RAISE EXCEPTION 'the coordinator is not in Citus'' metadata, so it would hold no copy of the key and registry tables and its backends would not forget what a change revokes'
+            USING ERRCODE = '55000',
+                  HINT = 'SELECT citus_set_coordinator_host(''<coordinator host>'', <port>); then call boundary.distribute_own_tables() again.';
+    END IF;
+    unsafe_triggers := pg_catalog.current_setting('citus.enable_unsafe_triggers');
+    -- The tables' row triggers must reach every placement: they make each node forget.
+    PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
+    FOREACH tbl IN ARRAY ARRAY['boundary.signing_keys', 'boundary.principals']::regclass[] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition d
+                    WHERE d.logicalrelid = tbl AND d.partmethod = 'n' AND d.repmodel = 't') THEN
+            RETURN NEXT format('%s is a reference table already', tbl);
+        ELSE
+            PERFORM pg_catalog.create_reference_table(tbl);
+            RETURN NEXT format('%s is now a reference table: one copy on every node', tbl);
+        END IF;
+    END LOOP;
+    PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', unsafe_triggers, true);
+END
+$$;
+COMMENT ON FUNCTION boundary.distribute_own_tables() IS
+  'On a Citus coordinator: makes the key and registry tables reference tables, so boundary.enter on any node verifies with the same keys and registry, and a change reaches every node.';
+REVOKE EXECUTE ON FUNCTION boundary.distribute_own_tables() FROM PUBLIC;
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/stores/guard.rs:21
 -- agent_boundary::stores::guard::guard_store_write
 CREATE FUNCTION "guard_store_write"()
 	RETURNS TRIGGER
 	LANGUAGE c
 	AS 'MODULE_PATHNAME', 'guard_store_write_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/stores/cache.rs:16
+-- requires:
+--   policy::protect
+--   boundary::tenant_id
+--   boundary::workspace_id
+--   boundary::role
+--   cache_prefix
+--   stores::compose_key
+--   stores::guard::guard_store_write
+--   policy_sql
+
+
+CREATE TABLE boundary.cache (
+    tenant_id    text NOT NULL,
+    workspace_id text NOT NULL,
+    key          text NOT NULL,
+    value        jsonb NOT NULL,
+    expires_at   timestamptz NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, key),
+    CHECK (starts_with(key, boundary.compose_key(VARIADIC ARRAY['agent-cache', tenant_id, workspace_id]) || ':'))
+);
+COMMENT ON TABLE boundary.cache IS
+  'Cached agent results, keyed by boundary.cache_key(); a role or datasource set sees only its own entries.';
+DO $protect$ BEGIN
+    PERFORM boundary.protect('boundary.cache', write_roles => '{owner,admin,member,viewer}');
+END $protect$;
+CREATE POLICY cache_current_boundary ON boundary.cache AS RESTRICTIVE FOR ALL
+    USING (starts_with(key, boundary.cache_prefix()) AND expires_at > statement_timestamp())
+    WITH CHECK (starts_with(key, boundary.cache_prefix()));
+CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundary.cache
+    FOR EACH ROW EXECUTE FUNCTION boundary.guard_store_write();
+GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.cache TO PUBLIC;
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -1615,43 +1735,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.memories, boundary.run_state TO
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/cache.rs:16
--- requires:
---   policy::protect
---   boundary::tenant_id
---   boundary::workspace_id
---   boundary::role
---   cache_prefix
---   stores::compose_key
---   stores::guard::guard_store_write
---   policy_sql
-
-
-CREATE TABLE boundary.cache (
-    tenant_id    text NOT NULL,
-    workspace_id text NOT NULL,
-    key          text NOT NULL,
-    value        jsonb NOT NULL,
-    expires_at   timestamptz NOT NULL,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (tenant_id, key),
-    CHECK (starts_with(key, boundary.compose_key(VARIADIC ARRAY['agent-cache', tenant_id, workspace_id]) || ':'))
-);
-COMMENT ON TABLE boundary.cache IS
-  'Cached agent results, keyed by boundary.cache_key(); a role or datasource set sees only its own entries.';
-DO $protect$ BEGIN
-    PERFORM boundary.protect('boundary.cache', write_roles => '{owner,admin,member,viewer}');
-END $protect$;
-CREATE POLICY cache_current_boundary ON boundary.cache AS RESTRICTIVE FOR ALL
-    USING (starts_with(key, boundary.cache_prefix()) AND expires_at > statement_timestamp())
-    WITH CHECK (starts_with(key, boundary.cache_prefix()));
-CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundary.cache
-    FOR EACH ROW EXECUTE FUNCTION boundary.guard_store_write();
-GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.cache TO PUBLIC;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/lib.rs:35
+-- src/lib.rs:36
 -- finalize
 -- Minimal grants, applied after every object exists.
 --

@@ -3,11 +3,12 @@
 //! A worker backend running a distributed transaction's shard queries is another backend,
 //! often on another machine: the coordinator's seal (a secret in the entering backend's memory)
 //! does not verify there, and the only thing Citus carries to it from the transaction is a
-//! `SET LOCAL`. So on a coordinator whose nodes share a cluster seal key
-//! (`agent_boundary.cluster_seal_key_file`), every change of a transaction's boundary also sets
-//! `agent_boundary.cluster_boundary` with `SET LOCAL`, which Citus sends to every worker
-//! connection of the transaction: the boundary sealed with the cluster key, bound to the
-//! database and to the Citus global pid of the backend that entered it.
+//! `SET LOCAL`. So on a node (the coordinator, or a worker taking clients' queries) of a cluster
+//! that shares a cluster seal key (`agent_boundary.cluster_seal_key_file`), every change of a
+//! transaction's boundary also sets `agent_boundary.cluster_boundary` with `SET LOCAL`, which
+//! Citus sends to every connection of the transaction to other nodes: the boundary sealed with
+//! the cluster key, bound to the database and to the Citus global pid of the backend that
+//! entered it.
 //!
 //! The check hook keeps anything else off it. It accepts a value only (1) while this module sets
 //! it, or (2) on a connection Citus opened for the backend named in the seal

@@ -101,6 +101,8 @@ fn register_principal(
     let region = Region::parse(region).map_err(invalid)?;
     let tool_ids = id_list("tool_ids", tool_ids)?;
     let datasource_ids = id_list("datasource_ids", datasource_ids)?;
+    // updated_at from the inserted row's default: Citus refuses non-immutable functions in
+    // DO UPDATE SET of a reference table (boundary.distribute_own_tables()).
     Spi::run_with_args(
         "INSERT INTO boundary.principals AS p
                 (tenant_id, workspace_id, user_id, role, plan, region, tool_ids, datasource_ids)
@@ -108,7 +110,7 @@ fn register_principal(
          ON CONFLICT (tenant_id, workspace_id, user_id) DO UPDATE
             SET role = excluded.role, plan = excluded.plan, region = excluded.region,
                 tool_ids = excluded.tool_ids, datasource_ids = excluded.datasource_ids,
-                revoked_at = NULL, updated_at = now()",
+                revoked_at = NULL, updated_at = excluded.updated_at",
         &[
             tenant_id.into(),
             workspace_id.into(),

@@ -56,13 +56,17 @@ ALTER TABLE boundary.principals ENABLE ALWAYS TRIGGER forget_verified_truncate;
 
 /// Row (and TRUNCATE) trigger on the key and registry tables: every backend forgets what it
 /// verified against them once this transaction commits (this one, at its next command or
-/// rollback). Queuing the same invalidation once per row costs little: these tables change
-/// rarely.
+/// rollback). Queuing the same invalidations once per row costs little: these tables change
+/// rarely. The watched tables are invalidated, not the trigger's: on Citus the trigger fires on
+/// each node's placement of a reference table (`boundary.distribute_own_tables()`), another
+/// relation.
 #[pg_trigger]
 fn forget_verified<'a>(
-    trigger: &'a pgrx::PgTrigger<'a>,
+    _trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, pgrx::PgTriggerError> {
-    crate::pg::invalidation::invalidate(trigger.relation()?.oid());
+    for oid in resolve_watched().into_iter().filter(|oid| *oid != pg_sys::InvalidOid) {
+        crate::pg::invalidation::invalidate(oid);
+    }
     Ok(None)
 }
 

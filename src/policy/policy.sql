@@ -187,6 +187,19 @@ BEGIN
             RETURN NEXT;
         END IF;
     END IF;
+    -- Keys and registry local to each node: Citus syncs metadata to the workers, which then take
+    -- clients' queries, and boundary.enter there would read that node's own copy.
+    FOR tbl IN EXECUTE
+        'SELECT t FROM pg_catalog.unnest(ARRAY[''boundary.signing_keys'', ''boundary.principals'']::pg_catalog.regclass[]) t
+          WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_dist_node n WHERE n.groupid <> 0)
+            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition d
+                             WHERE d.logicalrelid = t AND d.partmethod = ''n'' AND d.repmodel = ''t'')'
+    LOOP
+        object := tbl::text;
+        problem := 'each node of the Citus cluster has its own copy: boundary.enter on a worker verifies with that node''s keys and registry, which no key rotation or revocation here reaches';
+        fix := 'SELECT boundary.distribute_own_tables(); (on the coordinator: one copy on every node)';
+        RETURN NEXT;
+    END LOOP;
     FOR tbl IN EXECUTE
         'SELECT d.logicalrelid FROM pg_catalog.pg_dist_partition d
           WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_policy q
@@ -201,7 +214,28 @@ BEGIN
                    format('DROP POLICY %I ON %s; (narrow access with protect()''s own scope columns instead)', q.polname, tbl)
               FROM pg_catalog.pg_policy q
              WHERE q.polrelid = tbl AND q.polname NOT LIKE 'boundary\_%' AND NOT q.polpermissive
+               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e
+                                WHERE e.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND e.objid = tbl
+                                  AND e.deptype = 'e' AND e.refobjid = (SELECT x.oid FROM pg_catalog.pg_extension x
+                                                                         WHERE x.extname = 'agent_boundary'))
              ORDER BY q.polname
+        LOOP
+            RETURN NEXT;
+        END LOOP;
+        -- The stores (memories, cache, run state) stay on one node: distributed by hand, their own
+        -- restrictive policies reach the shards as permissive ones, and Citus cannot make a
+        -- table that belongs to an extension local again.
+        FOR problem, fix IN
+            SELECT format('agent_boundary''s own table is a Citus table, which agent_boundary does not support yet: Citus copies its policy %s to the shards as a permissive policy, which admits other tenants'' rows',
+                          pg_catalog.string_agg(pg_catalog.quote_ident(q.polname), ', ' ORDER BY q.polname)),
+                   format('REVOKE ALL ON %s FROM PUBLIC; (Citus cannot make it local again: save its rows, DROP EXTENSION agent_boundary CASCADE, CREATE EXTENSION agent_boundary, protect your tables again and put the rows back)', tbl)
+              FROM pg_catalog.pg_policy q
+             WHERE q.polrelid = tbl AND q.polname NOT LIKE 'boundary\_%' AND NOT q.polpermissive
+               AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend e
+                            WHERE e.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND e.objid = tbl
+                              AND e.deptype = 'e' AND e.refobjid = (SELECT x.oid FROM pg_catalog.pg_extension x
+                                                                     WHERE x.extname = 'agent_boundary'))
+            HAVING pg_catalog.count(*) > 0
         LOOP
             RETURN NEXT;
         END LOOP;

@@ -79,6 +79,10 @@ SELECT boundary.exit();
 SELECT boundary.is_active();
 RESET agent_boundary.allow_session_scope;
 
+-- Citus only: without it there is one copy of the keys and registry already.
+SELECT boundary.distribute_own_tables();
+\echo :LAST_ERROR_SQLSTATE
+
 -- Who may do what.
 SELECT p.proname, has_function_privilege('regress_agent', p.oid, 'EXECUTE') AS agent_may_execute
   FROM pg_proc p WHERE p.pronamespace = 'boundary'::regnamespace ORDER BY p.proname;
