@@ -185,7 +185,7 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus') THEN
         RAISE EXCEPTION 'boundary.distribute_own_tables() needs Citus, which is not installed in this database'
             USING ERRCODE = '55000',
-                  HINT = 'On one node the key and registry tables are already the only copy.';
+                  HINT = 'On one node the extension''s tables are already the only copy.';
     END IF;
     IF (SELECT groupid FROM pg_catalog.pg_dist_local_group) <> 0 THEN
         RAISE EXCEPTION 'boundary.distribute_own_tables() runs on the Citus coordinator'
@@ -208,11 +208,24 @@ BEGIN
             RETURN NEXT format('%s is now a reference table: one copy on every node', tbl);
         END IF;
     END LOOP;
+    -- The stores, by tenant and together; protected again first, in the shape whose copies on
+    -- the shards mean the same (the stores were protected before Citus was installed, maybe).
+    FOREACH tbl IN ARRAY ARRAY['boundary.memories', 'boundary.run_state', 'boundary.cache']::regclass[] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition d WHERE d.logicalrelid = tbl) THEN
+            RETURN NEXT format('%s is distributed already', tbl);
+        ELSE
+            PERFORM pg_catalog.count(*) FROM boundary.reprotect(tbl);
+            PERFORM pg_catalog.create_distributed_table(tbl, 'tenant_id',
+                        colocate_with => CASE WHEN tbl = 'boundary.memories'::regclass THEN 'default'
+                                              ELSE 'boundary.memories' END);
+            RETURN NEXT format('%s is now distributed by tenant_id', tbl);
+        END IF;
+    END LOOP;
     PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', unsafe_triggers, true);
 END
 $$;
 COMMENT ON FUNCTION boundary.distribute_own_tables() IS
-  'On a Citus coordinator: makes the key and registry tables reference tables, so boundary.enter on any node verifies with the same keys and registry, and a change reaches every node.';
+  'On a Citus coordinator: makes the key and registry tables reference tables, so boundary.enter on any node verifies with the same keys and registry and a change reaches every node, and distributes memories, run state and the cache by tenant.';
 REVOKE EXECUTE ON FUNCTION boundary.distribute_own_tables() FROM PUBLIC;
 
 -- The lint: one row per way a tenant's rows could reach another tenant, with the fix.
@@ -618,3 +631,12 @@ findings (object, problem, fix) AS (
 )
 SELECT object, problem, fix FROM findings ORDER BY object, problem
 $lint$;
+
+-- The stores' own rules move into their generated policies (stores::row_rule): as separate
+-- restrictive policies, Citus would copy them to shards as permissive ones.
+DROP POLICY memories_owner ON boundary.memories;
+DROP POLICY run_state_current_run ON boundary.run_state;
+DROP POLICY cache_current_boundary ON boundary.cache;
+SELECT count(*) FROM boundary.reprotect('boundary.memories');
+SELECT count(*) FROM boundary.reprotect('boundary.run_state');
+SELECT count(*) FROM boundary.reprotect('boundary.cache');

@@ -18,6 +18,7 @@
 mod support;
 
 use libtest_mimic::Arguments;
+use serde_json::json;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
@@ -927,8 +928,9 @@ async fn every_node_enters_with_the_coordinators_keys_and_registry_and_forgets_w
 }
 
 /// boundary.distribute_own_tables() runs on the coordinator only and may run again; the lint
-/// reports key and registry tables that are not one copy on every node (in a database of its
-/// own: Citus cannot turn a reference table that belongs to an extension back into a local one).
+/// reports key and registry tables that are not one copy on every node, and the audit log made
+/// a Citus table by hand (in a database of its own: Citus cannot turn a table that belongs to an
+/// extension back into a local one).
 async fn the_lint_reports_keys_and_registry_local_to_each_node() {
     let worker = citus().nodes[1].connect("postgres").await;
     assert_refused(
@@ -987,7 +989,10 @@ async fn the_lint_reports_keys_and_registry_local_to_each_node() {
         column(&admin, "SELECT boundary.distribute_own_tables()").await.unwrap(),
         [
             "boundary.signing_keys is now a reference table: one copy on every node",
-            "boundary.principals is now a reference table: one copy on every node"
+            "boundary.principals is now a reference table: one copy on every node",
+            "boundary.memories is now distributed by tenant_id",
+            "boundary.run_state is now distributed by tenant_id",
+            "boundary.cache is now distributed by tenant_id",
         ]
     );
     assert_eq!(column(&admin, findings).await.unwrap(), Vec::<String>::new());
@@ -995,34 +1000,154 @@ async fn the_lint_reports_keys_and_registry_local_to_each_node() {
         column(&admin, "SELECT boundary.distribute_own_tables()").await.unwrap(),
         [
             "boundary.signing_keys is a reference table already",
-            "boundary.principals is a reference table already"
+            "boundary.principals is a reference table already",
+            "boundary.memories is distributed already",
+            "boundary.run_state is distributed already",
+            "boundary.cache is distributed already",
         ]
     );
-    // The stores are not supported as Citus tables: distributed by hand, the lint says why and
-    // does not advise dropping their own policies.
+    // The audit log stays local: made a reference table by hand, the lint says why and does not
+    // advise dropping its own policy.
     admin
         .batch_execute(
-            "SET citus.enable_unsafe_triggers = on;
-             SELECT pg_catalog.create_distributed_table('boundary.memories', 'tenant_id')",
+            "SET citus.enable_unsafe_triggers = on; SELECT pg_catalog.create_reference_table('boundary.audit_log')",
         )
         .await
         .unwrap();
-    let memories = column(&admin, findings).await.unwrap();
+    let audit = column(&admin, findings).await.unwrap();
     assert_eq!(
-        memories[0],
-        "boundary.memories | agent_boundary's own table is a Citus table, which agent_boundary does not \
-         support yet: Citus copies its policy memories_owner to the shards as a permissive policy, which \
-         admits other tenants' rows | REVOKE ALL ON boundary.memories FROM PUBLIC; (Citus cannot make it \
+        audit[0],
+        "boundary.audit_log | agent_boundary's own table is a Citus table, which agent_boundary does not \
+         support yet: Citus copies its policy audit_log_reader to the shards as a permissive policy, which \
+         admits other tenants' rows | REVOKE ALL ON boundary.audit_log FROM PUBLIC; (Citus cannot make it \
          local again: save its rows, DROP EXTENSION agent_boundary CASCADE, CREATE EXTENSION agent_boundary, \
          protect your tables again and put the rows back)"
     );
-    assert!(memories[1..].iter().all(|f| f.starts_with("boundary.memories_1")), "{memories:?}");
-    assert!(memories.len() > 1, "{memories:?}");
+    assert_eq!(audit.len(), 4, "and each node's placement differs: {audit:?}");
+    assert!(audit[1..].iter().all(|f| f.starts_with("boundary.audit_log_1")), "{audit:?}");
     drop(admin);
     for node in &citus().nodes {
         let admin = node.connect("postgres").await;
         admin.batch_execute(&format!("DROP DATABASE {DATABASE} WITH (FORCE)")).await.unwrap();
     }
+}
+
+/// The stores distributed by tenant (boundary.distribute_own_tables()): lookalike tenants write
+/// and read their memories, run state and cache entries through the functions on the
+/// coordinator and on a worker, see only their own, promote and delete; plain SQL writes are
+/// refused on the shards as on one node.
+async fn lookalike_tenants_keep_their_stores_apart_on_every_shard() {
+    let admin = coordinator().connect("postgres").await;
+    assert_eq!(
+        column(
+            &admin,
+            "SELECT concat_ws(' ', logicalrelid, partmethod) FROM pg_dist_partition
+              WHERE logicalrelid::text IN ('boundary.memories', 'boundary.run_state', 'boundary.cache') ORDER BY 1",
+        )
+        .await
+        .unwrap(),
+        ["boundary.cache h", "boundary.memories h", "boundary.run_state h"]
+    );
+    let tenants = [("northstar-dental", "admin", "Dental"), ("northstar-design", "member", "Design")];
+    for node in [&citus().nodes[0], &citus().nodes[1]] {
+        let agent = node.connect("agent").await;
+        for (tenant, role, who) in tenants {
+            let token = app_token(tenant, "support", "alice", role, json!({"run_id": "run-stores"}));
+            agent.batch_execute("BEGIN").await.unwrap();
+            enter(&agent, &token).await.unwrap();
+            agent
+                .batch_execute(&format!(
+                    "SELECT boundary.memory_set('renewal', to_jsonb('{who} renews'::text));
+                     SELECT boundary.run_state_set('step', to_jsonb('{who} step'::text));
+                     SELECT boundary.cache_put(boundary.cache_key('answers', 'when?', 'v1'), to_jsonb('{who} answer'::text));
+                     SELECT boundary.promote('step')"
+                ))
+                .await
+                .unwrap();
+            agent.batch_execute("COMMIT").await.unwrap();
+        }
+        for (tenant, role, who) in tenants {
+            let token = app_token(tenant, "support", "alice", role, json!({"run_id": "run-stores"}));
+            agent.batch_execute("BEGIN").await.unwrap();
+            enter(&agent, &token).await.unwrap();
+            assert_eq!(
+                column(
+                    &agent,
+                    "SELECT concat_ws(' | ', boundary.memory_get('renewal') #>> '{}', boundary.memory_get('step') #>> '{}',
+                                      boundary.run_state_get('step') #>> '{}',
+                                      boundary.cache_get(boundary.cache_key('answers', 'when?', 'v1')) #>> '{}')
+                     UNION ALL SELECT string_agg(value #>> '{}', ', ' ORDER BY name) FROM boundary.memories
+                     UNION ALL SELECT count(*)::text FROM boundary.run_state
+                     UNION ALL SELECT count(*)::text FROM boundary.cache"
+                )
+                .await
+                .unwrap(),
+                [
+                    format!("{who} renews | {who} step | {who} step | {who} answer"),
+                    format!("{who} renews, {who} step"),
+                    "1".into(),
+                    "1".into()
+                ]
+            );
+            for write in [
+                "INSERT INTO boundary.memories (scope, namespace, name, key, value, created_by, updated_by)
+                 VALUES ('workspace', boundary.memory_namespace(), 'x', 'x', '1', 'x', 'x')",
+                "UPDATE boundary.memories SET value = '\"overwritten\"'",
+                "DELETE FROM boundary.cache",
+            ] {
+                let refused = assert_refused_starting(column(&agent, write).await, "42501", "");
+                assert!(
+                    refused
+                        .message()
+                        .contains("is refused: the agent_boundary functions are the only way to change it"),
+                    "{write}: {refused:?}"
+                );
+                agent.batch_execute("ROLLBACK; BEGIN").await.unwrap();
+                enter(&agent, &token).await.unwrap();
+            }
+            assert_eq!(
+                column(&agent, "SELECT boundary.memory_delete('step')::text || ' ' || boundary.memory_delete('step')::text")
+                    .await
+                    .unwrap(),
+                ["true false"]
+            );
+            agent.batch_execute("COMMIT").await.unwrap();
+        }
+    }
+    assert_eq!(
+        column(
+            &admin,
+            "SELECT tenant_id || ' ' || count(*) FROM boundary.memories GROUP BY tenant_id
+             UNION ALL SELECT 'purged ' || boundary.purge_expired() ORDER BY 1"
+        )
+        .await
+        .unwrap(),
+        ["northstar-dental 1", "northstar-design 1", "purged 0"]
+    );
+    // Both tenants' run state and cache entries expire; one purge removes them from every shard.
+    admin
+        .batch_execute(
+            "UPDATE boundary.run_state SET expires_at = now() - interval '1 second';
+             UPDATE boundary.cache SET expires_at = now() - interval '1 second'",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        column(
+            &admin,
+            "SELECT boundary.purge_expired()::text;
+             SELECT (SELECT count(*) FROM boundary.run_state) || ' ' || (SELECT count(*) FROM boundary.cache)"
+        )
+        .await
+        .unwrap(),
+        ["4", "0 0"]
+    );
+    admin
+        .batch_execute(
+            "DELETE FROM boundary.memories; DELETE FROM boundary.run_state; DELETE FROM boundary.cache",
+        )
+        .await
+        .unwrap();
 }
 
 fn assert_refused_starting<T: std::fmt::Debug>(
@@ -1104,6 +1229,7 @@ fn main() {
         copy_out_reads_only_the_tenants_rows_or_fails_closed,
         every_node_enters_with_the_coordinators_keys_and_registry_and_forgets_what_they_revoke,
         the_lint_reports_keys_and_registry_local_to_each_node,
+        lookalike_tenants_keep_their_stores_apart_on_every_shard,
     ];
     let conclusion = match citus_installed() {
         Err(why) => {

@@ -191,7 +191,7 @@ AS 'MODULE_PATHNAME', 'blocked_events_total_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/cache.rs:120
+-- src/stores/cache.rs:119
 -- agent_boundary::stores::cache::cache_get
 
 CREATE FUNCTION boundary.cache_get(key text) RETURNS jsonb
@@ -201,7 +201,7 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'cache_get_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/cache.rs:83
+-- src/stores/cache.rs:82
 -- agent_boundary::stores::cache::cache_key
 CREATE  FUNCTION "cache_key"(
 	"namespace" TEXT, /* & str */
@@ -215,7 +215,7 @@ AS 'MODULE_PATHNAME', 'cache_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/cache.rs:55
+-- src/stores/cache.rs:54
 -- agent_boundary::stores::cache::cache_prefix
 CREATE  FUNCTION "cache_prefix"() RETURNS TEXT /* SqlResult < String > */
 STRICT STABLE PARALLEL SAFE
@@ -224,7 +224,7 @@ AS 'MODULE_PATHNAME', 'cache_prefix_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/cache.rs:93
+-- src/stores/cache.rs:92
 -- agent_boundary::stores::cache::cache_put
 
 CREATE FUNCTION boundary.cache_put(key text, value jsonb, ttl interval DEFAULT '1 hour')
@@ -235,7 +235,7 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'cache_put_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/mod.rs:29
+-- src/stores/mod.rs:53
 -- agent_boundary::stores::compose_key
 CREATE  FUNCTION "compose_key"(
 	"parts" VARIADIC TEXT[] /* pgrx :: VariadicArray < & str > */
@@ -332,7 +332,7 @@ AS 'MODULE_PATHNAME', 'guard_ddl_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:328
+-- src/policy/mod.rs:331
 -- agent_boundary::policy::installed
 CREATE  FUNCTION "installed"() RETURNS bool /* bool */
 IMMUTABLE STRICT PARALLEL SAFE
@@ -350,7 +350,7 @@ AS 'MODULE_PATHNAME', 'is_active_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/mod.rs:38
+-- src/stores/mod.rs:62
 -- agent_boundary::stores::key_part
 CREATE  FUNCTION "key_part"(
 	"part" TEXT /* & str */
@@ -377,7 +377,7 @@ AS 'MODULE_PATHNAME', 'list_signing_keys_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:184
+-- src/stores/memory.rs:179
 -- agent_boundary::stores::memory::memory_delete
 CREATE  FUNCTION "memory_delete"(
 	"name" TEXT, /* & str */
@@ -390,7 +390,7 @@ AS 'MODULE_PATHNAME', 'memory_delete_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:168
+-- src/stores/memory.rs:163
 -- agent_boundary::stores::memory::memory_get
 
 CREATE FUNCTION boundary.memory_get(name text, scope text DEFAULT 'user') RETURNS jsonb
@@ -400,7 +400,7 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'memory_get_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:123
+-- src/stores/memory.rs:118
 -- agent_boundary::stores::memory::memory_key
 CREATE  FUNCTION "memory_key"(
 	"name" TEXT, /* & str */
@@ -413,7 +413,7 @@ AS 'MODULE_PATHNAME', 'memory_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:201
+-- src/stores/memory.rs:196
 -- agent_boundary::stores::memory::memory_list
 CREATE  FUNCTION "memory_list"(
 	"prefix" TEXT DEFAULT '' /* & str */
@@ -439,7 +439,7 @@ AS 'MODULE_PATHNAME', 'memory_namespace_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:131
+-- src/stores/memory.rs:126
 -- agent_boundary::stores::memory::memory_set
 
 CREATE FUNCTION boundary.memory_set(name text, value jsonb, scope text DEFAULT 'user') RETURNS text
@@ -458,7 +458,7 @@ AS 'MODULE_PATHNAME', 'outer_role_bypasses_rls_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:58
+-- src/policy/mod.rs:60
 -- requires:
 --   auto::auto_protect_object
 --   guard::guard_ddl
@@ -1149,7 +1149,7 @@ AS 'MODULE_PATHNAME', 'plan_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:292
+-- src/stores/memory.rs:287
 -- agent_boundary::stores::memory::promote
 CREATE  FUNCTION "promote"(
 	"name" TEXT, /* & str */
@@ -1171,7 +1171,7 @@ AS 'MODULE_PATHNAME', 'prompt_version_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:340
+-- src/policy/mod.rs:343
 -- agent_boundary::policy::protect
 CREATE  FUNCTION "protect"(
 	"tbl" regclass, /* PgRelation */
@@ -1200,7 +1200,7 @@ AS 'MODULE_PATHNAME', 'purge_audit_log_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:342
+-- src/stores/memory.rs:337
 -- agent_boundary::stores::memory::purge_expired
 CREATE  FUNCTION "purge_expired"() RETURNS bigint /* SqlResult < i64 > */
 STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
@@ -1238,7 +1238,7 @@ AS 'MODULE_PATHNAME', 'register_principal_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:370
+-- src/policy/mod.rs:373
 -- agent_boundary::policy::reprotect
 CREATE  FUNCTION "reprotect"(
 	"tbl" regclass /* PgRelation */
@@ -1306,7 +1306,7 @@ AS 'MODULE_PATHNAME', 'run_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:274
+-- src/stores/memory.rs:269
 -- agent_boundary::stores::memory::run_state_get
 
 CREATE FUNCTION boundary.run_state_get(name text) RETURNS jsonb
@@ -1316,7 +1316,7 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'run_state_get_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:247
+-- src/stores/memory.rs:242
 -- agent_boundary::stores::memory::run_state_set
 
 CREATE FUNCTION boundary.run_state_set(name text, value jsonb, ttl interval DEFAULT '1 hour')
@@ -1380,7 +1380,7 @@ AS 'MODULE_PATHNAME', 'trace_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/policy/mod.rs:404
+-- src/policy/mod.rs:407
 -- agent_boundary::policy::unprotect
 CREATE  FUNCTION "unprotect"(
 	"tbl" regclass /* PgRelation */
@@ -1564,57 +1564,7 @@ ALTER TABLE boundary.principals ENABLE ALWAYS TRIGGER forget_verified_truncate;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/scale_out.rs:17
--- requires:
---   signing_keys_table
---   principals_table
---   forget_verified_triggers
-
-
-CREATE FUNCTION boundary.distribute_own_tables() RETURNS SETOF text
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    tbl regclass;
-    unsafe_triggers text;
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus') THEN
-        RAISE EXCEPTION 'boundary.distribute_own_tables() needs Citus, which is not installed in this database'
-            USING ERRCODE = '55000',
-                  HINT = 'On one node the key and registry tables are already the only copy.';
-    END IF;
-    IF (SELECT groupid FROM pg_catalog.pg_dist_local_group) <> 0 THEN
-        RAISE EXCEPTION 'boundary.distribute_own_tables() runs on the Citus coordinator'
-            USING ERRCODE = '55000';
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_node WHERE groupid = 0) THEN
-        RAISE EXCEPTION 'the coordinator is not in Citus'' metadata, so it would hold no copy of the key and registry tables and its backends would not forget what a change revokes'
-            USING ERRCODE = '55000',
-                  HINT = 'SELECT citus_set_coordinator_host(''<coordinator host>'', <port>); then call boundary.distribute_own_tables() again.';
-    END IF;
-    unsafe_triggers := pg_catalog.current_setting('citus.enable_unsafe_triggers');
-    -- The tables' row triggers must reach every placement: they make each node forget.
-    PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
-    FOREACH tbl IN ARRAY ARRAY['boundary.signing_keys', 'boundary.principals']::regclass[] LOOP
-        IF EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition d
-                    WHERE d.logicalrelid = tbl AND d.partmethod = 'n' AND d.repmodel = 't') THEN
-            RETURN NEXT format('%s is a reference table already', tbl);
-        ELSE
-            PERFORM pg_catalog.create_reference_table(tbl);
-            RETURN NEXT format('%s is now a reference table: one copy on every node', tbl);
-        END IF;
-    END LOOP;
-    PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', unsafe_triggers, true);
-END
-$$;
-COMMENT ON FUNCTION boundary.distribute_own_tables() IS
-  'On a Citus coordinator: makes the key and registry tables reference tables, so boundary.enter on any node verifies with the same keys and registry, and a change reaches every node.';
-REVOKE EXECUTE ON FUNCTION boundary.distribute_own_tables() FROM PUBLIC;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/stores/guard.rs:21
+-- src/stores/guard.rs:31
 -- agent_boundary::stores::guard::guard_store_write
 CREATE FUNCTION "guard_store_write"()
 	RETURNS TRIGGER
@@ -1647,12 +1597,11 @@ CREATE TABLE boundary.cache (
 );
 COMMENT ON TABLE boundary.cache IS
   'Cached agent results, keyed by boundary.cache_key(); a role or datasource set sees only its own entries.';
+-- protect() puts the cache's own rule (stores::row_rule) into every policy: an entry belongs to
+-- the boundary whose role and datasources made its key, until it expires.
 DO $protect$ BEGIN
     PERFORM boundary.protect('boundary.cache', write_roles => '{owner,admin,member,viewer}');
 END $protect$;
-CREATE POLICY cache_current_boundary ON boundary.cache AS RESTRICTIVE FOR ALL
-    USING (starts_with(key, boundary.cache_prefix()) AND expires_at > statement_timestamp())
-    WITH CHECK (starts_with(key, boundary.cache_prefix()));
 CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundary.cache
     FOR EACH ROW EXECUTE FUNCTION boundary.guard_store_write();
 GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.cache TO PUBLIC;
@@ -1718,13 +1667,8 @@ DO $protect$ BEGIN
                              write_roles => '{owner,admin,member,viewer}');
     PERFORM boundary.protect('boundary.run_state', write_roles => '{owner,admin,member,viewer}');
 END $protect$;
--- On top of tenant and workspace: user memory belongs to its owner; run state to its run, until it expires.
-CREATE POLICY memories_owner ON boundary.memories AS RESTRICTIVE FOR ALL
-    USING (scope = 'workspace' OR namespace = boundary.memory_namespace())
-    WITH CHECK (scope = 'workspace' OR namespace = boundary.memory_namespace());
-CREATE POLICY run_state_current_run ON boundary.run_state AS RESTRICTIVE FOR ALL
-    USING (run_id = boundary.run_id() AND expires_at > statement_timestamp())
-    WITH CHECK (run_id = boundary.run_id());
+-- On top of tenant and workspace, protect() puts the stores' own rules (stores::row_rule) into
+-- every policy: user memory belongs to its owner; run state to its run, until it expires.
 ALTER TABLE boundary.run_state ALTER COLUMN run_id SET DEFAULT boundary.run_id();
 -- Readable by plain SQL (row level security decides what); changed only by the functions.
 CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundary.memories
@@ -1732,6 +1676,72 @@ CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundar
 CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundary.run_state
     FOR EACH ROW EXECUTE FUNCTION boundary.guard_store_write();
 GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.memories, boundary.run_state TO PUBLIC;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/scale_out.rs:21
+-- requires:
+--   signing_keys_table
+--   principals_table
+--   forget_verified_triggers
+--   memory_tables
+--   cache_table
+--   policy::reprotect
+
+
+CREATE FUNCTION boundary.distribute_own_tables() RETURNS SETOF text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tbl regclass;
+    unsafe_triggers text;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus') THEN
+        RAISE EXCEPTION 'boundary.distribute_own_tables() needs Citus, which is not installed in this database'
+            USING ERRCODE = '55000',
+                  HINT = 'On one node the extension''s tables are already the only copy.';
+    END IF;
+    IF (SELECT groupid FROM pg_catalog.pg_dist_local_group) <> 0 THEN
+        RAISE EXCEPTION 'boundary.distribute_own_tables() runs on the Citus coordinator'
+            USING ERRCODE = '55000';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_node WHERE groupid = 0) THEN
+        RAISE EXCEPTION 'the coordinator is not in Citus'' metadata, so it would hold no copy of the key and registry tables and its backends would not forget what a change revokes'
+            USING ERRCODE = '55000',
+                  HINT = 'SELECT citus_set_coordinator_host(''<coordinator host>'', <port>); then call boundary.distribute_own_tables() again.';
+    END IF;
+    unsafe_triggers := pg_catalog.current_setting('citus.enable_unsafe_triggers');
+    -- The tables' row triggers must reach every placement: they make each node forget.
+    PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
+    FOREACH tbl IN ARRAY ARRAY['boundary.signing_keys', 'boundary.principals']::regclass[] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition d
+                    WHERE d.logicalrelid = tbl AND d.partmethod = 'n' AND d.repmodel = 't') THEN
+            RETURN NEXT format('%s is a reference table already', tbl);
+        ELSE
+            PERFORM pg_catalog.create_reference_table(tbl);
+            RETURN NEXT format('%s is now a reference table: one copy on every node', tbl);
+        END IF;
+    END LOOP;
+    -- The stores, by tenant and together; protected again first, in the shape whose copies on
+    -- the shards mean the same (the stores were protected before Citus was installed, maybe).
+    FOREACH tbl IN ARRAY ARRAY['boundary.memories', 'boundary.run_state', 'boundary.cache']::regclass[] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition d WHERE d.logicalrelid = tbl) THEN
+            RETURN NEXT format('%s is distributed already', tbl);
+        ELSE
+            PERFORM pg_catalog.count(*) FROM boundary.reprotect(tbl);
+            PERFORM pg_catalog.create_distributed_table(tbl, 'tenant_id',
+                        colocate_with => CASE WHEN tbl = 'boundary.memories'::regclass THEN 'default'
+                                              ELSE 'boundary.memories' END);
+            RETURN NEXT format('%s is now distributed by tenant_id', tbl);
+        END IF;
+    END LOOP;
+    PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', unsafe_triggers, true);
+END
+$$;
+COMMENT ON FUNCTION boundary.distribute_own_tables() IS
+  'On a Citus coordinator: makes the key and registry tables reference tables, so boundary.enter on any node verifies with the same keys and registry and a change reaches every node, and distributes memories, run state and the cache by tenant.';
+REVOKE EXECUTE ON FUNCTION boundary.distribute_own_tables() FROM PUBLIC;
 /* </end connected objects> */
 
 /* <begin connected objects> */

@@ -46,8 +46,16 @@ thread_local! {
     static SETTING: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
     /// (key file path, key): read once per backend and path.
     static KEY: RefCell<Option<(String, Vec<u8>)>> = const { RefCell::new(None) };
-    /// The parsed boundary, keyed by the exact value the check hook accepted.
-    static PARSED: RefCell<Option<(Vec<u8>, Rc<Boundary>)>> = const { RefCell::new(None) };
+    /// The parsed boundary and its store-write mark, keyed by the exact value the check hook
+    /// accepted.
+    static PARSED: RefCell<Option<(Vec<u8>, Carried)>> = const { RefCell::new(None) };
+}
+
+/// What a worker backend got from the backend that entered the boundary.
+#[derive(Clone)]
+struct Carried {
+    boundary: Rc<Boundary>,
+    store_write: bool,
 }
 
 /// What a cluster seal carries: the boundary, and what it is bound to.
@@ -58,6 +66,10 @@ struct ClusterClaims {
     gpid: u64,
     /// The database it was entered in (oids differ between nodes; names do not).
     database: String,
+    /// Set while a store function of that backend writes (memory_set, cache_put, ...): the
+    /// stores' write guard on a shard admits the write (`stores::guard`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    store_write: bool,
 }
 
 pub fn init() {
@@ -120,6 +132,24 @@ fn key(path: &str) -> std::result::Result<Vec<u8>, String> {
 /// workers get no boundary and fail closed. Session-scoped boundaries are not carried: Citus
 /// propagates only `SET LOCAL`.
 pub fn propagate(boundary: Option<&Boundary>) -> Result<()> {
+    propagate_marked(boundary, false)
+}
+
+/// Runs `write` (a store function's own SQL) with the transaction's boundary carried to the
+/// workers marked as a store write, so the stores' write guard on their shards admits it; the
+/// mark is taken off again before anything else runs, also when `write` fails (an error aborts
+/// the (sub)transaction, which undoes the mark on every node).
+pub fn while_writing_stores<T>(boundary: &Boundary, write: impl FnOnce() -> T) -> Result<T> {
+    if key_file().is_none() || !crate::pg::citus::installed() || boundary.scope != Scope::Transaction {
+        return Ok(write());
+    }
+    propagate_marked(Some(boundary), true)?;
+    let written = write();
+    propagate_marked(Some(boundary), false)?;
+    Ok(written)
+}
+
+fn propagate_marked(boundary: Option<&Boundary>, store_write: bool) -> Result<()> {
     let Some(path) = key_file() else { return Ok(()) };
     if !crate::pg::citus::installed() {
         return Ok(());
@@ -137,6 +167,7 @@ pub fn propagate(boundary: Option<&Boundary>) -> Result<()> {
                 boundary: boundary.clone(),
                 gpid: crate::pg::citus::backend_gpid()?,
                 database: current_database()?,
+                store_write,
             };
             token::seal_as(token::CLUSTER_SEAL_KID, &claims, &key).map_err(BoundaryError::Internal)?
         }
@@ -160,6 +191,16 @@ fn current_database() -> Result<String> {
 
 /// The boundary Citus carried to this worker backend, if any (the check hook accepted it).
 pub fn carried() -> Result<Option<Rc<Boundary>>> {
+    Ok(carried_value()?.map(|carried| carried.boundary))
+}
+
+/// Whether the backend that entered the carried boundary is writing through a store function
+/// right now ([`while_writing_stores`]).
+pub fn carried_store_write() -> bool {
+    matches!(carried_value(), Ok(Some(Carried { store_write: true, .. })))
+}
+
+fn carried_value() -> Result<Option<Carried>> {
     // SAFETY: PostgreSQL owns the string and only replaces it between statements of this backend.
     let raw = unsafe { *CLUSTER_BOUNDARY.as_ptr() };
     if raw.is_null() {
@@ -176,7 +217,7 @@ pub fn carried() -> Result<Option<Rc<Boundary>>> {
         return Ok(Some(known));
     }
     let claims: ClusterClaims = token::unseal_trusted(value).map_err(BoundaryError::Internal)?;
-    let parsed = Rc::new(claims.boundary);
+    let parsed = Carried { boundary: Rc::new(claims.boundary), store_write: claims.store_write };
     PARSED.with(|cell| *cell.borrow_mut() = Some((value.to_vec(), parsed.clone())));
     Ok(Some(parsed))
 }

@@ -6,7 +6,7 @@
 //! cache keyed on the exact GUC value, and fail closed with SQLSTATE 42501 when no boundary is set.
 
 pub mod claims;
-mod cluster_seal;
+pub mod cluster_seal;
 mod jobs;
 mod jsonb;
 pub mod keys;

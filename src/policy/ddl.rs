@@ -145,6 +145,26 @@ pub struct ProtectPlan {
     pub shape: Shape,
     /// A column whose default may not change (Citus' distribution column): left as it is.
     pub fixed_default: Option<String>,
+    /// The table's own rule on top of the scope, if it has one (the stores').
+    pub row_rule: Option<RowRule>,
+}
+
+/// A rule of the extension's own tables on top of their scope (a user's memories, a run's
+/// state, a boundary's cache entries), ANDed into every per-command policy rather than kept as
+/// a restrictive policy of its own: Citus would copy that to the shards as a permissive one,
+/// which admits other tenants' rows. `{row}` stands for the row's prefix (`NEW.` in triggers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowRule {
+    /// Which rows a boundary may see, change or delete.
+    pub visible: &'static str,
+    /// Which rows it may write.
+    pub writable: &'static str,
+}
+
+impl RowRule {
+    fn on(template: &str, row: &str) -> String {
+        template.replace("{row}", row)
+    }
 }
 
 impl ProtectPlan {
@@ -171,11 +191,27 @@ impl ProtectPlan {
     /// a superuser loading data), a row outside the boundary or any row without one.
     pub fn insert_guard_condition(&self) -> String {
         let new_row_inside = self.scope.predicate_on("NEW.", |field| Scope::accessor(field).to_string());
+        let new_row_inside = match self.row_rule {
+            Some(rule) => format!("{new_row_inside} AND {}", RowRule::on(rule.writable, "NEW.")),
+            None => new_row_inside,
+        };
         format!(
             "NOT boundary.current_role_bypasses_rls() AND NOT coalesce(boundary.is_active() \
              AND {new_row_inside} AND {}, false)",
             self.write_check()
         )
+    }
+
+    /// The rows a boundary may see, and those it may write: the scope, and the table's own rule.
+    fn visible_and_writable(&self) -> (String, String) {
+        let rows = self.row_predicate();
+        match self.row_rule {
+            Some(rule) => (
+                format!("{rows} AND {}", RowRule::on(rule.visible, "")),
+                format!("{rows} AND {}", RowRule::on(rule.writable, "")),
+            ),
+            None => (rows.clone(), rows),
+        }
     }
 
     /// Roles allowed to write, e.g. `boundary.role() = ANY ('{owner,admin,member}'::text[])`.
@@ -187,8 +223,9 @@ impl ProtectPlan {
     /// The statements `protect()` runs on a table that has `existing`, in order.
     pub fn statements(&self, existing: &Existing) -> Vec<String> {
         let t = &self.table;
-        let rows = self.row_predicate();
-        let write = format!("{rows} AND {}", self.write_check());
+        let (rows, writable) = self.visible_and_writable();
+        let write = format!("{writable} AND {}", self.write_check());
+        let delete = format!("{rows} AND {}", self.write_check());
         let mut out = vec![
             format!("ALTER TABLE {t} ENABLE ROW LEVEL SECURITY"),
             format!("ALTER TABLE {t} FORCE ROW LEVEL SECURITY"),
@@ -213,7 +250,7 @@ impl ProtectPlan {
             format!(
                 "CREATE POLICY {UPDATE_POLICY} ON {t} AS {per_command} FOR UPDATE USING ({rows}) WITH CHECK ({write})"
             ),
-            format!("CREATE POLICY {DELETE_POLICY} ON {t} AS {per_command} FOR DELETE USING ({write})"),
+            format!("CREATE POLICY {DELETE_POLICY} ON {t} AS {per_command} FOR DELETE USING ({delete})"),
             format!("COMMENT ON POLICY {SELECT_POLICY} ON {t} IS {}", quote_literal(&self.options.to_comment())),
         ]);
         // Every scope column but the datasource (a row names one of the boundary's several).
@@ -318,6 +355,7 @@ mod tests {
             options: options(),
             shape: Shape::Restrictive,
             fixed_default: None,
+            row_rule: None,
         }
     }
 

@@ -12,6 +12,8 @@ pub mod scope;
 mod scope_columns;
 pub mod tenant_routing;
 
+pub use ddl::RowRule;
+
 /// Installs the hooks that give framework tables their scope columns (scope_columns.rs) and
 /// route protected queries to the tenant's Citus shard (tenant_routing.rs).
 pub fn init() {
@@ -147,6 +149,7 @@ pub(crate) fn plan(table: &Table, options: &ProtectOptions) -> Result<ProtectPla
         options: options.clone(),
         shape,
         fixed_default: crate::pg::citus::distribution_column(table.oid)?,
+        row_rule: crate::stores::row_rule(&table.display),
     })
 }
 

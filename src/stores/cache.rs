@@ -27,12 +27,11 @@ CREATE TABLE boundary.cache (
 );
 COMMENT ON TABLE boundary.cache IS
   'Cached agent results, keyed by boundary.cache_key(); a role or datasource set sees only its own entries.';
+-- protect() puts the cache's own rule (stores::row_rule) into every policy: an entry belongs to
+-- the boundary whose role and datasources made its key, until it expires.
 DO $protect$ BEGIN
     PERFORM boundary.protect('boundary.cache', write_roles => '{owner,admin,member,viewer}');
 END $protect$;
-CREATE POLICY cache_current_boundary ON boundary.cache AS RESTRICTIVE FOR ALL
-    USING (starts_with(key, boundary.cache_prefix()) AND expires_at > statement_timestamp())
-    WITH CHECK (starts_with(key, boundary.cache_prefix()));
 CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundary.cache
     FOR EACH ROW EXECUTE FUNCTION boundary.guard_store_write();
 GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.cache TO PUBLIC;
@@ -109,7 +108,7 @@ fn cache_put(key: &str, value: pgrx::AnyElement, ttl: Interval) -> SqlResult<Tim
         "INSERT INTO boundary.cache AS c (key, value, expires_at)
          VALUES ($1, $2, statement_timestamp() + make_interval(secs => $3))
          ON CONFLICT (tenant_id, key) DO UPDATE
-            SET value = excluded.value, expires_at = excluded.expires_at, created_at = now()
+            SET value = excluded.value, expires_at = excluded.expires_at, created_at = excluded.created_at
          RETURNING expires_at",
         &[key.into(), value.into(), (ttl as f64).into()],
     )?)

@@ -1,6 +1,7 @@
 //! The stores' write guard: every rule of the stores (who wrote a memory, which run it came
 //! from, TTL limits, value sizes, keys) is kept by their functions, so the functions are the
-//! only way to change them.
+//! only way to change them. On a Citus worker, a shard's guard admits what a store function of
+//! the backend that entered the carried boundary writes (`cluster_seal::while_writing_stores`).
 
 use crate::error::BoundaryError;
 use pgrx::prelude::*;
@@ -11,8 +12,17 @@ thread_local! {
 }
 
 /// Runs a store function's write; `guard_store_write` refuses any other INSERT, UPDATE or DELETE.
-pub fn store_write<T>(f: impl FnOnce() -> T) -> T {
-    crate::pg::flag::raised(&STORE_FUNCTION_WRITING, f)
+/// On Citus the write is marked on the boundary carried to the workers, whose shards' guards
+/// cannot see this backend's flag.
+pub fn store_write<T, E>(write: impl FnOnce() -> std::result::Result<T, E>) -> crate::error::Result<T>
+where
+    BoundaryError: From<E>,
+{
+    let guarded = || crate::pg::flag::raised(&STORE_FUNCTION_WRITING, write).map_err(BoundaryError::from);
+    match crate::boundary::sealed_guc::current_if_any()? {
+        Some(boundary) => crate::boundary::cluster_seal::while_writing_stores(&boundary, guarded)?,
+        None => guarded(),
+    }
 }
 
 /// Row trigger `store_functions_only` on memories, run state and the cache: plain SQL may read
@@ -22,7 +32,10 @@ pub fn store_write<T>(f: impl FnOnce() -> T) -> T {
 fn guard_store_write<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
 ) -> std::result::Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, pgrx::PgTriggerError> {
-    if crate::pg::flag::is_raised(&STORE_FUNCTION_WRITING) || crate::pg::session_role_bypasses_rls() {
+    if crate::pg::flag::is_raised(&STORE_FUNCTION_WRITING)
+        || crate::pg::session_role_bypasses_rls()
+        || crate::boundary::cluster_seal::carried_store_write()
+    {
         return Ok(trigger.new().or_else(|| trigger.old()));
     }
     let command = match trigger.op()? {

@@ -65,13 +65,8 @@ DO $protect$ BEGIN
                              write_roles => '{owner,admin,member,viewer}');
     PERFORM boundary.protect('boundary.run_state', write_roles => '{owner,admin,member,viewer}');
 END $protect$;
--- On top of tenant and workspace: user memory belongs to its owner; run state to its run, until it expires.
-CREATE POLICY memories_owner ON boundary.memories AS RESTRICTIVE FOR ALL
-    USING (scope = 'workspace' OR namespace = boundary.memory_namespace())
-    WITH CHECK (scope = 'workspace' OR namespace = boundary.memory_namespace());
-CREATE POLICY run_state_current_run ON boundary.run_state AS RESTRICTIVE FOR ALL
-    USING (run_id = boundary.run_id() AND expires_at > statement_timestamp())
-    WITH CHECK (run_id = boundary.run_id());
+-- On top of tenant and workspace, protect() puts the stores' own rules (stores::row_rule) into
+-- every policy: user memory belongs to its owner; run state to its run, until it expires.
 ALTER TABLE boundary.run_state ALTER COLUMN run_id SET DEFAULT boundary.run_id();
 -- Readable by plain SQL (row level security decides what); changed only by the functions.
 CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundary.memories
@@ -149,7 +144,7 @@ fn memory_set(name: &str, value: pgrx::AnyElement, scope: &str) -> SqlResult<Str
             "INSERT INTO boundary.memories AS m (scope, namespace, name, key, value, created_by, updated_by)
          VALUES ($1, $2, $3, $4, $5, $6, $6)
          ON CONFLICT (tenant_id, key) DO UPDATE
-            SET value = excluded.value, updated_by = excluded.updated_by, updated_at = now()",
+            SET value = excluded.value, updated_by = excluded.updated_by, updated_at = excluded.updated_at",
             &[
                 scope.as_str().into(),
                 boundary.memory_namespace_for(scope).into(),
@@ -159,8 +154,7 @@ fn memory_set(name: &str, value: pgrx::AnyElement, scope: &str) -> SqlResult<Str
                 boundary.user_id.clone().into(),
             ],
         )
-    })
-    .map_err(BoundaryError::from)?;
+    })?;
     Ok(key)
 }
 
@@ -190,8 +184,7 @@ fn memory_delete(name: &str, scope: default!(&str, "'user'")) -> SqlResult<bool>
             "WITH d AS (DELETE FROM boundary.memories WHERE key = $1 RETURNING 1) SELECT count(*) FROM d",
             &[key.into()],
         )
-    })
-    .map_err(BoundaryError::from)?
+    })?
     .unwrap_or(0)
         > 0)
 }
@@ -264,7 +257,7 @@ fn run_state_set(name: &str, value: pgrx::AnyElement, ttl: Interval) -> SqlResul
         "INSERT INTO boundary.run_state AS r (name, value, expires_at)
          VALUES ($1, $2, statement_timestamp() + make_interval(secs => $3))
          ON CONFLICT (tenant_id, workspace_id, user_id, run_id, name) DO UPDATE
-            SET value = excluded.value, expires_at = excluded.expires_at, updated_at = now()
+            SET value = excluded.value, expires_at = excluded.expires_at, updated_at = excluded.updated_at
          RETURNING expires_at",
         &[name.into(), value.into(), (ttl as f64).into()],
     )?)
@@ -297,37 +290,37 @@ fn promote(name: &str, scope: default!(&str, "'user'")) -> SqlResult<String> {
     let boundary = current()?;
     let run = run_id(&boundary)?;
     let key = boundary.memory_key(name, scope);
-    let promoted = store_write(|| {
-        Spi::get_one_with_args::<i64>(
-            "WITH promoted AS (
-            INSERT INTO boundary.memories AS m
-                   (scope, namespace, name, key, value, created_by, updated_by, promoted_from_run)
-            SELECT $1, $2, r.name, $3, r.value, $4, $4, r.run_id
-              FROM boundary.run_state r WHERE r.name = $5
-            ON CONFLICT (tenant_id, key) DO UPDATE
-               SET value = excluded.value, updated_by = excluded.updated_by, updated_at = now(),
-                   promoted_from_run = excluded.promoted_from_run
-            RETURNING 1)
-         SELECT count(*) FROM promoted",
-            &[
-                scope.as_str().into(),
-                boundary.memory_namespace_for(scope).into(),
-                key.clone().into(),
-                boundary.user_id.clone().into(),
-                name.into(),
-            ],
-        )
-    })
-    .map_err(BoundaryError::from)?
-    .unwrap_or(0);
-    if promoted == 0 {
+    // Read, then written by value: one INSERT ... SELECT would be Citus' INSERT ... SELECT
+    // between shards, which it runs by COPY, refused on shards under row level security.
+    let Some(value) = lookup_value("SELECT value FROM boundary.run_state WHERE name = $1", name.to_string())?
+    else {
         return Err(BoundaryError::UndefinedObject(format!(
             "run {} has no live run-state entry {:?} to promote",
             truncate_for_message(&run),
             truncate_for_message(name)
         ))
         .into());
-    }
+    };
+    store_write(|| {
+        Spi::run_with_args(
+            "INSERT INTO boundary.memories AS m
+                    (scope, namespace, name, key, value, created_by, updated_by, promoted_from_run)
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $7)
+             ON CONFLICT (tenant_id, key) DO UPDATE
+                SET value = excluded.value, updated_by = excluded.updated_by, updated_at = excluded.updated_at,
+                    promoted_from_run = excluded.promoted_from_run",
+            &[
+                scope.as_str().into(),
+                boundary.memory_namespace_for(scope).into(),
+                name.into(),
+                key.clone().into(),
+                // SAFETY: a jsonb datum lookup_value copied into the current memory context.
+                unsafe { pgrx::datum::DatumWithOid::new(value.datum(), value.oid()) },
+                boundary.user_id.clone().into(),
+                run.clone().into(),
+            ],
+        )
+    })?;
     let keys = vec![key.clone()];
     crate::audit::record(
         "promote",
@@ -348,7 +341,6 @@ fn purge_expired() -> SqlResult<i64> {
               c AS (DELETE FROM boundary.cache WHERE expires_at <= statement_timestamp() RETURNING 1)
          SELECT (SELECT count(*) FROM r) + (SELECT count(*) FROM c)",
     )
-    })
-    .map_err(BoundaryError::from)?
+    })?
     .ok_or_else(|| BoundaryError::Internal("no count".into()).into())
 }

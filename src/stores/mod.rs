@@ -20,6 +20,30 @@ use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
+/// The stores' own rules on top of tenant and workspace, which `protect()` puts into each of
+/// their policies: user memory belongs to its owner; run state to its run, until it expires;
+/// a cache entry to the boundary whose role and datasources made its key, until it expires.
+/// `table` is `schema.name`, unquoted.
+pub fn row_rule(table: &str) -> Option<crate::policy::RowRule> {
+    use crate::policy::RowRule;
+    match table {
+        "boundary.memories" => Some(RowRule {
+            visible: "({row}scope = 'workspace' OR {row}namespace = boundary.memory_namespace())",
+            writable: "({row}scope = 'workspace' OR {row}namespace = boundary.memory_namespace())",
+        }),
+        "boundary.run_state" => Some(RowRule {
+            visible: "{row}run_id = boundary.run_id() AND {row}expires_at > statement_timestamp()",
+            writable: "{row}run_id = boundary.run_id()",
+        }),
+        "boundary.cache" => Some(RowRule {
+            visible:
+                "starts_with({row}key, boundary.cache_prefix()) AND {row}expires_at > statement_timestamp()",
+            writable: "starts_with({row}key, boundary.cache_prefix())",
+        }),
+        _ => None,
+    }
+}
+
 /// Longest memory or run-state name, in bytes.
 pub const MAX_NAME_BYTES: usize = 200;
 /// Largest stored value (its JSON text), in bytes.

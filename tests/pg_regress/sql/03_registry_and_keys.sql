@@ -79,7 +79,7 @@ SELECT boundary.exit();
 SELECT boundary.is_active();
 RESET agent_boundary.allow_session_scope;
 
--- Citus only: without it there is one copy of the keys and registry already.
+-- Citus only: without it there is one copy of the extension's tables already.
 SELECT boundary.distribute_own_tables();
 \echo :LAST_ERROR_SQLSTATE
 
