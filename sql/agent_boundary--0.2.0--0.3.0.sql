@@ -130,9 +130,10 @@ BEGIN
         LOOP
             RETURN NEXT;
         END LOOP;
-        -- The stores (memories, cache, run state) stay on one node: distributed by hand, their own
-        -- restrictive policies reach the shards as permissive ones, and Citus cannot make a
-        -- table that belongs to an extension local again.
+        -- The extension's own tables with a restrictive policy of their own (the audit log's
+        -- reader rule) stay on one node: made Citus tables by hand, that policy reaches the shards
+        -- as a permissive one, and Citus cannot make a table that belongs to an extension local
+        -- again (the stores carry their rules inside the generated policies: stores::row_rule).
         FOR problem, fix IN
             SELECT format('agent_boundary''s own table is a Citus table, which agent_boundary does not support yet: Citus copies its policy %s to the shards as a permissive policy, which admits other tenants'' rows',
                           pg_catalog.string_agg(pg_catalog.quote_ident(q.polname), ', ' ORDER BY q.polname)),

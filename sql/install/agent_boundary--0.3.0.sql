@@ -377,7 +377,7 @@ AS 'MODULE_PATHNAME', 'list_signing_keys_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:179
+-- src/stores/memory.rs:178
 -- agent_boundary::stores::memory::memory_delete
 CREATE  FUNCTION "memory_delete"(
 	"name" TEXT, /* & str */
@@ -390,7 +390,7 @@ AS 'MODULE_PATHNAME', 'memory_delete_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:163
+-- src/stores/memory.rs:162
 -- agent_boundary::stores::memory::memory_get
 
 CREATE FUNCTION boundary.memory_get(name text, scope text DEFAULT 'user') RETURNS jsonb
@@ -413,7 +413,7 @@ AS 'MODULE_PATHNAME', 'memory_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:196
+-- src/stores/memory.rs:194
 -- agent_boundary::stores::memory::memory_list
 CREATE  FUNCTION "memory_list"(
 	"prefix" TEXT DEFAULT '' /* & str */
@@ -691,9 +691,10 @@ BEGIN
         LOOP
             RETURN NEXT;
         END LOOP;
-        -- The stores (memories, cache, run state) stay on one node: distributed by hand, their own
-        -- restrictive policies reach the shards as permissive ones, and Citus cannot make a
-        -- table that belongs to an extension local again.
+        -- The extension's own tables with a restrictive policy of their own (the audit log's
+        -- reader rule) stay on one node: made Citus tables by hand, that policy reaches the shards
+        -- as a permissive one, and Citus cannot make a table that belongs to an extension local
+        -- again (the stores carry their rules inside the generated policies: stores::row_rule).
         FOR problem, fix IN
             SELECT format('agent_boundary''s own table is a Citus table, which agent_boundary does not support yet: Citus copies its policy %s to the shards as a permissive policy, which admits other tenants'' rows',
                           pg_catalog.string_agg(pg_catalog.quote_ident(q.polname), ', ' ORDER BY q.polname)),
@@ -1149,7 +1150,7 @@ AS 'MODULE_PATHNAME', 'plan_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:287
+-- src/stores/memory.rs:285
 -- agent_boundary::stores::memory::promote
 CREATE  FUNCTION "promote"(
 	"name" TEXT, /* & str */
@@ -1200,7 +1201,7 @@ AS 'MODULE_PATHNAME', 'purge_audit_log_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:337
+-- src/stores/memory.rs:335
 -- agent_boundary::stores::memory::purge_expired
 CREATE  FUNCTION "purge_expired"() RETURNS bigint /* SqlResult < i64 > */
 STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
@@ -1306,7 +1307,7 @@ AS 'MODULE_PATHNAME', 'run_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:269
+-- src/stores/memory.rs:267
 -- agent_boundary::stores::memory::run_state_get
 
 CREATE FUNCTION boundary.run_state_get(name text) RETURNS jsonb
@@ -1316,7 +1317,7 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'run_state_get_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/stores/memory.rs:242
+-- src/stores/memory.rs:240
 -- agent_boundary::stores::memory::run_state_set
 
 CREATE FUNCTION boundary.run_state_set(name text, value jsonb, ttl interval DEFAULT '1 hour')

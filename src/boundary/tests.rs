@@ -508,7 +508,7 @@ fn catalog_keeps_the_security_rules() {
                 AND NOT has_function_privilege('public', oid, 'EXECUTE')"
         )
         .unwrap(),
-        "add_signing_key,blocked_events_total,flush_audit_log,forget_verified,generate_signing_key,list_signing_keys,purge_audit_log,purge_expired,register_principal,retire_signing_key,revoke,set_auto_protection,sign"
+        "add_signing_key,blocked_events_total,distribute_own_tables,flush_audit_log,forget_verified,generate_signing_key,list_signing_keys,purge_audit_log,purge_expired,register_principal,retire_signing_key,revoke,set_auto_protection,sign"
     );
     // Keys and registry are readable by no ordinary role; the agent tables are, but every
     // one of them is protected (forced row level security, boundary policies).
