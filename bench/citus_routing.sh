@@ -8,8 +8,13 @@
 #   H  boundary.enter and the policies, the tenant also written by hand in WHERE
 #   R  boundary.enter and the policies, no tenant in WHERE (routed by agent_boundary)
 #   M  R with agent_boundary.route_to_tenant_shard = off (every shard)
+# and two writes of one small jsonb value by key, on the deployment boundary.distribute_own_tables()
+# makes (keys and registry on every node, the stores distributed by tenant):
+#   P  no row level security: set_config + an upsert into a distributed key-value table by hand
+#   S  boundary.enter + boundary.memory_set (the policies, the write guard's mark carried to the
+#      tenant's worker: two more SET LOCAL round trips)
 # Reports TPS (median of rounds, range), the tasks (shard queries) each arm's plan has, and ratios
-# to A; writes the "Citus routing" section of bench/RESULTS.md.
+# to A (S to P); writes the "Citus routing" section of bench/RESULTS.md.
 #   bash bench/citus_routing.sh [seconds per arm and round, default 5]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -45,6 +50,7 @@ SELECT citus_set_coordinator_host('127.0.0.1', ${ports[0]});
 SELECT citus_add_node('127.0.0.1', ${ports[1]});
 SELECT citus_add_node('127.0.0.1', ${ports[2]});
 CREATE EXTENSION agent_boundary CASCADE;
+SELECT boundary.distribute_own_tables();
 SELECT boundary.generate_signing_key('bench');
 CREATE ROLE plain_role LOGIN NOBYPASSRLS;
 CREATE ROLE rls_role LOGIN NOBYPASSRLS;
@@ -58,6 +64,9 @@ CREATE TABLE items (LIKE items_plain INCLUDING ALL);
 SELECT count(*) FROM boundary.protect('items');
 SELECT create_distributed_table('items', 'tenant_id');
 INSERT INTO items SELECT * FROM items_plain;
+CREATE TABLE kv_plain (tenant_id text NOT NULL, key text NOT NULL, value jsonb NOT NULL, PRIMARY KEY (tenant_id, key));
+SELECT create_distributed_table('kv_plain', 'tenant_id');
+GRANT SELECT, INSERT, UPDATE ON kv_plain TO plain_role;
 GRANT SELECT ON items_plain TO plain_role;
 GRANT SELECT ON items TO rls_role;
 SELECT boundary.register_principal(t::text, 'w', 'u', 'member', 'pro', 'us', ARRAY[]::text[], ARRAY[]::text[])
@@ -81,8 +90,12 @@ enter='SELECT boundary.enter(token) IS NOT NULL FROM bench_tokens WHERE t = :t;'
 printf '%s\nBEGIN;\n%s\nSELECT body FROM items WHERE tenant_id = :t AND id = :id;\nCOMMIT;\n' "$pick" "$enter" > "$dir/H.sql"
 printf '%s\nBEGIN;\n%s\nSELECT body FROM items WHERE id = :id;\nCOMMIT;\n' "$pick" "$enter" > "$dir/R.sql"
 cp "$dir/R.sql" "$dir/M.sql"
-declare -A role=([A]=plain_role [H]=rls_role [R]=rls_role [M]=spread_role)
-arms=(A H R M)
+upsert='INSERT INTO kv_plain VALUES (:t, '"'"'k'"'"' || :id % 100, '"'"'{"n": 1}'"'"') ON CONFLICT (tenant_id, key) DO UPDATE SET value = excluded.value;'
+printf '%s\nBEGIN;\nSELECT set_config('"'"'app.tenant_id'"'"', t::text, true) FROM bench_tokens WHERE t = :t;\n%s\nCOMMIT;\n' "$pick" "$upsert" > "$dir/P.sql"
+memory_set='SELECT boundary.memory_set('"'"'k'"'"' || :id % 100, '"'"'{"n": 1}'"'"');'
+printf '%s\nBEGIN;\n%s\n%s\nCOMMIT;\n' "$pick" "$enter" "$memory_set" > "$dir/S.sql"
+declare -A role=([A]=plain_role [H]=rls_role [R]=rls_role [M]=spread_role [P]=plain_role [S]=rls_role)
+arms=(A H R M P S)
 
 # The tasks each arm's query has inside tenant 7's boundary (or with its tenant set).
 tasks() {
@@ -90,13 +103,15 @@ tasks() {
   case "$1" in
     A) sql="BEGIN; SELECT set_config('app.tenant_id', '7', true); EXPLAIN SELECT body FROM items_plain WHERE tenant_id = '7' AND id = 7; COMMIT;" ;;
     H) sql="BEGIN; ${enter//:t/7}; EXPLAIN SELECT body FROM items WHERE tenant_id = '7' AND id = 7; COMMIT;" ;;
+    P) sql="${upsert//:t/\'7\'}"; sql="BEGIN; EXPLAIN ${sql//:id/7} COMMIT;" ;;
+    S) echo "—"; return ;;
     *) sql="BEGIN; ${enter//:t/7}; EXPLAIN SELECT body FROM items WHERE id = 7; COMMIT;" ;;
   esac
   psql_q -U "${role[$1]}" -c "$sql" | sed -n 's/^ *Task Count: //p'
 }
 declare -A task_count
 for arm in "${arms[@]}"; do task_count[$arm]="$(tasks "$arm")"; done
-for arm in R H; do
+for arm in R H P; do
   [ "${task_count[$arm]}" = 1 ] || { echo "arm $arm runs on ${task_count[$arm]} shards, not 1" >&2; exit 1; }
 done
 
@@ -127,11 +142,13 @@ a_tps="$(median <<<"${tps[A]}")"
     [H]="enter + policies, \`WHERE tenant_id = :t AND id = :id\` by hand"
     [R]="enter + policies, \`WHERE id = :id\` (routed to the tenant's shard)"
     [M]="R with \`agent_boundary.route_to_tenant_shard = off\`"
+    [P]="no row level security: an upsert of one jsonb value by key into a distributed table, by hand"
+    [S]="enter + \`boundary.memory_set(key, value)\` (memories distributed by tenant)"
   )
   for arm in "${arms[@]}"; do
     m="$(median <<<"${tps[$arm]}")"
     echo "| $arm | ${what[$arm]} | ${task_count[$arm]} | $(printf '%.0f' "$m") | $(range <<<"${tps[$arm]}") | $(ratio "$a_tps" "$m") |"
   done
   echo
-  echo "R and H reach one shard, the tenant's; M, the same query without routing, reaches every shard. The policies apply on the shard in every arm (H and R differ only in who wrote the tenant into the query). The boundary reaches the workers as \`agent_boundary.cluster_boundary\` (docs/operations.md)."
+  echo "R and H reach one shard, the tenant's; M, the same query without routing, reaches every shard. The policies apply on the shard in every arm (H and R differ only in who wrote the tenant into the query). The boundary reaches the workers as \`agent_boundary.cluster_boundary\` (docs/operations.md). Writes: S takes $(ratio "$(median <<<"${tps[P]}")" "$(median <<<"${tps[S]}")") the time of P per transaction; besides the policies and the write guard, memory_set marks the boundary carried to the workers before its write and unmarks it after (two \`SET LOCAL\` round trips to the tenant's worker). The TPS range is how far one arm moves between rounds on this shared machine; a ratio inside it is noise."
 } | write_section citus-routing
