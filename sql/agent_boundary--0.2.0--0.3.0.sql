@@ -108,6 +108,19 @@ BEGIN
         fix := 'SELECT boundary.distribute_own_tables(); (on the coordinator: one copy on every node)';
         RETURN NEXT;
     END LOOP;
+    -- The stores and the audit log local to each node: what one node wrote for a tenant, its
+    -- requests served by another node do not see.
+    FOR tbl IN EXECUTE
+        'SELECT t FROM pg_catalog.unnest(ARRAY[''boundary.memories'', ''boundary.run_state'', ''boundary.cache'',
+                                               ''boundary.audit_log'']::pg_catalog.regclass[]) t
+          WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_dist_node n WHERE n.groupid <> 0)
+            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition d WHERE d.logicalrelid = t)'
+    LOOP
+        object := tbl::text;
+        problem := 'each node of the Citus cluster has its own copy: what it holds for a tenant (memories, run state, cache entries, audit trail) is not seen on the other nodes';
+        fix := 'SELECT boundary.distribute_own_tables(); (on the coordinator: distributed by tenant)';
+        RETURN NEXT;
+    END LOOP;
     FOR tbl IN EXECUTE
         'SELECT d.logicalrelid FROM pg_catalog.pg_dist_partition d
           WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_policy q
@@ -122,29 +135,7 @@ BEGIN
                    format('DROP POLICY %I ON %s; (narrow access with protect()''s own scope columns instead)', q.polname, tbl)
               FROM pg_catalog.pg_policy q
              WHERE q.polrelid = tbl AND q.polname NOT LIKE 'boundary\_%' AND NOT q.polpermissive
-               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e
-                                WHERE e.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND e.objid = tbl
-                                  AND e.deptype = 'e' AND e.refobjid = (SELECT x.oid FROM pg_catalog.pg_extension x
-                                                                         WHERE x.extname = 'agent_boundary'))
              ORDER BY q.polname
-        LOOP
-            RETURN NEXT;
-        END LOOP;
-        -- The extension's own tables with a restrictive policy of their own (the audit log's
-        -- reader rule) stay on one node: made Citus tables by hand, that policy reaches the shards
-        -- as a permissive one, and Citus cannot make a table that belongs to an extension local
-        -- again (the stores carry their rules inside the generated policies: stores::row_rule).
-        FOR problem, fix IN
-            SELECT format('agent_boundary''s own table is a Citus table, which agent_boundary does not support yet: Citus copies its policy %s to the shards as a permissive policy, which admits other tenants'' rows',
-                          pg_catalog.string_agg(pg_catalog.quote_ident(q.polname), ', ' ORDER BY q.polname)),
-                   format('REVOKE ALL ON %s FROM PUBLIC; (Citus cannot make it local again: save its rows, DROP EXTENSION agent_boundary CASCADE, CREATE EXTENSION agent_boundary, protect your tables again and put the rows back)', tbl)
-              FROM pg_catalog.pg_policy q
-             WHERE q.polrelid = tbl AND q.polname NOT LIKE 'boundary\_%' AND NOT q.polpermissive
-               AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend e
-                            WHERE e.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND e.objid = tbl
-                              AND e.deptype = 'e' AND e.refobjid = (SELECT x.oid FROM pg_catalog.pg_extension x
-                                                                     WHERE x.extname = 'agent_boundary'))
-            HAVING pg_catalog.count(*) > 0
         LOOP
             RETURN NEXT;
         END LOOP;
@@ -174,7 +165,8 @@ BEGIN
 END
 $$;
 
--- The key and registry tables as Citus reference tables (src/scale_out.rs).
+-- The key and registry tables as Citus reference tables, the stores and the audit log
+-- distributed by tenant (src/scale_out.rs).
 CREATE FUNCTION boundary.distribute_own_tables() RETURNS SETOF text
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -182,6 +174,7 @@ AS $$
 DECLARE
     tbl regclass;
     unsafe_triggers text;
+    replication_role text;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus') THEN
         RAISE EXCEPTION 'boundary.distribute_own_tables() needs Citus, which is not installed in this database'
@@ -209,16 +202,36 @@ BEGIN
             RETURN NEXT format('%s is now a reference table: one copy on every node', tbl);
         END IF;
     END LOOP;
-    -- The stores, by tenant and together; protected again first, in the shape whose copies on
-    -- the shards mean the same (the stores were protected before Citus was installed, maybe).
-    FOREACH tbl IN ARRAY ARRAY['boundary.memories', 'boundary.run_state', 'boundary.cache']::regclass[] LOOP
+    -- The stores and the audit log, by tenant and together; protected again first, in the shape
+    -- whose copies on the shards mean the same (they were protected before Citus was installed,
+    -- maybe).
+    FOREACH tbl IN ARRAY ARRAY['boundary.memories', 'boundary.run_state', 'boundary.cache',
+                               'boundary.audit_log']::regclass[] LOOP
         IF EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition d WHERE d.logicalrelid = tbl) THEN
             RETURN NEXT format('%s is distributed already', tbl);
         ELSE
             PERFORM pg_catalog.count(*) FROM boundary.reprotect(tbl);
+            IF tbl = 'boundary.audit_log'::regclass THEN
+                -- Citus refuses NULL in the distribution column: events of no tenant get the
+                -- tenant '', which no boundary has (after reprotect(), whose own event has
+                -- none); the append-only trigger stands aside for this one update. Each node's
+                -- writer numbers its rows from its own sequence, so the id is unique per node
+                -- only and no longer the key (Citus' keys must hold the tenant; shard moves copy
+                -- a table without one by its whole row).
+                replication_role := pg_catalog.current_setting('session_replication_role');
+                PERFORM pg_catalog.set_config('session_replication_role', 'replica', true);
+                UPDATE boundary.audit_log SET tenant_id = '' WHERE tenant_id IS NULL;
+                PERFORM pg_catalog.set_config('session_replication_role', replication_role, true);
+                ALTER TABLE boundary.audit_log ALTER COLUMN tenant_id SET NOT NULL,
+                    DROP CONSTRAINT audit_log_pkey, REPLICA IDENTITY FULL;
+            END IF;
+            -- The audit log in a colocation group of its own: its rows are written as the
+            -- extension's owner, and Citus refuses a transaction's later access, as another
+            -- role, to placements colocated with ones it changed.
             PERFORM pg_catalog.create_distributed_table(tbl, 'tenant_id',
-                        colocate_with => CASE WHEN tbl = 'boundary.memories'::regclass THEN 'default'
-                                              ELSE 'boundary.memories' END);
+                        colocate_with => CASE tbl WHEN 'boundary.memories'::regclass THEN 'default'
+                                                  WHEN 'boundary.audit_log'::regclass THEN 'none'
+                                                  ELSE 'boundary.memories' END);
             RETURN NEXT format('%s is now distributed by tenant_id', tbl);
         END IF;
     END LOOP;
@@ -226,7 +239,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION boundary.distribute_own_tables() IS
-  'On a Citus coordinator: makes the key and registry tables reference tables, so boundary.enter on any node verifies with the same keys and registry and a change reaches every node, and distributes memories, run state and the cache by tenant.';
+  'On a Citus coordinator: makes the key and registry tables reference tables, so boundary.enter on any node verifies with the same keys and registry and a change reaches every node, and distributes memories, run state, the cache and the audit log by tenant.';
 REVOKE EXECUTE ON FUNCTION boundary.distribute_own_tables() FROM PUBLIC;
 
 -- The lint: one row per way a tenant's rows could reach another tenant, with the fix.
@@ -641,3 +654,6 @@ DROP POLICY cache_current_boundary ON boundary.cache;
 SELECT count(*) FROM boundary.reprotect('boundary.memories');
 SELECT count(*) FROM boundary.reprotect('boundary.run_state');
 SELECT count(*) FROM boundary.reprotect('boundary.cache');
+-- So does the audit log's reader rule (audit::row_rule).
+DROP POLICY audit_log_reader ON boundary.audit_log;
+SELECT count(*) FROM boundary.reprotect('boundary.audit_log');

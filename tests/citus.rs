@@ -928,10 +928,10 @@ async fn every_node_enters_with_the_coordinators_keys_and_registry_and_forgets_w
 }
 
 /// boundary.distribute_own_tables() runs on the coordinator only and may run again; the lint
-/// reports key and registry tables that are not one copy on every node, and the audit log made
-/// a Citus table by hand (in a database of its own: Citus cannot turn a table that belongs to an
+/// reports key and registry tables that are not one copy on every node, and stores and audit log
+/// local to each node (in a database of its own: Citus cannot turn a table that belongs to an
 /// extension back into a local one).
-async fn the_lint_reports_keys_and_registry_local_to_each_node() {
+async fn the_lint_reports_own_tables_local_to_each_node() {
     let worker = citus().nodes[1].connect("postgres").await;
     assert_refused(
         column(&worker, "SELECT boundary.distribute_own_tables()").await,
@@ -981,9 +981,23 @@ async fn the_lint_reports_keys_and_registry_local_to_each_node() {
              SELECT boundary.distribute_own_tables(); (on the coordinator: one copy on every node)"
         )
     };
+    let local = |table: &str| {
+        format!(
+            "{table} | each node of the Citus cluster has its own copy: what it holds for a tenant (memories, \
+             run state, cache entries, audit trail) is not seen on the other nodes | \
+             SELECT boundary.distribute_own_tables(); (on the coordinator: distributed by tenant)"
+        )
+    };
     assert_eq!(
         column(&admin, findings).await.unwrap(),
-        [finding("boundary.principals"), finding("boundary.signing_keys")]
+        [
+            local("boundary.audit_log"),
+            local("boundary.cache"),
+            local("boundary.memories"),
+            finding("boundary.principals"),
+            local("boundary.run_state"),
+            finding("boundary.signing_keys")
+        ]
     );
     assert_eq!(
         column(&admin, "SELECT boundary.distribute_own_tables()").await.unwrap(),
@@ -993,6 +1007,7 @@ async fn the_lint_reports_keys_and_registry_local_to_each_node() {
             "boundary.memories is now distributed by tenant_id",
             "boundary.run_state is now distributed by tenant_id",
             "boundary.cache is now distributed by tenant_id",
+            "boundary.audit_log is now distributed by tenant_id",
         ]
     );
     assert_eq!(column(&admin, findings).await.unwrap(), Vec::<String>::new());
@@ -1004,27 +1019,9 @@ async fn the_lint_reports_keys_and_registry_local_to_each_node() {
             "boundary.memories is distributed already",
             "boundary.run_state is distributed already",
             "boundary.cache is distributed already",
+            "boundary.audit_log is distributed already",
         ]
     );
-    // The audit log stays local: made a reference table by hand, the lint says why and does not
-    // advise dropping its own policy.
-    admin
-        .batch_execute(
-            "SET citus.enable_unsafe_triggers = on; SELECT pg_catalog.create_reference_table('boundary.audit_log')",
-        )
-        .await
-        .unwrap();
-    let audit = column(&admin, findings).await.unwrap();
-    assert_eq!(
-        audit[0],
-        "boundary.audit_log | agent_boundary's own table is a Citus table, which agent_boundary does not \
-         support yet: Citus copies its policy audit_log_reader to the shards as a permissive policy, which \
-         admits other tenants' rows | REVOKE ALL ON boundary.audit_log FROM PUBLIC; (Citus cannot make it \
-         local again: save its rows, DROP EXTENSION agent_boundary CASCADE, CREATE EXTENSION agent_boundary, \
-         protect your tables again and put the rows back)"
-    );
-    assert_eq!(audit.len(), 4, "and each node's placement differs: {audit:?}");
-    assert!(audit[1..].iter().all(|f| f.starts_with("boundary.audit_log_1")), "{audit:?}");
     drop(admin);
     for node in &citus().nodes {
         let admin = node.connect("postgres").await;
@@ -1150,6 +1147,82 @@ async fn lookalike_tenants_keep_their_stores_apart_on_every_shard() {
         .unwrap();
 }
 
+/// The audit log distributed by tenant (boundary.distribute_own_tables()): boundaries entered on
+/// the coordinator and on a worker are written by each node's audit writer into the tenant's
+/// shard, and each reader, on a node where nobody entered, reads the whole trail of its tenant
+/// (an admin) or of itself (anyone else), never the lookalike tenant's; events of no tenant have
+/// tenant_id ''; the trail stays append-only on every shard, and only the purge removes rows.
+async fn each_tenant_reads_its_whole_audit_trail_from_any_node() {
+    let admin = coordinator().connect("postgres").await;
+    assert_eq!(
+        column(&admin, "SELECT partmethod::text FROM pg_dist_partition WHERE logicalrelid = 'boundary.audit_log'::regclass")
+            .await
+            .unwrap(),
+        ["h"]
+    );
+    let principals = [
+        ("northstar-dental", "alice", "admin"),
+        ("northstar-dental", "bob", "viewer"),
+        ("northstar-design", "alice", "member"),
+    ];
+    let token = |tenant: &str, user: &str, role: &str, trace: &str| {
+        app_token(tenant, "support", user, role, json!({"trace_id": trace}))
+    };
+    for (at, node) in [("coordinator", &citus().nodes[0]), ("worker1", &citus().nodes[1])] {
+        let agent = node.connect("agent").await;
+        for (tenant, user, role) in principals {
+            agent.batch_execute("BEGIN").await.unwrap();
+            enter(&agent, &token(tenant, user, role, &format!("trail {at} {tenant} {user}"))).await.unwrap();
+            agent.batch_execute("COMMIT").await.unwrap();
+        }
+        node.connect("postgres").await.batch_execute("SELECT boundary.flush_audit_log()").await.unwrap();
+    }
+    let trail = "SELECT string_agg(trace_id, ', ' ORDER BY trace_id) FROM boundary.audit_log
+                  WHERE event = 'enter' AND trace_id LIKE 'trail %'";
+    let reader = citus().nodes[2].connect("agent").await;
+    for ((tenant, user, role), expected) in principals.into_iter().zip([
+        "trail coordinator northstar-dental alice, trail coordinator northstar-dental bob, \
+         trail worker1 northstar-dental alice, trail worker1 northstar-dental bob",
+        "trail coordinator northstar-dental bob, trail worker1 northstar-dental bob",
+        "trail coordinator northstar-design alice, trail worker1 northstar-design alice",
+    ]) {
+        reader.batch_execute("BEGIN").await.unwrap();
+        enter(&reader, &token(tenant, user, role, "reader")).await.unwrap();
+        assert_eq!(column(&reader, trail).await.unwrap(), [expected], "{tenant} {user}");
+        reader.batch_execute("COMMIT").await.unwrap();
+    }
+    assert_eq!(
+        column(
+            &admin,
+            "SELECT (SELECT count(*) FROM boundary.audit_log WHERE tenant_id IS NULL) || ' '
+                 || (SELECT count(*) FROM boundary.audit_log WHERE tenant_id = '' AND event = 'protect' AND resource = 'public.notes')"
+        )
+        .await
+        .unwrap(),
+        ["0 1"]
+    );
+    for change in ["UPDATE boundary.audit_log SET trace_id = 'rewritten'", "DELETE FROM boundary.audit_log"] {
+        let refused = assert_refused_starting(
+            column(&admin, change).await,
+            "42501",
+            "boundary.audit_log is append-only: ",
+        );
+        assert!(refused.message().ends_with(" is refused"), "{refused:?}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(
+        column(
+            &admin,
+            "SELECT (boundary.purge_audit_log('1 second') > 0)::text;
+             SELECT count(*)::text FROM boundary.audit_log WHERE trace_id LIKE 'trail %';
+             SELECT tenant_id || '|' || event FROM boundary.audit_log WHERE event = 'purge'"
+        )
+        .await
+        .unwrap(),
+        ["true", "0", "|purge"]
+    );
+}
+
 fn assert_refused_starting<T: std::fmt::Debug>(
     result: Result<T, tokio_postgres::Error>,
     sqlstate: &str,
@@ -1165,8 +1238,8 @@ fn assert_refused_starting<T: std::fmt::Debug>(
 /// Citus' connections are known by application_name, which any session may set. Given when
 /// connecting, Citus itself refuses the session's boundary.enter (which reads the key and
 /// registry tables, reference tables here, in what Citus takes for a query on a shard); set
-/// inside a boundary it changes nothing, and outside one the table it leaves unprotected is
-/// reported by the lint.
+/// inside a boundary it leaves no table unprotected (the table is not created), and outside one
+/// the table it leaves unprotected is reported by the lint.
 async fn a_forged_citus_application_name_changes_nothing_inside_a_boundary() {
     const FORGED: &str = "citus_internal gpid=10000000001";
     let mut config = coordinator().config("postgres");
@@ -1182,14 +1255,19 @@ async fn a_forged_citus_application_name_changes_nothing_inside_a_boundary() {
     let session = coordinator().connect("postgres").await;
     session.batch_execute("SET agent_boundary.auto_protect_schemas = 'public'; BEGIN").await.unwrap();
     enter(&session, &dental_alice()).await.unwrap();
-    session
-        .batch_execute(&format!(
-            "SET LOCAL application_name = '{FORGED}'; CREATE TABLE public.sneaky (tenant_id text NOT NULL, id int)"
-        ))
-        .await
-        .unwrap();
+    // Auto-protection protects the table and records that in the audit log, distributed by
+    // tenant, which Citus then refuses to write from what it takes for a query on a shard: no
+    // table at all.
+    assert_refused(
+        session
+            .batch_execute(&format!(
+                "SET LOCAL application_name = '{FORGED}'; CREATE TABLE public.sneaky (tenant_id text NOT NULL, id int)"
+            ))
+            .await,
+        "XX000",
+        "cannot execute a distributed query from a query on a shard",
+    );
     let policies = "SELECT count(*)::text FROM pg_policy WHERE polrelid = 'public.sneaky'::regclass";
-    assert_eq!(column(&session, policies).await.unwrap(), ["5"]);
     session
         .batch_execute(&format!(
             "ROLLBACK; SET application_name = '{FORGED}'; CREATE TABLE public.sneaky (tenant_id text NOT NULL, id int)"
@@ -1228,8 +1306,9 @@ fn main() {
         copied_rows_never_land_in_another_tenants_shard,
         copy_out_reads_only_the_tenants_rows_or_fails_closed,
         every_node_enters_with_the_coordinators_keys_and_registry_and_forgets_what_they_revoke,
-        the_lint_reports_keys_and_registry_local_to_each_node,
+        the_lint_reports_own_tables_local_to_each_node,
         lookalike_tenants_keep_their_stores_apart_on_every_shard,
+        each_tenant_reads_its_whole_audit_trail_from_any_node,
     ];
     let conclusion = match citus_installed() {
         Err(why) => {

@@ -56,6 +56,25 @@ $pgvector$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/boundary/keys.rs:21
+
+CREATE TABLE boundary.signing_keys (
+    kid         text PRIMARY KEY CHECK (kid ~ '^[A-Za-z0-9._-]{1,64}$'),
+    alg         text NOT NULL CHECK (alg IN ('HS256', 'HS384', 'HS512', 'EdDSA', 'ES256', 'RS256')),
+    verify_key  bytea NOT NULL,
+    signing_key bytea,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    retired_at  timestamptz,
+    CHECK (signing_key IS NULL OR alg NOT LIKE 'HS%')
+);
+COMMENT ON TABLE boundary.signing_keys IS
+  'Keys that verify boundary tokens. verify_key: the HMAC secret, or a public key (PEM). '
+  'signing_key: a private key (PEM), only when the database itself must sign. '
+  'No ordinary role can read this table.';
+SELECT pg_catalog.pg_extension_config_dump('boundary.signing_keys', '');
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/boundary/registry.rs:11
 
 CREATE TABLE boundary.principals (
@@ -79,25 +98,6 @@ COMMENT ON TABLE boundary.principals IS
   'What each (tenant, workspace, user) may currently do. boundary.enter() refuses principals '
   'that are missing or revoked and narrows a token''s role, tools and datasources to this row.';
 SELECT pg_catalog.pg_extension_config_dump('boundary.principals', '');
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/boundary/keys.rs:21
-
-CREATE TABLE boundary.signing_keys (
-    kid         text PRIMARY KEY CHECK (kid ~ '^[A-Za-z0-9._-]{1,64}$'),
-    alg         text NOT NULL CHECK (alg IN ('HS256', 'HS384', 'HS512', 'EdDSA', 'ES256', 'RS256')),
-    verify_key  bytea NOT NULL,
-    signing_key bytea,
-    created_at  timestamptz NOT NULL DEFAULT now(),
-    retired_at  timestamptz,
-    CHECK (signing_key IS NULL OR alg NOT LIKE 'HS%')
-);
-COMMENT ON TABLE boundary.signing_keys IS
-  'Keys that verify boundary tokens. verify_key: the HMAC secret, or a public key (PEM). '
-  'signing_key: a private key (PEM), only when the database itself must sign. '
-  'No ordinary role can read this table.';
-SELECT pg_catalog.pg_extension_config_dump('boundary.signing_keys', '');
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -181,7 +181,7 @@ AS 'MODULE_PATHNAME', 'auto_protect_object_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/audit/mod.rs:700
+-- src/audit/mod.rs:734
 -- agent_boundary::audit::blocked_events_total
 CREATE  FUNCTION "blocked_events_total"() RETURNS bigint /* SqlResult < i64 > */
 STRICT STABLE SECURITY DEFINER PARALLEL SAFE
@@ -296,7 +296,7 @@ AS 'MODULE_PATHNAME', 'exit_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/audit/mod.rs:640
+-- src/audit/mod.rs:663
 -- agent_boundary::audit::flush_audit_log
 CREATE  FUNCTION "flush_audit_log"() RETURNS VOID /* SqlResult < () > */
 STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
@@ -669,6 +669,19 @@ BEGIN
         fix := 'SELECT boundary.distribute_own_tables(); (on the coordinator: one copy on every node)';
         RETURN NEXT;
     END LOOP;
+    -- The stores and the audit log local to each node: what one node wrote for a tenant, its
+    -- requests served by another node do not see.
+    FOR tbl IN EXECUTE
+        'SELECT t FROM pg_catalog.unnest(ARRAY[''boundary.memories'', ''boundary.run_state'', ''boundary.cache'',
+                                               ''boundary.audit_log'']::pg_catalog.regclass[]) t
+          WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_dist_node n WHERE n.groupid <> 0)
+            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition d WHERE d.logicalrelid = t)'
+    LOOP
+        object := tbl::text;
+        problem := 'each node of the Citus cluster has its own copy: what it holds for a tenant (memories, run state, cache entries, audit trail) is not seen on the other nodes';
+        fix := 'SELECT boundary.distribute_own_tables(); (on the coordinator: distributed by tenant)';
+        RETURN NEXT;
+    END LOOP;
     FOR tbl IN EXECUTE
         'SELECT d.logicalrelid FROM pg_catalog.pg_dist_partition d
           WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_policy q
@@ -683,29 +696,7 @@ BEGIN
                    format('DROP POLICY %I ON %s; (narrow access with protect()''s own scope columns instead)', q.polname, tbl)
               FROM pg_catalog.pg_policy q
              WHERE q.polrelid = tbl AND q.polname NOT LIKE 'boundary\_%' AND NOT q.polpermissive
-               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e
-                                WHERE e.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND e.objid = tbl
-                                  AND e.deptype = 'e' AND e.refobjid = (SELECT x.oid FROM pg_catalog.pg_extension x
-                                                                         WHERE x.extname = 'agent_boundary'))
              ORDER BY q.polname
-        LOOP
-            RETURN NEXT;
-        END LOOP;
-        -- The extension's own tables with a restrictive policy of their own (the audit log's
-        -- reader rule) stay on one node: made Citus tables by hand, that policy reaches the shards
-        -- as a permissive one, and Citus cannot make a table that belongs to an extension local
-        -- again (the stores carry their rules inside the generated policies: stores::row_rule).
-        FOR problem, fix IN
-            SELECT format('agent_boundary''s own table is a Citus table, which agent_boundary does not support yet: Citus copies its policy %s to the shards as a permissive policy, which admits other tenants'' rows',
-                          pg_catalog.string_agg(pg_catalog.quote_ident(q.polname), ', ' ORDER BY q.polname)),
-                   format('REVOKE ALL ON %s FROM PUBLIC; (Citus cannot make it local again: save its rows, DROP EXTENSION agent_boundary CASCADE, CREATE EXTENSION agent_boundary, protect your tables again and put the rows back)', tbl)
-              FROM pg_catalog.pg_policy q
-             WHERE q.polrelid = tbl AND q.polname NOT LIKE 'boundary\_%' AND NOT q.polpermissive
-               AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend e
-                            WHERE e.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND e.objid = tbl
-                              AND e.deptype = 'e' AND e.refobjid = (SELECT x.oid FROM pg_catalog.pg_extension x
-                                                                     WHERE x.extname = 'agent_boundary'))
-            HAVING pg_catalog.count(*) > 0
         LOOP
             RETURN NEXT;
         END LOOP;
@@ -1189,7 +1180,7 @@ AS 'MODULE_PATHNAME', 'protect_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/audit/mod.rs:670
+-- src/audit/mod.rs:693
 -- agent_boundary::audit::purge_audit_log
 CREATE  FUNCTION "purge_audit_log"(
 	"older_than" interval /* pgrx :: datum :: Interval */
@@ -1517,11 +1508,8 @@ DO $protect$ BEGIN
     PERFORM boundary.protect('boundary.audit_log', workspace_column => '', user_column => '',
                              write_roles => '{owner,admin,member,viewer}');
 END $protect$;
--- Within the tenant, a user reads the trail of their own boundaries (trace and run ids, memory
--- names); the tenant's owners and admins read all of it.
-CREATE POLICY audit_log_reader ON boundary.audit_log AS RESTRICTIVE FOR SELECT
-    USING (boundary.role() = ANY ('{owner,admin}'::text[])
-           OR (workspace_id = boundary.workspace_id() AND user_id = boundary.user_id()));
+-- Within the tenant, a user reads the trail of their own boundaries: protect() puts that rule
+-- (audit::row_rule) into every policy.
 -- Every column but the id: one identity serves every tenant, so the gaps between a tenant's
 -- ids would count other tenants' events. Order by `at`.
 GRANT SELECT (at, event, tenant_id, workspace_id, user_id, trace_id, run_id, prompt_version,
@@ -1571,41 +1559,6 @@ CREATE FUNCTION "guard_store_write"()
 	RETURNS TRIGGER
 	LANGUAGE c
 	AS 'MODULE_PATHNAME', 'guard_store_write_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/stores/cache.rs:16
--- requires:
---   policy::protect
---   boundary::tenant_id
---   boundary::workspace_id
---   boundary::role
---   cache_prefix
---   stores::compose_key
---   stores::guard::guard_store_write
---   policy_sql
-
-
-CREATE TABLE boundary.cache (
-    tenant_id    text NOT NULL,
-    workspace_id text NOT NULL,
-    key          text NOT NULL,
-    value        jsonb NOT NULL,
-    expires_at   timestamptz NOT NULL,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (tenant_id, key),
-    CHECK (starts_with(key, boundary.compose_key(VARIADIC ARRAY['agent-cache', tenant_id, workspace_id]) || ':'))
-);
-COMMENT ON TABLE boundary.cache IS
-  'Cached agent results, keyed by boundary.cache_key(); a role or datasource set sees only its own entries.';
--- protect() puts the cache's own rule (stores::row_rule) into every policy: an entry belongs to
--- the boundary whose role and datasources made its key, until it expires.
-DO $protect$ BEGIN
-    PERFORM boundary.protect('boundary.cache', write_roles => '{owner,admin,member,viewer}');
-END $protect$;
-CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundary.cache
-    FOR EACH ROW EXECUTE FUNCTION boundary.guard_store_write();
-GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.cache TO PUBLIC;
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -1680,13 +1633,49 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.memories, boundary.run_state TO
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/scale_out.rs:21
+-- src/stores/cache.rs:16
+-- requires:
+--   policy::protect
+--   boundary::tenant_id
+--   boundary::workspace_id
+--   boundary::role
+--   cache_prefix
+--   stores::compose_key
+--   stores::guard::guard_store_write
+--   policy_sql
+
+
+CREATE TABLE boundary.cache (
+    tenant_id    text NOT NULL,
+    workspace_id text NOT NULL,
+    key          text NOT NULL,
+    value        jsonb NOT NULL,
+    expires_at   timestamptz NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, key),
+    CHECK (starts_with(key, boundary.compose_key(VARIADIC ARRAY['agent-cache', tenant_id, workspace_id]) || ':'))
+);
+COMMENT ON TABLE boundary.cache IS
+  'Cached agent results, keyed by boundary.cache_key(); a role or datasource set sees only its own entries.';
+-- protect() puts the cache's own rule (stores::row_rule) into every policy: an entry belongs to
+-- the boundary whose role and datasources made its key, until it expires.
+DO $protect$ BEGIN
+    PERFORM boundary.protect('boundary.cache', write_roles => '{owner,admin,member,viewer}');
+END $protect$;
+CREATE TRIGGER store_functions_only BEFORE INSERT OR UPDATE OR DELETE ON boundary.cache
+    FOR EACH ROW EXECUTE FUNCTION boundary.guard_store_write();
+GRANT SELECT, INSERT, UPDATE, DELETE ON boundary.cache TO PUBLIC;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/scale_out.rs:24
 -- requires:
 --   signing_keys_table
 --   principals_table
 --   forget_verified_triggers
 --   memory_tables
 --   cache_table
+--   audit_log_table
 --   policy::reprotect
 
 
@@ -1697,6 +1686,7 @@ AS $$
 DECLARE
     tbl regclass;
     unsafe_triggers text;
+    replication_role text;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus') THEN
         RAISE EXCEPTION 'boundary.distribute_own_tables() needs Citus, which is not installed in this database'
@@ -1724,16 +1714,36 @@ BEGIN
             RETURN NEXT format('%s is now a reference table: one copy on every node', tbl);
         END IF;
     END LOOP;
-    -- The stores, by tenant and together; protected again first, in the shape whose copies on
-    -- the shards mean the same (the stores were protected before Citus was installed, maybe).
-    FOREACH tbl IN ARRAY ARRAY['boundary.memories', 'boundary.run_state', 'boundary.cache']::regclass[] LOOP
+    -- The stores and the audit log, by tenant and together; protected again first, in the shape
+    -- whose copies on the shards mean the same (they were protected before Citus was installed,
+    -- maybe).
+    FOREACH tbl IN ARRAY ARRAY['boundary.memories', 'boundary.run_state', 'boundary.cache',
+                               'boundary.audit_log']::regclass[] LOOP
         IF EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition d WHERE d.logicalrelid = tbl) THEN
             RETURN NEXT format('%s is distributed already', tbl);
         ELSE
             PERFORM pg_catalog.count(*) FROM boundary.reprotect(tbl);
+            IF tbl = 'boundary.audit_log'::regclass THEN
+                -- Citus refuses NULL in the distribution column: events of no tenant get the
+                -- tenant '', which no boundary has (after reprotect(), whose own event has
+                -- none); the append-only trigger stands aside for this one update. Each node's
+                -- writer numbers its rows from its own sequence, so the id is unique per node
+                -- only and no longer the key (Citus' keys must hold the tenant; shard moves copy
+                -- a table without one by its whole row).
+                replication_role := pg_catalog.current_setting('session_replication_role');
+                PERFORM pg_catalog.set_config('session_replication_role', 'replica', true);
+                UPDATE boundary.audit_log SET tenant_id = '' WHERE tenant_id IS NULL;
+                PERFORM pg_catalog.set_config('session_replication_role', replication_role, true);
+                ALTER TABLE boundary.audit_log ALTER COLUMN tenant_id SET NOT NULL,
+                    DROP CONSTRAINT audit_log_pkey, REPLICA IDENTITY FULL;
+            END IF;
+            -- The audit log in a colocation group of its own: its rows are written as the
+            -- extension's owner, and Citus refuses a transaction's later access, as another
+            -- role, to placements colocated with ones it changed.
             PERFORM pg_catalog.create_distributed_table(tbl, 'tenant_id',
-                        colocate_with => CASE WHEN tbl = 'boundary.memories'::regclass THEN 'default'
-                                              ELSE 'boundary.memories' END);
+                        colocate_with => CASE tbl WHEN 'boundary.memories'::regclass THEN 'default'
+                                                  WHEN 'boundary.audit_log'::regclass THEN 'none'
+                                                  ELSE 'boundary.memories' END);
             RETURN NEXT format('%s is now distributed by tenant_id', tbl);
         END IF;
     END LOOP;
@@ -1741,7 +1751,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION boundary.distribute_own_tables() IS
-  'On a Citus coordinator: makes the key and registry tables reference tables, so boundary.enter on any node verifies with the same keys and registry and a change reaches every node, and distributes memories, run state and the cache by tenant.';
+  'On a Citus coordinator: makes the key and registry tables reference tables, so boundary.enter on any node verifies with the same keys and registry and a change reaches every node, and distributes memories, run state, the cache and the audit log by tenant.';
 REVOKE EXECUTE ON FUNCTION boundary.distribute_own_tables() FROM PUBLIC;
 /* </end connected objects> */
 

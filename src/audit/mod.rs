@@ -72,11 +72,8 @@ DO $protect$ BEGIN
     PERFORM boundary.protect('boundary.audit_log', workspace_column => '', user_column => '',
                              write_roles => '{owner,admin,member,viewer}');
 END $protect$;
--- Within the tenant, a user reads the trail of their own boundaries (trace and run ids, memory
--- names); the tenant's owners and admins read all of it.
-CREATE POLICY audit_log_reader ON boundary.audit_log AS RESTRICTIVE FOR SELECT
-    USING (boundary.role() = ANY ('{owner,admin}'::text[])
-           OR (workspace_id = boundary.workspace_id() AND user_id = boundary.user_id()));
+-- Within the tenant, a user reads the trail of their own boundaries: protect() puts that rule
+-- (audit::row_rule) into every policy.
 -- Every column but the id: one identity serves every tenant, so the gaps between a tenant's
 -- ids would count other tenants' events. Order by `at`.
 GRANT SELECT (at, event, tenant_id, workspace_id, user_id, trace_id, run_id, prompt_version,
@@ -93,6 +90,27 @@ GRANT SELECT (at, event, tenant_id, workspace_id, user_id, trace_id, run_id, pro
         "policy_sql"
     ],
 );
+
+/// The audit log's own rule on top of the tenant, which `protect()` puts into each of its
+/// policies (a restrictive policy of its own would reach Citus' shards as a permissive one): a
+/// user reads the trail of their own boundaries (trace and run ids, memory names), the
+/// tenant's owners and admins all of it. Only the extension writes rows. `table` is
+/// `schema.name`, unquoted.
+pub fn row_rule(table: &str) -> Option<crate::policy::RowRule> {
+    (table == "boundary.audit_log").then_some(crate::policy::RowRule {
+        visible: "(boundary.role() = ANY ('{owner,admin}'::text[]) \
+                  OR ({row}workspace_id = boundary.workspace_id() AND {row}user_id = boundary.user_id()))",
+        writable: "true",
+    })
+}
+
+/// Whether the audit log is distributed by tenant on Citus (`boundary.distribute_own_tables()`).
+fn distributed() -> Result<bool> {
+    let Some(audit_log) = crate::pg::catalog::relation_oid(c"boundary", c"audit_log") else {
+        return Ok(false);
+    };
+    Ok(crate::pg::citus::distribution_column(audit_log)?.is_some())
+}
 
 thread_local! {
     /// Refusals since the last enter() in this backend; savepoint rollbacks do not undo it.
@@ -470,7 +488,12 @@ pub fn record(event: &str, boundary: Option<&Boundary>, details: Event) -> Resul
         // SAFETY: reads the clock.
         at: unsafe { pg_sys::GetCurrentTimestamp() },
         event: event.to_string(),
-        tenant_id: text(|b| Some(b.tenant_id.clone())),
+        // An event of no tenant (protect, purge): NULL, or '' where the log is distributed by
+        // tenant (Citus refuses NULL there; no boundary has an empty tenant).
+        tenant_id: match boundary {
+            Some(b) => Some(b.tenant_id.clone()),
+            None => distributed()?.then(String::new),
+        },
         workspace_id: text(|b| Some(b.workspace_id.clone())),
         user_id: text(|b| Some(b.user_id.clone())),
         trace_id: text(|b| b.trace_id.clone()),
@@ -674,22 +697,33 @@ fn purge_audit_log(older_than: pgrx::datum::Interval) -> SqlResult<i64> {
         crate::error::BoundaryError::InvalidArgument(e.to_string().replacen("ttl", "older_than", 1))
     })?;
     // The append-only trigger stands aside for this statement only (it does not fire for
-    // session_replication_role = replica); the setting is put back when the level ends.
-    let purged = crate::pg::guc::with_nest_level(|| {
-        crate::pg::guc::set(
-            c"session_replication_role",
-            c"replica",
-            pg_sys::GucContext::PGC_SUSET,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-        );
-        Spi::get_one_with_args::<i64>(
+    // session_replication_role = replica); the setting is put back when the level ends. On
+    // Citus the shards on other nodes are the backends' there, which get the setting for this
+    // statement too and their own back after it.
+    let on_every_node = distributed()?;
+    let purged = crate::pg::guc::with_nest_level(|| -> Result<Option<i64>> {
+        let before = crate::pg::guc::current(c"session_replication_role");
+        if on_every_node {
+            crate::pg::citus::set_local_on_every_node("session_replication_role", "replica")?;
+        } else {
+            crate::pg::guc::set(
+                c"session_replication_role",
+                c"replica",
+                pg_sys::GucContext::PGC_SUSET,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+            );
+        }
+        let purged = Spi::get_one_with_args::<i64>(
             "WITH d AS (DELETE FROM boundary.audit_log
                          WHERE at < pg_catalog.now() - pg_catalog.make_interval(secs => $1) RETURNING 1)
              SELECT pg_catalog.count(*) FROM d",
             &[(secs as f64).into()],
-        )
-    })
-    .map_err(crate::error::BoundaryError::from)?
+        )?;
+        if on_every_node {
+            crate::pg::citus::set_local_on_every_node("session_replication_role", &before)?;
+        }
+        Ok(purged)
+    })?
     .unwrap_or(0);
     let what = format!("{purged} rows older than {secs} seconds");
     record("purge", None, Event { resource: Some(&what), ..Default::default() })?;

@@ -115,16 +115,23 @@ pub fn table(oid: pg_sys::Oid) -> Result<Table> {
     })
 }
 
+/// The oid of relation `schema.name`, from the catalog caches (no query). None while it does
+/// not exist.
+pub fn relation_oid(schema: &std::ffi::CStr, name: &std::ffi::CStr) -> Option<pg_sys::Oid> {
+    // SAFETY: syscache lookups by name.
+    let relid = unsafe {
+        let namespace = pg_sys::get_namespace_oid(schema.as_ptr(), true);
+        pg_sys::get_relname_relid(name.as_ptr(), namespace)
+    };
+    (relid != pg_sys::InvalidOid).then_some(relid)
+}
+
 /// The owner of relation `schema.name`, from the catalog caches (no query; for paths that run
 /// on every request). None while it does not exist.
 pub fn relation_owner(schema: &std::ffi::CStr, name: &std::ffi::CStr) -> Option<pg_sys::Oid> {
-    // SAFETY: syscache lookups by name and by oid; the tuple is released before returning.
+    let relid = relation_oid(schema, name)?;
+    // SAFETY: a syscache lookup by oid; the tuple is released before returning.
     unsafe {
-        let namespace = pg_sys::get_namespace_oid(schema.as_ptr(), true);
-        let relid = pg_sys::get_relname_relid(name.as_ptr(), namespace);
-        if relid == pg_sys::InvalidOid {
-            return None;
-        }
         let tuple = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::RELOID as _, relid.into());
         if tuple.is_null() {
             return None;

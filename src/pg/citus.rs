@@ -115,7 +115,7 @@ pub fn backend_gpid() -> Result<u64> {
 /// `SET LOCAL name = 'value'` here and, through Citus, on every worker connection of this
 /// transaction, those open now and those it opens later (Citus propagates `SET LOCAL` while
 /// `citus.propagate_set_commands` is `local`, which holds only for this statement).
-/// `name` is one of the extension's setting names (a constant, not a caller's text).
+/// `name` is a constant setting name, not a caller's text.
 pub fn set_local_on_every_node(name: &str, value: &str) -> Result<()> {
     let value = super::catalog::quote_literal(value);
     super::guc::with_nest_level(|| {

@@ -49,6 +49,19 @@ pub fn source(name: &CStr) -> Option<pg_sys::GucSource::Type> {
     }
 }
 
+/// The current value of setting `name` as text (empty for no such setting).
+pub fn current(name: &CStr) -> String {
+    // SAFETY: guc.c lookup by a NUL-terminated name; missing_ok returns NULL instead of raising,
+    // and the returned string is copied before anything can change the setting.
+    unsafe {
+        let value = pg_sys::GetConfigOption(name.as_ptr(), true, false);
+        if value.is_null() {
+            return String::new();
+        }
+        CStr::from_ptr(value).to_string_lossy().into_owned()
+    }
+}
+
 /// Whether a setting called `name` exists (an extension's settings exist once it is loaded).
 pub fn exists(name: &CStr) -> bool {
     // SAFETY: guc.c lookup by a NUL-terminated name; missing_ok returns NULL instead of raising.

@@ -149,7 +149,7 @@ pub(crate) fn plan(table: &Table, options: &ProtectOptions) -> Result<ProtectPla
         options: options.clone(),
         shape,
         fixed_default: crate::pg::citus::distribution_column(table.oid)?,
-        row_rule: crate::stores::row_rule(&table.display),
+        row_rule: crate::stores::row_rule(&table.display).or_else(|| crate::audit::row_rule(&table.display)),
     })
 }
 

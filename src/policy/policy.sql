@@ -200,6 +200,19 @@ BEGIN
         fix := 'SELECT boundary.distribute_own_tables(); (on the coordinator: one copy on every node)';
         RETURN NEXT;
     END LOOP;
+    -- The stores and the audit log local to each node: what one node wrote for a tenant, its
+    -- requests served by another node do not see.
+    FOR tbl IN EXECUTE
+        'SELECT t FROM pg_catalog.unnest(ARRAY[''boundary.memories'', ''boundary.run_state'', ''boundary.cache'',
+                                               ''boundary.audit_log'']::pg_catalog.regclass[]) t
+          WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_dist_node n WHERE n.groupid <> 0)
+            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition d WHERE d.logicalrelid = t)'
+    LOOP
+        object := tbl::text;
+        problem := 'each node of the Citus cluster has its own copy: what it holds for a tenant (memories, run state, cache entries, audit trail) is not seen on the other nodes';
+        fix := 'SELECT boundary.distribute_own_tables(); (on the coordinator: distributed by tenant)';
+        RETURN NEXT;
+    END LOOP;
     FOR tbl IN EXECUTE
         'SELECT d.logicalrelid FROM pg_catalog.pg_dist_partition d
           WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_policy q
@@ -214,29 +227,7 @@ BEGIN
                    format('DROP POLICY %I ON %s; (narrow access with protect()''s own scope columns instead)', q.polname, tbl)
               FROM pg_catalog.pg_policy q
              WHERE q.polrelid = tbl AND q.polname NOT LIKE 'boundary\_%' AND NOT q.polpermissive
-               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e
-                                WHERE e.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND e.objid = tbl
-                                  AND e.deptype = 'e' AND e.refobjid = (SELECT x.oid FROM pg_catalog.pg_extension x
-                                                                         WHERE x.extname = 'agent_boundary'))
              ORDER BY q.polname
-        LOOP
-            RETURN NEXT;
-        END LOOP;
-        -- The extension's own tables with a restrictive policy of their own (the audit log's
-        -- reader rule) stay on one node: made Citus tables by hand, that policy reaches the shards
-        -- as a permissive one, and Citus cannot make a table that belongs to an extension local
-        -- again (the stores carry their rules inside the generated policies: stores::row_rule).
-        FOR problem, fix IN
-            SELECT format('agent_boundary''s own table is a Citus table, which agent_boundary does not support yet: Citus copies its policy %s to the shards as a permissive policy, which admits other tenants'' rows',
-                          pg_catalog.string_agg(pg_catalog.quote_ident(q.polname), ', ' ORDER BY q.polname)),
-                   format('REVOKE ALL ON %s FROM PUBLIC; (Citus cannot make it local again: save its rows, DROP EXTENSION agent_boundary CASCADE, CREATE EXTENSION agent_boundary, protect your tables again and put the rows back)', tbl)
-              FROM pg_catalog.pg_policy q
-             WHERE q.polrelid = tbl AND q.polname NOT LIKE 'boundary\_%' AND NOT q.polpermissive
-               AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend e
-                            WHERE e.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND e.objid = tbl
-                              AND e.deptype = 'e' AND e.refobjid = (SELECT x.oid FROM pg_catalog.pg_extension x
-                                                                     WHERE x.extname = 'agent_boundary'))
-            HAVING pg_catalog.count(*) > 0
         LOOP
             RETURN NEXT;
         END LOOP;
