@@ -7,6 +7,7 @@
 #   A  no row level security: set_config + a hand-written WHERE tenant_id = :t (the baseline)
 #   H  boundary.enter and the policies, the tenant also written by hand in WHERE
 #   R  boundary.enter and the policies, no tenant in WHERE (routed by agent_boundary)
+#   Q  R as a role whose enters write no audit row (agent_boundary.audit_enter = off)
 #   M  R with agent_boundary.route_to_tenant_shard = off (every shard)
 # and two writes of one small jsonb value by key, on the deployment boundary.distribute_own_tables()
 # makes (keys and registry on every node, the stores distributed by tenant):
@@ -55,6 +56,8 @@ SELECT boundary.generate_signing_key('bench');
 CREATE ROLE plain_role LOGIN NOBYPASSRLS;
 CREATE ROLE rls_role LOGIN NOBYPASSRLS;
 CREATE ROLE spread_role LOGIN NOBYPASSRLS IN ROLE rls_role;
+CREATE ROLE quiet_role LOGIN NOBYPASSRLS IN ROLE rls_role;
+ALTER ROLE quiet_role SET agent_boundary.audit_enter = off;
 ALTER ROLE spread_role SET agent_boundary.route_to_tenant_shard = off;
 SET citus.enable_unsafe_triggers = on;
 CREATE TABLE items_plain (tenant_id text NOT NULL, id bigint NOT NULL, body text NOT NULL, PRIMARY KEY (tenant_id, id));
@@ -90,12 +93,13 @@ enter='SELECT boundary.enter(token) IS NOT NULL FROM bench_tokens WHERE t = :t;'
 printf '%s\nBEGIN;\n%s\nSELECT body FROM items WHERE tenant_id = :t AND id = :id;\nCOMMIT;\n' "$pick" "$enter" > "$dir/H.sql"
 printf '%s\nBEGIN;\n%s\nSELECT body FROM items WHERE id = :id;\nCOMMIT;\n' "$pick" "$enter" > "$dir/R.sql"
 cp "$dir/R.sql" "$dir/M.sql"
+cp "$dir/R.sql" "$dir/Q.sql"
 upsert='INSERT INTO kv_plain VALUES (:t, '"'"'k'"'"' || :id % 100, '"'"'{"n": 1}'"'"') ON CONFLICT (tenant_id, key) DO UPDATE SET value = excluded.value;'
 printf '%s\nBEGIN;\nSELECT set_config('"'"'app.tenant_id'"'"', t::text, true) FROM bench_tokens WHERE t = :t;\n%s\nCOMMIT;\n' "$pick" "$upsert" > "$dir/P.sql"
 memory_set='SELECT boundary.memory_set('"'"'k'"'"' || :id % 100, '"'"'{"n": 1}'"'"');'
 printf '%s\nBEGIN;\n%s\n%s\nCOMMIT;\n' "$pick" "$enter" "$memory_set" > "$dir/S.sql"
-declare -A role=([A]=plain_role [H]=rls_role [R]=rls_role [M]=spread_role [P]=plain_role [S]=rls_role)
-arms=(A H R M P S)
+declare -A role=([A]=plain_role [H]=rls_role [R]=rls_role [Q]=quiet_role [M]=spread_role [P]=plain_role [S]=rls_role)
+arms=(A H R Q M P S)
 
 # The tasks each arm's query has inside tenant 7's boundary (or with its tenant set).
 tasks() {
@@ -141,6 +145,7 @@ a_tps="$(median <<<"${tps[A]}")"
     [A]="no row level security: \`WHERE tenant_id = :t AND id = :id\` by hand"
     [H]="enter + policies, \`WHERE tenant_id = :t AND id = :id\` by hand"
     [R]="enter + policies, \`WHERE id = :id\` (routed to the tenant's shard)"
+    [Q]="R without audit rows (\`agent_boundary.audit_enter = off\`)"
     [M]="R with \`agent_boundary.route_to_tenant_shard = off\`"
     [P]="no row level security: an upsert of one jsonb value by key into a distributed table, by hand"
     [S]="enter + \`boundary.memory_set(key, value)\` (memories distributed by tenant)"
@@ -150,5 +155,5 @@ a_tps="$(median <<<"${tps[A]}")"
     echo "| $arm | ${what[$arm]} | ${task_count[$arm]} | $(printf '%.0f' "$m") | $(range <<<"${tps[$arm]}") | $(ratio "$a_tps" "$m") |"
   done
   echo
-  echo "R and H reach one shard, the tenant's; M, the same query without routing, reaches every shard. The policies apply on the shard in every arm (H and R differ only in who wrote the tenant into the query). The boundary reaches the workers as \`agent_boundary.cluster_boundary\` (docs/operations.md). Writes: S takes $(ratio "$(median <<<"${tps[P]}")" "$(median <<<"${tps[S]}")") the time of P per transaction; besides the policies and the write guard, memory_set marks the boundary carried to the workers before its write and unmarks it after (two \`SET LOCAL\` round trips to the tenant's worker). The TPS range is how far one arm moves between rounds on this shared machine; a ratio inside it is noise."
+  echo "R and H reach one shard, the tenant's; M, the same query without routing, reaches every shard. The policies apply on the shard in every arm (H and R differ only in who wrote the tenant into the query). The boundary reaches the workers as \`agent_boundary.cluster_boundary\` (docs/operations.md). R and Q differ only in the audit trail: each pgbench run is a new backend meeting up to $tenants tenants, so nearly every transaction of R writes an \`enter\` row (one per boundary per backend per minute), which the node's audit writer inserts into the audit log, distributed by tenant, in one distributed transaction every 200 ms. Writes: S takes $(ratio "$(median <<<"${tps[P]}")" "$(median <<<"${tps[S]}")") the time of P per transaction; besides the policies and the write guard, memory_set marks the boundary carried to the workers before its write and unmarks it after (two \`SET LOCAL\` round trips to the tenant's worker). The TPS range is how far one arm moves between rounds on this shared machine; a ratio inside it is noise."
 } | write_section citus-routing
